@@ -1,0 +1,44 @@
+"""sparktts_cache: an async, content-addressed disk cache of TTS audio.
+
+No sentence is synthesised twice: each (text, parameters) pair is keyed with XXH3-128 and its audio
+is kept as one self-checking WAV file, published atomically, under a two-level directory fan-out.
+"""
+
+from __future__ import annotations
+
+from ._cache import Cache
+from ._codec import Entry, EntryMeta
+from ._errors import (
+    CacheError,
+    CorruptEntryError,
+    InvalidAudioError,
+    InvalidKeyError,
+    InvalidParamsError,
+    InvalidTextError,
+    UnsupportedTypeError,
+)
+from ._keys import generate_cache_key, normalize_text
+from ._status import CacheStatus
+from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
+
+__all__ = [
+    "Cache",
+    "CacheError",
+    "CacheStatus",
+    "CorruptEntryError",
+    "Entry",
+    "EntryMeta",
+    "InvalidAudioError",
+    "InvalidKeyError",
+    "InvalidParamsError",
+    "InvalidTextError",
+    "SyncTTSCache",
+    "TTSCache",
+    "UnsupportedTypeError",
+    "__version__",
+    "default_cache_dir",
+    "generate_cache_key",
+    "normalize_text",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,273 @@
+"""The on-disk entry formats: a self-checking WAV file (default) and a 16-bit FLAC file.
+
+Format version 1, WAV (``.wav``): a standard RIFF/WAVE file of 32-bit IEEE-float mono samples that
+any audio player opens, with one extra chunk that players skip::
+
+    "RIFF" u32 size "WAVE"
+    "fmt " u32 18   u16 3 (IEEE float) u16 1 (mono) u32 rate u32 rate*4 u16 4 u16 32 u16 0
+    "fact" u32 4    u32 samples
+    "sptc" u32 len  u16 version=1 u16 flags=0 16-byte XXH3-128 u32 json_len json padding
+    "data" u32 samples*4 float32 little-endian samples
+
+The XXH3-128 digest covers the JSON metadata followed by the sample bytes; the padding puts the
+samples at a 16-byte boundary so they are read without a copy. The metadata holds the key, the
+text, the parameters, the sample rate, the sample count and the creation time.
+
+Format version 1, FLAC (``.flac``): a FLAC file of 16-bit samples (lossy against float32: samples
+are clipped to [-1, 1) and rounded to 1/32768) whose Vorbis comment holds the same JSON metadata
+plus the XXH3-128 of the 16-bit samples.
+
+Any file that does not match its format exactly, is truncated or extended, or whose digest does not
+match, raises :class:`CorruptEntryError`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import xxhash
+
+from ._errors import CorruptEntryError
+
+__all__ = ["CODECS", "Codec", "Entry", "EntryMeta", "FlacCodec", "WavCodec"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    """What an entry records besides its samples."""
+
+    key: str
+    text: str
+    params: dict[str, Any]
+    sample_rate: int
+    created: float
+
+    def to_json(self, samples: int, extra: dict[str, Any] | None = None) -> bytes:
+        record = {
+            "v": FORMAT_VERSION,
+            "key": self.key,
+            "text": self.text,
+            "params": self.params,
+            "sample_rate": self.sample_rate,
+            "samples": samples,
+            "created": self.created,
+            **(extra or {}),
+        }
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> tuple[EntryMeta, dict[str, Any]]:
+        try:
+            record = json.loads(data)
+            meta = cls(
+                key=str(record["key"]),
+                text=str(record["text"]),
+                params=dict(record["params"]),
+                sample_rate=int(record["sample_rate"]),
+                created=float(record["created"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptEntryError(f"unreadable metadata: {exc}") from None
+        return meta, record
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A decoded entry: its samples (1-D float32) and its metadata."""
+
+    audio: npt.NDArray[np.float32]
+    meta: EntryMeta
+
+
+class Codec(Protocol):
+    """Turns samples and metadata into the bytes of one entry file, and back."""
+
+    extension: ClassVar[str]
+    #: The size below which no file can be a whole entry (status checks use it to skip stubs).
+    min_size: ClassVar[int]
+
+    def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
+        """Return the entry's bytes as a list of buffers to write one after the other."""
+        ...
+
+    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+        """Return the samples of a whole entry, checking its digest; raise CorruptEntryError."""
+        ...
+
+    def decode(self, data: bytearray) -> Entry:
+        """Return the samples and metadata of a whole entry; raise CorruptEntryError."""
+        ...
+
+
+_WAV_HEAD = struct.Struct("<4sI4s4sIHHIIHHH4sII4sI")  # RIFF..fmt..fact..sptc chunk header
+_SPTC_HEAD = struct.Struct("<HH16sI")
+_DATA_HEAD = struct.Struct("<4sI")
+_HEAD_SIZE = _WAV_HEAD.size + _SPTC_HEAD.size  # up to the JSON
+_ALIGN = 16
+
+
+class WavCodec:
+    """32-bit float WAV with an ``sptc`` chunk holding metadata and an XXH3-128 digest."""
+
+    extension: ClassVar[str] = "wav"
+    min_size: ClassVar[int] = _HEAD_SIZE + _DATA_HEAD.size + 4
+
+    def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
+        payload = memoryview(audio.data).cast("B")
+        meta_json = meta.to_json(len(audio))
+        # Pad the JSON so that the samples start at an aligned offset.
+        unpadded = _HEAD_SIZE + len(meta_json) + _DATA_HEAD.size
+        padding = -unpadded % _ALIGN
+        sptc_size = _SPTC_HEAD.size + len(meta_json) + padding
+        digest = xxhash.xxh3_128(meta_json)
+        digest.update(payload)
+        riff_size = _HEAD_SIZE - 8 + len(meta_json) + padding + _DATA_HEAD.size + len(payload)
+        head = _WAV_HEAD.pack(
+            b"RIFF",
+            riff_size,
+            b"WAVE",
+            b"fmt ",
+            18,
+            3,
+            1,
+            meta.sample_rate,
+            meta.sample_rate * 4,
+            4,
+            32,
+            0,
+            b"fact",
+            4,
+            len(audio),
+            b"sptc",
+            sptc_size,
+        )
+        sptc = _SPTC_HEAD.pack(FORMAT_VERSION, 0, digest.digest(), len(meta_json))
+        data_head = _DATA_HEAD.pack(b"data", len(payload))
+        return [head + sptc + meta_json + b"\0" * padding + data_head, payload]
+
+    def _parse(self, data: bytearray) -> tuple[int, int, memoryview, int, int]:
+        """Check layout and digest; return (sample_rate, samples, json, data offset, n bytes)."""
+        if len(data) < self.min_size:
+            raise CorruptEntryError(f"file is {len(data)} bytes, too short for an entry")
+        (
+            riff,
+            riff_size,
+            wave,
+            fmt,
+            fmt_size,
+            fmt_tag,
+            channels,
+            rate,
+            byte_rate,
+            align,
+            bits,
+            cb_size,
+            fact,
+            fact_size,
+            samples,
+            sptc,
+            sptc_size,
+        ) = _WAV_HEAD.unpack_from(data)
+        if (riff, wave, fmt, fact, sptc) != (b"RIFF", b"WAVE", b"fmt ", b"fact", b"sptc") or (
+            (fmt_size, fmt_tag, channels, align, bits, cb_size, fact_size)
+            != (18, 3, 1, 4, 32, 0, 4)
+        ):
+            raise CorruptEntryError("not a sparktts_cache WAV entry")
+        if riff_size + 8 != len(data):
+            raise CorruptEntryError(
+                f"file is {len(data)} bytes but its header says {riff_size + 8}"
+            )
+        version, _flags, digest, json_len = _SPTC_HEAD.unpack_from(data, _WAV_HEAD.size)
+        if version != FORMAT_VERSION:
+            raise CorruptEntryError(f"unknown entry format version {version}")
+        data_at = _WAV_HEAD.size + sptc_size
+        if json_len > sptc_size - _SPTC_HEAD.size or data_at + _DATA_HEAD.size > len(data):
+            raise CorruptEntryError("metadata chunk overruns the file")
+        tag, n_bytes = _DATA_HEAD.unpack_from(data, data_at)
+        data_at += _DATA_HEAD.size
+        if (
+            tag != b"data"
+            or n_bytes != samples * 4
+            or data_at + n_bytes != len(data)
+            or samples == 0
+        ):
+            raise CorruptEntryError("sample chunk does not match the header")
+        view = memoryview(data)
+        meta_json = view[_HEAD_SIZE : _HEAD_SIZE + json_len]
+        hasher = xxhash.xxh3_128(meta_json)
+        hasher.update(view[data_at:])
+        if hasher.digest() != digest:
+            raise CorruptEntryError("checksum mismatch")
+        if byte_rate != rate * 4 or rate <= 0:
+            raise CorruptEntryError("inconsistent sample rate")
+        return rate, samples, meta_json, data_at, n_bytes
+
+    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+        _rate, samples, _meta, offset, _n = self._parse(data)
+        return np.frombuffer(data, dtype="<f4", count=samples, offset=offset)
+
+    def decode(self, data: bytearray) -> Entry:
+        rate, samples, meta_json, offset, _n = self._parse(data)
+        meta, record = EntryMeta.from_json(bytes(meta_json))
+        if meta.sample_rate != rate or record.get("samples") != samples:
+            raise CorruptEntryError("metadata does not match the sample chunk")
+        return Entry(np.frombuffer(data, dtype="<f4", count=samples, offset=offset), meta)
+
+
+class FlacCodec:
+    """16-bit FLAC; the Vorbis comment holds the metadata and an XXH3-128 of the 16-bit samples."""
+
+    extension: ClassVar[str] = "flac"
+    min_size: ClassVar[int] = 42  # "fLaC" + STREAMINFO
+
+    def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
+        import soundfile
+
+        pcm = np.clip(np.rint(audio * 32768.0), -32768, 32767).astype("<i2")
+        extra = {"pcm16_xxh3_128": xxhash.xxh3_128_hexdigest(pcm.tobytes())}
+        buffer = io.BytesIO()
+        with soundfile.SoundFile(
+            buffer, "w", meta.sample_rate, 1, subtype="PCM_16", format="FLAC"
+        ) as flac:
+            flac.comment = meta.to_json(len(pcm), extra).decode("utf-8")
+            flac.write(pcm)
+        return [buffer.getvalue()]
+
+    def decode(self, data: bytearray) -> Entry:
+        import soundfile
+
+        if bytes(data[:4]) != b"fLaC":
+            raise CorruptEntryError("not a FLAC file")
+        try:
+            with soundfile.SoundFile(io.BytesIO(data)) as flac:
+                comment = flac.comment
+                rate = flac.samplerate
+                channels = flac.channels
+                pcm = flac.read(dtype="int16")
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise CorruptEntryError(f"undecodable FLAC: {exc}") from None
+        meta, record = EntryMeta.from_json(comment.encode("utf-8"))
+        if (
+            channels != 1
+            or pcm.ndim != 1
+            or len(pcm) != record.get("samples")
+            or rate != meta.sample_rate
+        ):
+            raise CorruptEntryError("FLAC stream does not match its metadata")
+        if xxhash.xxh3_128_hexdigest(pcm.astype("<i2").tobytes()) != record.get("pcm16_xxh3_128"):
+            raise CorruptEntryError("checksum mismatch")
+        return Entry(pcm.astype(np.float32) * np.float32(1.0 / 32768.0), meta)
+
+    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+        return self.decode(data).audio
+
+
+CODECS: dict[str, Codec] = {"wav": WavCodec(), "flac": FlacCodec()}

@@ -1,0 +1,248 @@
+"""Cache keys: canonical encoding of (schema version, text, parameters), hashed with XXH3-128.
+
+A key is the same for the same request in every process and on every machine: parameters are
+encoded as JSON with sorted keys and shortest-round-trip floats, integral floats are written as
+integers (``1.0`` and ``1`` are the same request), and ``None`` values are dropped. A parameter that
+names an audio file (``prompt_speech_path``) contributes the XXH3-128 of the file's *content*, so
+replacing the speaker file changes the key while copying or moving it does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import xxhash
+
+from ._errors import (
+    InvalidKeyError,
+    InvalidParamsError,
+    InvalidTextError,
+    UnsupportedTypeError,
+)
+
+__all__ = [
+    "KEY_SCHEMA_VERSION",
+    "SPEAKER_FILE_PARAMS",
+    "canonical_params",
+    "check_key",
+    "check_text",
+    "generate_cache_key",
+    "key_prefix",
+    "key_with_prefix",
+    "normalize_text",
+]
+
+#: Bump when the canonical encoding changes: every key changes with it.
+KEY_SCHEMA_VERSION = 1
+
+#: Parameters whose value is the path of an audio file; the file's content is hashed instead.
+SPEAKER_FILE_PARAMS = frozenset({"prompt_speech_path"})
+
+_MAX_DEPTH = 32
+_INT_LIMIT = 2**63
+_EXACT_FLOAT_INT = 2**53
+_KEY_RE = re.compile(r"[0-9a-f]{32}")
+_HASH_BLOCK = 1 << 20
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is 32 lowercase hex characters; raise otherwise.
+
+    Raises:
+        InvalidKeyError: for any other string.
+        UnsupportedTypeError: if ``key`` is not a ``str``.
+    """
+    if not isinstance(key, str):
+        raise UnsupportedTypeError(f"cache key must be a str, not {type(key).__name__}")
+    if type(key) is not str:
+        key = str.__str__(key)  # a plain str, whatever a subclass overrides
+    if len(key) != 32 or _KEY_RE.fullmatch(key) is None:
+        raise InvalidKeyError(f"cache key must be 32 lowercase hex characters, got {key[:80]!r}")
+    return key
+
+
+def normalize_text(text: object) -> str:
+    """Return ``text`` in NFC with outer whitespace stripped and inner runs collapsed to one space.
+
+    Raises:
+        UnsupportedTypeError: if ``text`` is not a ``str``.
+        InvalidTextError: if the text is blank or holds a lone surrogate.
+    """
+    if not isinstance(text, str):
+        raise UnsupportedTypeError(f"text must be a str, not {type(text).__name__}")
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    normalized = " ".join(text.split())
+    if not normalized:
+        raise InvalidTextError("text is blank")
+    return normalized
+
+
+def check_text(text: object) -> str:
+    """Return ``text`` if it is a str that UTF-8 can encode (the metadata stored with an entry)."""
+    if not isinstance(text, str):
+        raise UnsupportedTypeError(f"text must be a str, not {type(text).__name__}")
+    _encode_text(text)
+    return text
+
+
+def canonical_params(tts_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return ``tts_params`` in canonical form, as stored in an entry (speaker paths kept as paths).
+
+    Raises:
+        UnsupportedTypeError, InvalidParamsError: as :func:`key_prefix`.
+    """
+    return _canonical_top(tts_params, hash_files=False)
+
+
+def _canonical_top(tts_params: Mapping[str, Any] | None, *, hash_files: bool) -> dict[str, Any]:
+    if tts_params is None:
+        return {}
+    if not isinstance(tts_params, Mapping):
+        raise UnsupportedTypeError(f"tts_params must be a mapping, not {type(tts_params).__name__}")
+    canonical = _canonical_mapping(tts_params, 1, hash_files=hash_files)
+    try:
+        json.dumps(canonical, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidParamsError(f"a parameter cannot be encoded as UTF-8: {exc.reason}") from None
+    return canonical
+
+
+def _encode_text(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidTextError(f"text cannot be encoded as UTF-8: {exc.reason}") from None
+
+
+def key_prefix(tts_params: Mapping[str, Any] | None) -> bytes:
+    """Return the bytes every key of this parameter set starts with.
+
+    Computing it once per request and then calling :func:`key_with_prefix` per segment is what makes
+    keying thousands of segments cheap.
+
+    Raises:
+        UnsupportedTypeError: if a parameter is not JSON-like.
+        InvalidParamsError: for NaN, infinity, integers beyond 64 bits, nesting deeper than 32
+            levels, or a speaker file that cannot be read.
+    """
+    canonical = _canonical_top(tts_params, hash_files=True)
+    encoded = json.dumps(
+        canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+    # JSON escapes newlines inside strings, so the newline after it separates it from the text.
+    return b"sparktts-cache-key/%d\n%s\n" % (KEY_SCHEMA_VERSION, encoded)
+
+
+def key_with_prefix(prefix: bytes, text: object) -> str:
+    """Return the key of ``text`` under a prefix from :func:`key_prefix`."""
+    return xxhash.xxh3_128_hexdigest(prefix + _encode_text(normalize_text(text)))
+
+
+def generate_cache_key(text: object, tts_params: Mapping[str, Any] | None = None) -> str:
+    """Return the cache key of ``text`` synthesised with ``tts_params``: 32 lowercase hex chars.
+
+    Raises:
+        UnsupportedTypeError: if ``text`` is not a str or a parameter is not JSON-like.
+        InvalidTextError: if ``text`` is blank.
+        InvalidParamsError: as :func:`key_prefix`.
+    """
+    return key_with_prefix(key_prefix(tts_params), text)
+
+
+def keys_for_texts(prefix: bytes, texts: Iterable[object]) -> list[str]:
+    """Return the key of every text, naming the index of a bad one in the error."""
+    keys = []
+    for index, text in enumerate(texts):
+        try:
+            keys.append(key_with_prefix(prefix, text))
+        except (InvalidTextError, UnsupportedTypeError) as exc:
+            raise type(exc)(f"segment {index}: {exc}") from None
+    return keys
+
+
+def _canonical_mapping(
+    value: Mapping[Any, Any], depth: int, *, hash_files: bool = False
+) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str):
+            raise UnsupportedTypeError(f"parameter names must be str, not {type(name).__name__}")
+        if item is None:
+            continue
+        if name in SPEAKER_FILE_PARAMS and depth == 1:
+            result[name] = _speaker_file_digest(name, item) if hash_files else _path_str(name, item)
+        else:
+            result[name] = _canonical(item, depth + 1, name)
+    return result
+
+
+def _canonical(value: object, depth: int, where: str) -> Any:
+    if depth > _MAX_DEPTH:
+        raise InvalidParamsError(
+            f"parameter {where!r} is nested more than {_MAX_DEPTH} levels deep"
+        )
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise InvalidParamsError(f"parameter {where!r} holds an integer beyond 64 bits")
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidParamsError(
+                f"parameter {where!r} is {value!r}: NaN and infinity have no key"
+            )
+        if value.is_integer() and abs(value) < _EXACT_FLOAT_INT:
+            return int(value)  # 1.0 and 1 ask for the same thing; this also folds -0.0 into 0
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item, depth + 1, where) for item in value]
+    if isinstance(value, Mapping):
+        return _canonical_mapping(value, depth)
+    raise UnsupportedTypeError(
+        f"parameter {where!r} has type {type(value).__name__}; "
+        "only str, int, float, bool, None and lists or dicts of them are allowed"
+    )
+
+
+def _path_str(name: str, value: object) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise UnsupportedTypeError(f"parameter {name!r} must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise UnsupportedTypeError(f"parameter {name!r} must be a str path, not bytes")
+    return path
+
+
+def _speaker_file_digest(name: str, value: object) -> str:
+    path = os.path.abspath(_path_str(name, value))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InvalidParamsError(
+            f"parameter {name!r}: cannot read {path!r}: {exc.strerror}"
+        ) from exc
+    try:
+        return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    except OSError as exc:
+        raise InvalidParamsError(
+            f"parameter {name!r}: cannot read {path!r}: {exc.strerror}"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int, ino: int, dev: int) -> str:
+    """XXH3-128 of a file's content, memoised on the file's identity and modification stamp."""
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as file:
+        while block := file.read(_HASH_BLOCK):
+            hasher.update(block)
+    return "xxh3-128:" + hasher.hexdigest()

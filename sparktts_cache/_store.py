@@ -1,0 +1,313 @@
+"""The synchronous core of the file store: sharded paths, atomic publication, reads, clearing.
+
+Everything here is plain blocking code; :class:`~sparktts_cache.TTSCache` hands each operation to a
+worker thread in one call, and :class:`~sparktts_cache.SyncTTSCache` calls it directly.
+
+Layout: the entry for key ``k`` is ``<root>/<k[0:2]>/<k[2:4]>/<k>.<ext>``. A writer creates
+``<k>.<random>.tmp`` in the same directory, writes the whole entry, and renames it into place, so a
+reader sees a whole entry or none. Directories are walked with ``O_NOFOLLOW`` directory descriptors,
+so a symlink planted at a shard path is never followed by a write, a read, or ``clear``.
+
+Thread- and process-safety: every function may run concurrently with any other, in this process or
+another one sharing the directory. ``clear`` may delete a writer's temp file or shard directory in
+the middle of a write; the writer notices (``ENOENT``) and starts its write again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._codec import Codec, Entry, EntryMeta
+from ._errors import CorruptEntryError
+
+__all__ = ["FileStore"]
+
+log = logging.getLogger("sparktts_cache")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Permissions before the umask: never world-writable, whatever the umask.
+FILE_MODE = 0o664
+DIR_MODE = 0o775
+#: Entries larger than this are not cached audio (over 2 hours of 16 kHz float32 samples).
+MAX_ENTRY_BYTES = 1 << 30
+_WRITE_ATTEMPTS = 4
+_SHARD_RE = re.compile(r"[0-9a-f]{2}")
+_TEMP_SUFFIX = ".tmp"
+#: The names this cache writes: entries of any codec, and temp files. Nothing else is touched.
+_ENTRY_NAME_RE = re.compile(r"([0-9a-f]{32})\.(?:wav|flac)")
+_TEMP_NAME_RE = re.compile(r"([0-9a-f]{32})\.[0-9a-f]{16}\.tmp")
+
+
+def _is_shard_name(name: str) -> bool:
+    return len(name) == 2 and _SHARD_RE.fullmatch(name) is not None
+
+
+class FileStore:
+    """Entries of one codec under one root directory.
+
+    Args:
+        root: the cache directory. It is created on the first write.
+        codec: the entry format (its extension names the files).
+        fsync: flush each entry and its directory to stable storage before publishing it. Off by
+            default, as in git and ccache: a crash may then lose recent entries, never tear one.
+    """
+
+    __slots__ = ("codec", "fsync", "root")
+
+    def __init__(self, root: str, codec: Codec, *, fsync: bool = False) -> None:
+        self.root = root
+        self.codec = codec
+        self.fsync = fsync
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    def entry_name(self, key: str) -> str:
+        return f"{key}.{self.codec.extension}"
+
+    def entry_path(self, key: str) -> str:
+        """The path of ``key``'s entry. ``key`` must already be checked."""
+        return f"{self.root}/{key[:2]}/{key[2:4]}/{key}.{self.codec.extension}"
+
+    @contextlib.contextmanager
+    def _shard_dir(self, key: str, *, create: bool) -> Iterator[int]:
+        """Yield a descriptor of ``key``'s shard directory, refusing symlinks on the way."""
+        if create:
+            os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in (key[:2], key[2:4]):
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, DIR_MODE, dir_fd=fd)
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            yield fd
+        finally:
+            os.close(fd)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def read(self, key: str, *, with_meta: bool = False) -> Entry | npt.NDArray[np.float32] | None:
+        """Return the entry's samples (or the whole :class:`Entry`), or None on a miss.
+
+        A file that is not a whole, valid entry is logged, removed, and reported as a miss. A
+        directory, FIFO or symlink at the entry path is a miss and left alone.
+        """
+        try:
+            with self._shard_dir(key, create=False) as dir_fd:
+                name = self.entry_name(key)
+                try:
+                    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    return None
+                st = os.fstat(fd)
+                try:
+                    if not stat.S_ISREG(st.st_mode):
+                        log.warning("entry %s is not a regular file; treating it as a miss", key)
+                        return None
+                    if st.st_size > MAX_ENTRY_BYTES:
+                        raise CorruptEntryError(
+                            f"file is {st.st_size} bytes, larger than any entry"
+                        )
+                    data = _read_exactly(fd, st.st_size)
+                    if with_meta:
+                        entry = self.codec.decode(data)
+                        if entry.meta.key != key:
+                            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
+                        return entry
+                    return self.codec.decode_audio(data)
+                except CorruptEntryError as exc:
+                    log.warning("corrupt cache entry %s (%s); removing it", key, exc)
+                    _unlink_if_same(name, dir_fd, st)
+                    return None
+                finally:
+                    os.close(fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read cache entry %s: %s", key, exc)
+            return None
+
+    def has_entry(self, path: str, min_size: int) -> bool:
+        """Whether a regular file of plausible size is at ``path`` (one ``lstat``)."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_size >= min_size
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def write(
+        self,
+        key: str,
+        audio: npt.NDArray[np.float32],
+        text: str,
+        params: dict[str, Any],
+        sample_rate: int,
+    ) -> bool:
+        """Publish an entry atomically; return False (and log why) if the file system refuses.
+
+        ``audio`` must already be a valid 1-D float32 array (see ``as_mono_float32``).
+        """
+        meta = EntryMeta(key, text, params, sample_rate, time.time())
+        buffers = self.codec.encode(audio, meta)
+        name = self.entry_name(key)
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                with self._shard_dir(key, create=True) as dir_fd:
+                    self._publish(dir_fd, key, name, buffers)
+                return True
+            except FileNotFoundError as exc:
+                # A concurrent clear removed our shard directory or temp file: write again.
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    log.error("cannot write cache entry %s: %s", key, exc)
+            except OSError as exc:
+                log.error("cannot write cache entry %s: %s", key, exc)
+                return False
+        return False
+
+    def _publish(
+        self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
+    ) -> None:
+        temp = f"{key}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+        fd = os.open(temp, _TEMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        try:
+            try:
+                _write_all(fd, buffers)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+        if self.fsync:
+            os.fsync(dir_fd)
+
+    # -- clearing --------------------------------------------------------------------------------
+
+    def clear(self) -> bool:
+        """Remove every entry and temp file of this layout, and empty shard directories.
+
+        Files the cache did not write (other names, other places, symlinks) are left alone.
+        Returns False, after logging why, if something could not be removed.
+        """
+        try:
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            log.error("cannot clear cache %s: %s", self.root, exc)
+            return False
+        ok = True
+        try:
+            for outer in _shard_names(root_fd):
+                ok &= self._clear_outer(root_fd, outer)
+        finally:
+            os.close(root_fd)
+        return ok
+
+    def _clear_outer(self, root_fd: int, outer: str) -> bool:
+        ok = True
+        try:
+            outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
+        except OSError:  # vanished, or a symlink: not ours to walk
+            return True
+        try:
+            for inner in _shard_names(outer_fd):
+                ok &= self._clear_inner(outer_fd, outer + inner)
+                with contextlib.suppress(OSError):
+                    os.rmdir(inner, dir_fd=outer_fd)
+        finally:
+            os.close(outer_fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(outer, dir_fd=root_fd)
+        return ok
+
+    def _clear_inner(self, outer_fd: int, prefix: str) -> bool:
+        try:
+            inner_fd = os.open(prefix[2:], _DIR_FLAGS, dir_fd=outer_fd)
+        except OSError:
+            return True
+        ok = True
+        try:
+            for name in self.own_files(inner_fd, prefix):
+                try:
+                    os.unlink(name, dir_fd=inner_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.error("cannot remove cache file %s/%s: %s", prefix, name, exc)
+                    ok = False
+        finally:
+            os.close(inner_fd)
+        return ok
+
+    def own_files(self, dir_fd: int, prefix: str) -> list[str]:
+        """Names of the regular files in a shard directory that this cache wrote."""
+        names = []
+        with os.scandir(dir_fd) as it:
+            for item in it:
+                match = _ENTRY_NAME_RE.fullmatch(item.name) or _TEMP_NAME_RE.fullmatch(item.name)
+                if match and match[1].startswith(prefix) and item.is_file(follow_symlinks=False):
+                    names.append(item.name)
+        return names
+
+
+def _shard_names(dir_fd: int) -> list[str]:
+    with os.scandir(dir_fd) as it:
+        return [i.name for i in it if _is_shard_name(i.name) and i.is_dir(follow_symlinks=False)]
+
+
+def _read_exactly(fd: int, size: int) -> bytearray:
+    data = bytearray(size)
+    view = memoryview(data)
+    filled = 0
+    while filled < size:
+        n = os.readv(fd, [view[filled:]])
+        if n == 0:
+            raise CorruptEntryError("file shrank while being read")
+        filled += n
+    return data
+
+
+def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> None:
+    views = [memoryview(b).cast("B") for b in buffers]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def _unlink_if_same(name: str, dir_fd: int, opened: os.stat_result) -> None:
+    """Remove ``name`` only if it is still the file we opened (a writer may have replaced it)."""
+    try:
+        current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev):
+            os.unlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        log.warning("cannot remove corrupt cache file %s: %s", name, exc)

@@ -1,0 +1,320 @@
+"""``TTSCache`` (async) and ``SyncTTSCache`` (blocking): two fronts over one synchronous core."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from ._audio import as_mono_float32, check_sample_rate
+from ._cache import Cache
+from ._codec import CODECS, Entry
+from ._errors import UnsupportedTypeError
+from ._keys import canonical_params, check_key, check_text, generate_cache_key
+from ._status import CacheStatus, StatusPlan
+from ._store import FileStore
+
+__all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]
+
+#: Threads that check paths at once when checks are slow (network file systems).
+SLOW_STATUS_THREADS = 64
+
+
+def default_cache_dir() -> Path:
+    """``$SPARKTTS_CACHE_DIR`` if set, else the platform's user cache directory."""
+    configured = os.environ.get("SPARKTTS_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sparktts_cache", appauthor=False))
+
+
+class _CacheCore:
+    """The blocking implementation both fronts share: validation, then the file store."""
+
+    __slots__ = ("cache_dir", "sample_rate", "store")
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None,
+        sample_rate: int,
+        audio_format: str,
+        fsync: bool,
+    ) -> None:
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise UnsupportedTypeError(f"cache_dir must be a path, not {type(cache_dir).__name__}")
+        codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
+        if codec is None:
+            raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}")
+        self.cache_dir = (
+            Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
+        )
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.store = FileStore(str(self.cache_dir), codec, fsync=bool(fsync))
+
+    def read(self, key: str) -> npt.NDArray[np.float32] | None:
+        audio = self.store.read(check_key(key))
+        assert audio is None or isinstance(audio, np.ndarray)
+        return audio
+
+    def read_entry(self, key: str) -> Entry | None:
+        entry = self.store.read(check_key(key), with_meta=True)
+        assert entry is None or isinstance(entry, Entry)
+        return entry
+
+    def write(
+        self,
+        key: str,
+        audio: object,
+        text: object,
+        params: Mapping[str, Any] | None,
+        sample_rate: int | None,
+    ) -> bool:
+        key = check_key(key)
+        samples = as_mono_float32(audio)
+        stored_params = canonical_params(params)
+        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
+        return self.store.write(key, samples, check_text(text), stored_params, rate)
+
+    def plan_status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> StatusPlan:
+        min_size = self.store.codec.min_size
+        has_entry = self.store.has_entry
+        return StatusPlan(
+            segments, tts_params, self.store.entry_path, lambda p: has_entry(p, min_size)
+        )
+
+    def status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> CacheStatus:
+        return self.plan_status(segments, tts_params).finish(0)
+
+
+def _as_segment_list(segments: object) -> list[str]:
+    if isinstance(segments, (str, bytes)) or not isinstance(segments, Sequence):
+        raise UnsupportedTypeError(
+            f"segments must be a sequence of str, not {type(segments).__name__}"
+        )
+    return list(segments)
+
+
+class TTSCache(Cache):
+    """An async, content-addressed cache of TTS audio on the local file system.
+
+    Args:
+        cache_dir: where entries live; ``$SPARKTTS_CACHE_DIR`` or the user cache directory if None.
+        sample_rate: the sample rate recorded with entries written without an explicit one.
+        audio_format: ``"wav"`` (float32, bit-exact, default) or ``"flac"`` (16-bit, about half the
+            size, lossy against float32).
+        fsync: flush each entry to stable storage before publishing it (slower; see the README).
+
+    Example::
+
+        cache = TTSCache(cache_dir="tts_cache")
+        key = cache.generate_cache_key("Hello world", {"gender": "female"})
+        if (audio := await cache.get_cached_data(key)) is None:
+            audio = model.inference("Hello world", gender="female")
+            await cache.cache_data(key, audio, "Hello world", {"gender": "female"})
+
+    Notes:
+        Every method runs its file-system work in worker threads and never blocks the event loop;
+        it works under asyncio and trio. Instances are safe to share between tasks, and any number
+        of processes may share one directory. Reads may be abandoned when cancelled; writes and
+        ``clear_cache`` run to completion even if the caller is cancelled.
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        sample_rate: int = 16000,
+        audio_format: str = "wav",
+        fsync: bool = False,
+    ) -> None:
+        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
+
+    def __repr__(self) -> str:
+        return f"TTSCache(cache_dir={str(self.cache_dir)!r}, audio_format={self.audio_format!r})"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._core.cache_dir
+
+    @property
+    def sample_rate(self) -> int:
+        return self._core.sample_rate
+
+    @property
+    def audio_format(self) -> str:
+        return self._core.store.codec.extension
+
+    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
+        """Return the cache key of ``text`` with ``tts_params`` (see :func:`generate_cache_key`)."""
+        return generate_cache_key(text, tts_params)
+
+    def entry_path(self, key: str) -> Path:
+        """The path where ``key``'s entry lives (whether or not it exists)."""
+        return Path(self._core.store.entry_path(check_key(key)))
+
+    async def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
+        """Return the cached samples of ``key`` (1-D float32), or None on a miss.
+
+        A corrupt, truncated or foreign file at the entry's path is logged, removed and reported as
+        a miss.
+
+        Raises:
+            InvalidKeyError: if ``key`` is not 32 lowercase hex characters.
+        """
+        check_key(key)
+        return await anyio.to_thread.run_sync(self._core.read, key, abandon_on_cancel=True)
+
+    async def get_entry(self, key: str) -> Entry | None:
+        """Return the samples together with the stored text, parameters, sample rate and time."""
+        check_key(key)
+        return await anyio.to_thread.run_sync(self._core.read_entry, key, abandon_on_cancel=True)
+
+    async def cache_data(
+        self,
+        key: str,
+        audio: npt.NDArray[Any],
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sample_rate: int | None = None,
+    ) -> bool:
+        """Store ``audio`` as the entry of ``key``, replacing any entry already there.
+
+        Args:
+            key: a key from :meth:`generate_cache_key`.
+            audio: mono samples: 1-D or (n, 1), float32, float64 or int16 (scaled to [-1, 1)).
+            text: the text the audio says, kept in the entry's metadata.
+            params: the TTS parameters, kept in the entry's metadata.
+            sample_rate: the audio's sample rate; the cache's ``sample_rate`` if None.
+
+        Returns:
+            True once the entry is published; False if the file system refused (full, read-only,
+            permission denied), after logging why. No partial file is left either way.
+
+        Raises:
+            InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
+            InvalidParamsError: for bad arguments; nothing is written.
+        """
+        check_key(key)
+        return await anyio.to_thread.run_sync(
+            self._core.write, key, audio, text, params, sample_rate
+        )
+
+    async def get_cache_status(
+        self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
+    ) -> CacheStatus:
+        """Key every segment and check which distinct entries exist, concurrently.
+
+        All work runs in worker threads: keying and the first checks in one call; the rest in the
+        same thread when checks are fast (a local disk), or in chunks spread over up to 64 threads
+        when they are slow (a network file system).
+
+        Presence is checked from file metadata only; a listed entry that turns out corrupt (or is
+        evicted) before it is read is a miss for :meth:`get_cached_data`.
+
+        Raises:
+            UnsupportedTypeError, InvalidTextError: for a segment that is not a str or is blank (the
+                message gives its index); InvalidParamsError for bad parameters.
+        """
+        segment_list = _as_segment_list(segments)
+        plan = await anyio.to_thread.run_sync(
+            self._core.plan_status, segment_list, tts_params, abandon_on_cancel=True
+        )
+        start = await anyio.to_thread.run_sync(plan.probe, abandon_on_cancel=True)
+        if not plan.slow:
+            return await anyio.to_thread.run_sync(plan.finish, start, abandon_on_cancel=True)
+        await _check_concurrently(plan, start)
+        return await anyio.to_thread.run_sync(plan.result, abandon_on_cancel=True)
+
+    async def clear_cache(self) -> bool:
+        """Remove every entry and leftover temp file; files the cache did not write are kept.
+
+        Safe while other processes write: their writes either land after the clear or are retried.
+        Returns False, after logging why, if something could not be removed.
+        """
+        return await anyio.to_thread.run_sync(self._core.store.clear)
+
+
+async def _check_concurrently(plan: StatusPlan, start: int) -> None:
+    remaining = len(plan.paths) - start
+    chunk = max(1, math.ceil(remaining / (4 * SLOW_STATUS_THREADS)))
+    limiter = anyio.CapacityLimiter(SLOW_STATUS_THREADS)
+
+    async def check(begin: int) -> None:
+        results = await anyio.to_thread.run_sync(
+            plan.check_range, begin, begin + chunk, abandon_on_cancel=True, limiter=limiter
+        )
+        plan.record(begin, results)
+
+    async with anyio.create_task_group() as group:
+        for begin in range(start, len(plan.paths), chunk):
+            group.start_soon(check, begin)
+
+
+class SyncTTSCache:
+    """The same cache as :class:`TTSCache`, as plain blocking calls for scripts and notebooks.
+
+    It shares ``TTSCache``'s synchronous core: same arguments, same files, same guarantees. Do not
+    call it from an event loop thread; use :class:`TTSCache` there.
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        sample_rate: int = 16000,
+        audio_format: str = "wav",
+        fsync: bool = False,
+    ) -> None:
+        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._core.cache_dir
+
+    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
+        """Return the cache key of ``text`` with ``tts_params``."""
+        return generate_cache_key(text, tts_params)
+
+    def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
+        """Return the cached samples of ``key``, or None on a miss."""
+        return self._core.read(key)
+
+    def get_entry(self, key: str) -> Entry | None:
+        """Return the samples and metadata of ``key``, or None on a miss."""
+        return self._core.read_entry(key)
+
+    def cache_data(
+        self,
+        key: str,
+        audio: npt.NDArray[Any],
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sample_rate: int | None = None,
+    ) -> bool:
+        """Store ``audio`` under ``key``; False if the file system refused."""
+        return self._core.write(key, audio, text, params, sample_rate)
+
+    def get_cache_status(
+        self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
+    ) -> CacheStatus:
+        """Key every segment and check which distinct entries exist, in this thread."""
+        return self._core.status(_as_segment_list(segments), tts_params)
+
+    def clear_cache(self) -> bool:
+        """Remove every entry and leftover temp file."""
+        return self._core.store.clear()
