@@ -6,6 +6,7 @@ is kept as one self-checking WAV file, published atomically, under a two-level d
 
 from __future__ import annotations
 
+from ._audio import as_mono_float32
 from ._cache import Cache
 from ._codec import Entry, EntryMeta
 from ._errors import (
@@ -17,7 +18,7 @@ from ._errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
-from ._keys import generate_cache_key, normalize_text
+from ._keys import check_key, generate_cache_key, normalize_text
 from ._status import CacheStatus
 from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
 
@@ -36,6 +37,8 @@ __all__ = [
     "TTSCache",
     "UnsupportedTypeError",
     "__version__",
+    "as_mono_float32",
+    "check_key",
     "default_cache_dir",
     "generate_cache_key",
     "normalize_text",

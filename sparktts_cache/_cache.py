@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._keys import keys_for_texts
 from ._status import CacheStatus, build_status
 
 __all__ = ["Cache"]
@@ -54,7 +55,7 @@ class Cache(abc.ABC):
         This default reads each distinct entry in turn; override it with a bulk presence check.
         """
         segments = list(segments)
-        keys = [self.generate_cache_key(segment, tts_params) for segment in segments]
+        keys = keys_for_texts(lambda text: self.generate_cache_key(text, tts_params), segments)
         found: dict[str, bool] = {}
         for key in keys:
             if key not in found:

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import xxhash
@@ -26,6 +26,7 @@ from ._errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
+from ._gil import GilYielder
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -157,14 +158,16 @@ def generate_cache_key(text: object, tts_params: Mapping[str, Any] | None = None
     return key_with_prefix(key_prefix(tts_params), text)
 
 
-def keys_for_texts(prefix: bytes, texts: Iterable[object]) -> list[str]:
-    """Return the key of every text, naming the index of a bad one in the error."""
+def keys_for_texts(key_of: Callable[[Any], str], texts: Iterable[object]) -> list[str]:
+    """Return ``key_of(text)`` for every text, naming the index of a bad one in the error."""
     keys = []
+    yielder = GilYielder()
     for index, text in enumerate(texts):
         try:
-            keys.append(key_with_prefix(prefix, text))
-        except (InvalidTextError, UnsupportedTypeError) as exc:
+            keys.append(key_of(text))
+        except (ValueError, TypeError) as exc:
             raise type(exc)(f"segment {index}: {exc}") from None
+        yielder.tick()
     return keys
 
 

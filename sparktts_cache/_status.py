@@ -9,13 +9,15 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from ._keys import key_prefix, keys_for_texts
+from ._gil import GilYielder
+from ._keys import key_prefix, key_with_prefix, keys_for_texts
 
-__all__ = ["CacheStatus", "GilYielder", "StatusPlan"]
+__all__ = ["CacheStatus", "StatusPlan", "build_status"]
 
 #: Paths timed before choosing how to check the rest.
 PROBE_SIZE = 64
@@ -38,31 +40,6 @@ class CacheStatus(NamedTuple):
     segments_to_generate: list[str]
 
 
-class GilYielder:
-    """Lets the event loop thread run while a worker thread does a long pure-Python loop.
-
-    CPython hands the GIL to a waiting thread only after the switch interval (5 ms) unless the
-    holder blocks. Sleeping for a few microseconds every couple of milliseconds keeps event-loop
-    stalls near 1 ms at a cost of a few percent of throughput.
-    """
-
-    __slots__ = ("_count", "_last")
-
-    EVERY_SECONDS = 0.002
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._last = time.perf_counter()
-
-    def tick(self) -> None:
-        self._count += 1
-        if self._count & 63 == 0:
-            now = time.perf_counter()
-            if now - self._last > self.EVERY_SECONDS:
-                time.sleep(20e-6)
-                self._last = time.perf_counter()
-
-
 def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]) -> CacheStatus:
     """Assemble a :class:`CacheStatus` from segment keys and the presence of each distinct key."""
     cached: list[str] = []
@@ -78,8 +55,10 @@ def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]
 def _first_occurrences(keys: list[str]) -> dict[str, int]:
     """Each distinct key with the index of its first occurrence, in first-occurrence order."""
     first: dict[str, int] = {}
+    yielder = GilYielder()
     for index, key in enumerate(keys):
         first.setdefault(key, index)
+        yielder.tick()
     return first
 
 
@@ -100,10 +79,16 @@ class StatusPlan:
         check: Callable[[str], bool],
     ) -> None:
         self.segments = segments
-        self.keys = keys_for_texts(key_prefix(tts_params), segments)
+        self.keys = keys_for_texts(
+            functools.partial(key_with_prefix, key_prefix(tts_params)), segments
+        )
         self._first = _first_occurrences(self.keys)
         self._check = check
-        self.paths = [entry_path(key) for key in self._first]
+        yielder = GilYielder()
+        self.paths: list[str] = []
+        for key in self._first:
+            self.paths.append(entry_path(key))
+            yielder.tick()
         self.found: list[bool | None] = [None] * len(self.paths)
         self.slow = False
 
@@ -137,7 +122,9 @@ class StatusPlan:
     def result(self) -> CacheStatus:
         cached: list[str] = []
         missing: list[str] = []
+        yielder = GilYielder()
         for (key, first), found in zip(self._first.items(), self.found, strict=True):
+            yielder.tick()
             if found is None:
                 raise RuntimeError("status plan is not complete")  # a bug in the caller
             if found:

@@ -1,0 +1,209 @@
+"""A reusable contract test for :class:`~sparktts_cache.Cache` backends (needs pytest and anyio).
+
+Subclass :class:`CacheContract` in a test module and provide a ``cache`` fixture; every test then
+runs against the backend on asyncio and on trio::
+
+    class TestMyCache(CacheContract):
+        lossless = True
+
+        @pytest.fixture
+        def cache(self, tmp_path):
+            return MyCache(tmp_path)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from ._cache import Cache
+
+__all__ = ["CacheContract", "self_checking_audio"]
+
+PARAMS: dict[str, Any] = {"gender": "female", "pitch": "moderate", "speed": "moderate"}
+BAD_KEYS: list[object] = [
+    "../../etc/passwd",
+    "../" * 10 + "etc/passwd",
+    "0" * 31,
+    "0" * 33,
+    "A" * 32,
+    "g" * 32,
+    "0" * 30 + "/a",
+    "0" * 31 + "\n",
+    "",
+]
+
+
+def self_checking_audio(seed: int, seconds: float = 0.25, rate: int = 16000) -> npt.NDArray[Any]:
+    """Deterministic audio that a reader can regenerate from ``seed`` to tell whole data."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(max(1, int(seconds * rate))) * 0.1).astype(np.float32)
+
+
+@pytest.mark.anyio
+class CacheContract:
+    """The behaviour every ``Cache`` backend promises. Subclasses provide the ``cache`` fixture."""
+
+    #: Whether float32 samples come back bit for bit (False for lossy formats such as FLAC).
+    lossless = True
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    def assert_audio_equal(self, got: npt.NDArray[Any] | None, expected: npt.NDArray[Any]) -> None:
+        assert got is not None
+        assert got.dtype == np.float32 and got.ndim == 1
+        if self.lossless:
+            np.testing.assert_array_equal(got, expected.astype(np.float32))
+        else:
+            np.testing.assert_allclose(got, expected, atol=1.0 / 32767)
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    async def test_key_is_32_lowercase_hex_and_deterministic(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("Hello world", PARAMS)
+        assert len(key) == 32 and set(key) <= set("0123456789abcdef")
+        assert cache.generate_cache_key("Hello world", dict(reversed(list(PARAMS.items())))) == key
+        assert cache.generate_cache_key("  Hello \n\t world ", {**PARAMS, "emotion": None}) == key
+        assert cache.generate_cache_key("Hello world!", PARAMS) != key
+        assert cache.generate_cache_key("Hello world", {**PARAMS, "pitch": "high"}) != key
+
+    async def test_key_rejects_blank_text_and_bad_params(self, cache: Cache) -> None:
+        with pytest.raises(ValueError, match="blank"):
+            cache.generate_cache_key(" \n\t ", PARAMS)
+        with pytest.raises(TypeError):
+            cache.generate_cache_key("hi", {"speaker": object()})
+        with pytest.raises(ValueError):
+            cache.generate_cache_key("hi", {"temperature": float("nan")})
+
+    # -- reading and writing ---------------------------------------------------------------------
+
+    async def test_missing_key_is_none(self, cache: Cache) -> None:
+        assert await cache.get_cached_data(cache.generate_cache_key("never", PARAMS)) is None
+
+    async def test_round_trip_float32(self, cache: Cache) -> None:
+        audio = self_checking_audio(1)
+        key = cache.generate_cache_key("one", PARAMS)
+        assert await cache.cache_data(key, audio, "one", PARAMS) is True
+        self.assert_audio_equal(await cache.get_cached_data(key), audio)
+
+    async def test_float64_int16_and_column_audio_are_accepted(self, cache: Cache) -> None:
+        base = self_checking_audio(2)
+        cases: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]] = [
+            (base.astype(np.float64), base),
+            (base.reshape(-1, 1), base),
+            (np.array([0, 16384, -32768, 32767], dtype=np.int16),
+             np.array([0, 0.5, -1.0, 32767 / 32768], dtype=np.float32)),
+            (base[::2], base[::2]),  # not contiguous
+            (base.astype(">f4"), base),  # big-endian
+        ]  # fmt: skip
+        for index, (audio, expected) in enumerate(cases):
+            key = cache.generate_cache_key(f"case {index}", PARAMS)
+            assert await cache.cache_data(key, audio, f"case {index}", PARAMS)
+            self.assert_audio_equal(await cache.get_cached_data(key), expected)
+
+    async def test_bad_audio_raises_and_writes_nothing(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("bad audio", PARAMS)
+        bad: list[tuple[object, type[Exception]]] = [
+            ([0.1, 0.2], TypeError),
+            (np.zeros(10, dtype=np.int32), TypeError),
+            (np.zeros(10, dtype=np.complex64), TypeError),
+            (np.zeros(10, dtype=object), TypeError),
+            (np.zeros((10, 2), dtype=np.float32), ValueError),
+            (np.zeros((2, 3, 4), dtype=np.float32), ValueError),
+            (np.zeros(0, dtype=np.float32), ValueError),
+            (np.array([0.0, np.nan], dtype=np.float32), ValueError),
+            (np.array([0.0, np.inf], dtype=np.float64), ValueError),
+            (np.array([0.0, 1e300], dtype=np.float64), ValueError),
+        ]
+        for audio, error in bad:
+            with pytest.raises(error):
+                await cache.cache_data(key, audio, "bad audio", PARAMS)  # type: ignore[arg-type]
+        assert await cache.get_cached_data(key) is None
+
+    async def test_bad_keys_are_rejected_by_every_method(self, cache: Cache) -> None:
+        audio = self_checking_audio(3)
+        for bad in [*BAD_KEYS, 12345, None, b"0" * 32]:
+            with pytest.raises((ValueError, TypeError)):
+                await cache.get_cached_data(bad)  # type: ignore[arg-type]
+            with pytest.raises((ValueError, TypeError)):
+                await cache.cache_data(bad, audio, "x", PARAMS)  # type: ignore[arg-type]
+
+    async def test_second_write_replaces_the_first(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("twice", PARAMS)
+        assert await cache.cache_data(key, self_checking_audio(4), "twice", PARAMS)
+        assert await cache.cache_data(key, self_checking_audio(5), "twice", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(5))
+
+    async def test_concurrent_writers_and_readers_see_whole_entries(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("contended", PARAMS)
+        candidates = {seed: self_checking_audio(seed, seconds=1.0) for seed in range(10, 16)}
+        seen: list[npt.NDArray[Any]] = []
+
+        async def write(seed: int) -> None:
+            assert await cache.cache_data(key, candidates[seed], "contended", PARAMS)
+
+        async def read() -> None:
+            got = await cache.get_cached_data(key)
+            if got is not None:
+                seen.append(got)
+
+        async with anyio.create_task_group() as group:
+            for seed in candidates:
+                group.start_soon(write, seed)
+                group.start_soon(read)
+                group.start_soon(read)
+        final = await cache.get_cached_data(key)
+        assert final is not None
+        for got in [*seen, final]:
+            assert any(
+                np.allclose(got, audio, atol=1.0 / 32767, rtol=0) for audio in candidates.values()
+            )
+
+    # -- status ----------------------------------------------------------------------------------
+
+    async def test_status_aligns_dedupes_and_keeps_first_occurrence_order(
+        self, cache: Cache
+    ) -> None:
+        segments = ["A one.", "B two.", "A  one.", "C three.", "B two.", "D four.", "C three."]
+        for text in ("B two.", "D four."):
+            key = cache.generate_cache_key(text, PARAMS)
+            assert await cache.cache_data(key, self_checking_audio(len(text)), text, PARAMS)
+        status = await cache.get_cache_status(segments, PARAMS)
+        keys, cached, to_generate = status
+        assert keys == [cache.generate_cache_key(s, PARAMS) for s in segments]
+        assert cached == [keys[1], keys[5]]
+        assert to_generate == ["A one.", "C three."]
+        assert status.cache_keys is keys
+
+    async def test_status_of_nothing_and_of_blank_segments(self, cache: Cache) -> None:
+        assert tuple(await cache.get_cache_status([], PARAMS)) == ([], [], [])
+        with pytest.raises(ValueError, match="segment 1"):
+            await cache.get_cache_status(["fine", "   "], PARAMS)
+
+    async def test_status_with_different_params_is_a_miss(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("voice", PARAMS)
+        assert await cache.cache_data(key, self_checking_audio(6), "voice", PARAMS)
+        status = await cache.get_cache_status(["voice"], {**PARAMS, "gender": "male"})
+        assert status.cached_keys == [] and status.segments_to_generate == ["voice"]
+
+    # -- clearing --------------------------------------------------------------------------------
+
+    async def test_clear_removes_every_entry(self, cache: Cache) -> None:
+        keys = []
+        for index in range(5):
+            key = cache.generate_cache_key(f"clear {index}", PARAMS)
+            assert await cache.cache_data(key, self_checking_audio(index), f"clear {index}", PARAMS)
+            keys.append(key)
+        assert await cache.clear_cache() is True
+        for key in keys:
+            assert await cache.get_cached_data(key) is None
+        assert await cache.clear_cache() is True  # clearing an empty cache is fine
+        key = keys[0]
+        assert await cache.cache_data(key, self_checking_audio(0), "clear 0", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(0))

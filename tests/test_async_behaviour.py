@@ -1,0 +1,157 @@
+"""The async front never blocks the event loop, adapts its concurrency, and honours cancellation."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from sparktts_cache import CacheStatus, SyncTTSCache, TTSCache
+
+from .helpers import self_checking_audio
+
+pytestmark = pytest.mark.anyio
+
+SEGMENTS = 20_000
+#: Generous: the design keeps stalls near 1-2 ms; a blocking implementation stalls for 100+ ms.
+STALL_BOUND = 0.05
+
+
+async def longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    """Run ``work`` while a heartbeat task measures the longest event-loop stall."""
+    stalls = [0.0]
+    done = anyio.Event()
+
+    async def heartbeat() -> None:
+        while not done.is_set():
+            began = time.perf_counter()
+            await anyio.sleep(0.001)
+            stalls.append(time.perf_counter() - began - 0.001)
+
+    result: list[Any] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(heartbeat)
+        await anyio.sleep(0.01)
+        result.append(await work())
+        done.set()
+    return max(stalls), result[0]
+
+
+def half_cached(root: Path) -> tuple[list[str], SyncTTSCache]:
+    sync = SyncTTSCache(root)
+    segments = [f"Sentence number {index} of a long book." for index in range(SEGMENTS)]
+    audio = self_checking_audio(1, seconds=0.01)
+    for text in segments[::2]:
+        assert sync.cache_data(sync.generate_cache_key(text, {}), audio, text, {})
+    return segments, sync
+
+
+async def test_get_cache_status_of_20000_segments_does_not_stall_the_loop(tmp_path: Path) -> None:
+    segments, sync = half_cached(tmp_path)
+    cache = TTSCache(tmp_path)
+    stall, status = await longest_stall(lambda: cache.get_cache_status(segments, {}))
+    assert isinstance(status, CacheStatus)
+    assert len(status.cached_keys) == SEGMENTS // 2
+    assert status.segments_to_generate == segments[1::2]
+    assert stall < STALL_BOUND, f"event loop stalled for {stall * 1000:.1f} ms"
+
+    # The same check done on the loop thread must register as a stall: the probe can fail.
+    async def blocking() -> CacheStatus:
+        return sync.get_cache_status(segments, {})
+
+    blocked, same = await longest_stall(blocking)
+    assert same == status
+    assert blocked > 3 * stall, "the heartbeat cannot see a blocked loop"
+
+
+async def test_reads_and_writes_of_large_entries_do_not_stall(tmp_path: Path) -> None:
+    cache = TTSCache(tmp_path)
+    audio = self_checking_audio(1, seconds=60)
+
+    async def round_trips() -> None:
+        for index in range(10):
+            key = cache.generate_cache_key(f"long {index}")
+            assert await cache.cache_data(key, audio, f"long {index}")
+            assert await cache.get_cached_data(key) is not None
+
+    stall, _ = await longest_stall(round_trips)
+    assert stall < STALL_BOUND, f"event loop stalled for {stall * 1000:.1f} ms"
+
+
+async def test_slow_file_system_checks_paths_concurrently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segments = [f"slow {index}" for index in range(600)]
+    sync = SyncTTSCache(tmp_path)
+    for text in segments[::3]:
+        assert sync.cache_data(sync.generate_cache_key(text), self_checking_audio(1), text)
+    expected = sync.get_cache_status(segments)
+    active = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+    real_lstat = os.lstat
+
+    def slow_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        with lock:
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+        try:
+            time.sleep(0.002)  # a network file system's round trip; releases the GIL
+            return real_lstat(path, *args, **kwargs)
+        finally:
+            with lock:
+                active["now"] -= 1
+
+    monkeypatch.setattr(os, "lstat", slow_lstat)
+    status = await TTSCache(tmp_path).get_cache_status(segments)
+    assert status == expected
+    assert active["peak"] >= 16, f"only {active['peak']} checks ran at once"
+
+
+async def test_fast_file_system_uses_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[int] = set()
+    real_lstat = os.lstat
+
+    def recording_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        threads.add(threading.get_ident())
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", recording_lstat)
+    status = await TTSCache(tmp_path).get_cache_status([f"fast {i}" for i in range(3000)])
+    assert len(status.segments_to_generate) == 3000
+    assert len(threads) <= 2 and threading.get_ident() not in threads
+
+
+async def test_cancelled_write_still_completes(tmp_path: Path) -> None:
+    cache = TTSCache(tmp_path)
+    key = cache.generate_cache_key("cancelled")
+    audio = self_checking_audio(3, seconds=30)
+    with anyio.move_on_after(0.0001):
+        await cache.cache_data(key, audio, "cancelled")
+    for _ in range(200):  # the write finishes in its worker thread
+        if (got := await cache.get_cached_data(key)) is not None:
+            np.testing.assert_array_equal(got, audio)
+            break
+        await anyio.sleep(0.01)
+    else:
+        pytest.fail("a cancelled write never completed")
+
+
+async def test_sync_and_async_fronts_share_one_store(tmp_path: Path) -> None:
+    sync, cache = SyncTTSCache(tmp_path), TTSCache(tmp_path)
+    key = sync.generate_cache_key("shared")
+    assert key == cache.generate_cache_key("shared")
+    assert sync.cache_data(key, self_checking_audio(9), "shared")
+    np.testing.assert_array_equal(await cache.get_cached_data(key), self_checking_audio(9))
+    assert await cache.get_cache_status(["shared", "other"]) == sync.get_cache_status(
+        ["shared", "other"]
+    )
+    assert await cache.clear_cache() and sync.get_cached_data(key) is None

@@ -1,0 +1,177 @@
+"""Key canonicalisation: unit and property tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sparktts_cache import (
+    InvalidKeyError,
+    InvalidParamsError,
+    InvalidTextError,
+    UnsupportedTypeError,
+    check_key,
+    generate_cache_key,
+    normalize_text,
+)
+
+json_scalars: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+params_strategy = st.dictionaries(st.text(min_size=1), json_values, max_size=6)
+texts = st.text(min_size=1).filter(lambda t: t.strip() != "")
+
+
+def test_known_key_is_stable_across_releases() -> None:
+    # If this changes, every cache on disk is invalidated: bump KEY_SCHEMA_VERSION on purpose.
+    assert generate_cache_key("Hello world", {"gender": "female"}) == (
+        "70be4771edc9722b767794d81cac63cc"
+    )
+
+
+def test_key_is_the_same_in_another_process_with_another_hash_seed() -> None:
+    params = {"b": [1, 2.5, {"z": True, "a": None}], "a": "x", "temperature": 0.8}
+    here = generate_cache_key("Grüße, 世界", params)
+    code = (
+        "from sparktts_cache import generate_cache_key;"
+        f"print(generate_cache_key('Grüße, 世界', {params!r}))"
+    )
+    for seed in ("1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == here, out.stderr
+
+
+@given(texts, params_strategy, st.randoms())
+def test_key_ignores_dict_order_and_none_values(
+    text: str, params: dict[str, Any], rnd: Any
+) -> None:
+    key = generate_cache_key(text, params)
+    items = list(params.items())
+    rnd.shuffle(items)
+    assert generate_cache_key(text, dict(items)) == key
+    assert generate_cache_key(text, {**dict(items), "__absent__": None}) == key
+    assert len(key) == 32 and check_key(key) == key
+
+
+@given(texts)
+def test_whitespace_and_nfc_normalisation(text: str) -> None:
+    key = generate_cache_key(text)
+    assert generate_cache_key(f"  {text}\n\t") == key
+    assert generate_cache_key(text.replace(" ", "  ")) == key
+    normalized = normalize_text(text)
+    assert normalize_text(normalized) == normalized
+    assert generate_cache_key(normalized) == key
+
+
+def test_nfc_equivalent_texts_share_a_key() -> None:
+    assert generate_cache_key("caf\u00e9") == generate_cache_key("cafe\u0301")
+    assert generate_cache_key("cafe") != generate_cache_key("caf\u00e9")
+
+
+def test_integral_floats_equal_ints_but_bools_do_not() -> None:
+    assert generate_cache_key("x", {"speed": 1.0}) == generate_cache_key("x", {"speed": 1})
+    assert generate_cache_key("x", {"speed": -0.0}) == generate_cache_key("x", {"speed": 0})
+    assert generate_cache_key("x", {"speed": True}) != generate_cache_key("x", {"speed": 1})
+    assert generate_cache_key("x", {"speed": 0.1}) != generate_cache_key("x", {"speed": 0.1000001})
+    assert generate_cache_key("x", {"v": [1, 2]}) == generate_cache_key("x", {"v": (1, 2)})
+
+
+@given(params_strategy, params_strategy)
+def test_different_params_give_different_keys(a: dict[str, Any], b: dict[str, Any]) -> None:
+    from sparktts_cache._keys import key_prefix
+
+    if key_prefix(a) != key_prefix(b):
+        assert generate_cache_key("same text", a) != generate_cache_key("same text", b)
+
+
+def test_text_and_params_cannot_be_confused() -> None:
+    # The separator between parameters and text is unambiguous.
+    assert generate_cache_key("b", {"a": "x"}) != generate_cache_key('x"}\nb', {"a": ""})
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t\u3000", "\u2028"])
+def test_blank_text_is_rejected(text: str) -> None:
+    with pytest.raises(InvalidTextError, match="blank"):
+        generate_cache_key(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "error"),
+    [
+        (b"bytes", {}, UnsupportedTypeError),
+        (None, {}, UnsupportedTypeError),
+        ("a\ud800b", {}, InvalidTextError),
+        ("x", {"s": {1, 2}}, UnsupportedTypeError),
+        ("x", {1: "int name"}, UnsupportedTypeError),
+        ("x", {"b": b"bytes"}, UnsupportedTypeError),
+        ("x", {"f": float("nan")}, InvalidParamsError),
+        ("x", {"f": float("-inf")}, InvalidParamsError),
+        ("x", {"i": 2**63}, InvalidParamsError),
+        ("x", {"s": "a\udcffb"}, InvalidParamsError),
+        ("x", ["not", "a", "mapping"], UnsupportedTypeError),
+        ("x", {"prompt_speech_path": 3}, UnsupportedTypeError),
+        ("x", {"prompt_speech_path": "/nonexistent/speaker.wav"}, InvalidParamsError),
+    ],
+)
+def test_bad_inputs_raise_documented_errors(text: Any, params: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        generate_cache_key(text, params)
+
+
+def test_deep_nesting_is_a_clear_error() -> None:
+    deep: Any = "leaf"
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(InvalidParamsError, match="nested"):
+        generate_cache_key("x", {"deep": deep})
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "A" * 32, "0" * 31, "0" * 32 + "\n", ""])
+def test_check_key_rejects(bad: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        check_key(bad)
+
+
+def test_speaker_file_is_keyed_by_content(tmp_path: Path) -> None:
+    speaker = tmp_path / "speaker.wav"
+    speaker.write_bytes(b"voice one")
+    params = {"prompt_speech_path": str(speaker), "gender": None}
+    first = generate_cache_key("hi", params)
+    moved = tmp_path / "elsewhere" / "renamed.wav"
+    moved.parent.mkdir()
+    speaker.rename(moved)
+    assert generate_cache_key("hi", {"prompt_speech_path": moved}) == first
+    other = tmp_path / "speaker.wav"
+    other.write_bytes(b"voice two")  # same name, different voice
+    assert generate_cache_key("hi", {"prompt_speech_path": str(other)}) != first
+    os.utime(moved, ns=(1, 1))  # touched, same content: same key
+    assert generate_cache_key("hi", {"prompt_speech_path": str(moved)}) == first
+
+
+def test_speaker_file_hash_is_memoised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparktts_cache import _keys
+
+    speaker = tmp_path / "speaker.wav"
+    speaker.write_bytes(b"x" * 1000)
+    _keys._file_digest.cache_clear()
+    for index in range(50):
+        generate_cache_key(f"text {index}", {"prompt_speech_path": str(speaker)})
+    info = _keys._file_digest.cache_info()
+    assert info.misses == 1 and info.hits == 49
