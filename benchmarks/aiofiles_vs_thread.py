@@ -1,4 +1,4 @@
-"""Is aiofiles worth using in the cache? Reads and existence checks, aiofiles vs one worker-thread call.
+"""Is aiofiles worth using in the cache? aiofiles vs one worker-thread call per operation.
 
 Command: ``.venv/bin/python -m benchmarks.aiofiles_vs_thread``
 
@@ -40,14 +40,19 @@ async def _time(op: Callable[[str], Awaitable[object]], paths: list[str]) -> flo
     return statistics.median(runs)
 
 
+def _make_files(root: str) -> list[str]:
+    paths = []
+    for index in range(FILES):
+        path = os.path.join(root, f"{index}.bin")
+        with open(path, "wb") as file:
+            file.write(np.zeros(16000 * 5, np.float32).tobytes())  # 5 s of 16 kHz audio
+        paths.append(path)
+    return paths
+
+
 async def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as root:
-        paths = []
-        for index in range(FILES):
-            path = os.path.join(root, f"{index}.bin")
-            with open(path, "wb") as file:
-                file.write(np.zeros(16000 * 5, np.float32).tobytes())  # 5 s of 16 kHz audio
-            paths.append(path)
+        paths = _make_files(root)
 
         async def aiofiles_read(path: str) -> bytes:
             async with aiofiles.open(path, "rb") as file:
