@@ -93,6 +93,8 @@ class Codec(Protocol):
     extension: ClassVar[str]
     #: The size below which no file can be a whole entry (status checks use it to skip stubs).
     min_size: ClassVar[int]
+    #: The highest sample rate the format can store.
+    max_sample_rate: ClassVar[int]
 
     def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
         """Return the entry's bytes as a list of buffers to write one after the other."""
@@ -119,6 +121,7 @@ class WavCodec:
 
     extension: ClassVar[str] = "wav"
     min_size: ClassVar[int] = _HEAD_SIZE + _DATA_HEAD.size + 4
+    max_sample_rate: ClassVar[int] = 768_000
 
     def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
         payload = memoryview(audio.data).cast("B")
@@ -227,6 +230,7 @@ class FlacCodec:
 
     extension: ClassVar[str] = "flac"
     min_size: ClassVar[int] = 42  # "fLaC" + STREAMINFO
+    max_sample_rate: ClassVar[int] = 655_350
 
     def encode(self, audio: npt.NDArray[np.float32], meta: EntryMeta) -> list[bytes | memoryview]:
         import soundfile

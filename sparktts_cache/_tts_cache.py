@@ -16,7 +16,7 @@ import numpy.typing as npt
 from ._audio import as_mono_float32, check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry
-from ._errors import UnsupportedTypeError
+from ._errors import InvalidAudioError, UnsupportedTypeError
 from ._keys import canonical_params, check_key, check_text, generate_cache_key
 from ._status import CacheStatus, StatusPlan
 from ._store import FileStore
@@ -82,6 +82,11 @@ class _CacheCore:
         samples = as_mono_float32(audio)
         stored_params = canonical_params(params)
         rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
+        if rate > self.store.codec.max_sample_rate:
+            raise InvalidAudioError(
+                f"{self.store.codec.extension} entries cannot store {rate} Hz audio "
+                f"(at most {self.store.codec.max_sample_rate} Hz)"
+            )
         return self.store.write(key, samples, check_text(text), stored_params, rate)
 
     def plan_status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> StatusPlan:

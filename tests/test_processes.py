@@ -60,3 +60,20 @@ def test_writer_killed_at_random_moments_never_leaves_a_partial_entry(tmp_path: 
     assert entries, "the writers never published anything: the test proved nothing"
     assert cache.clear_cache()
     assert files_under(tmp_path) == [], "clear left temp files of killed writers"
+
+
+def test_clear_while_other_processes_write(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path)
+    workers = [spawn("mixed", tmp_path, worker, 400, KEYS) for worker in range(3)]
+    clears = 0
+    while any(proc.poll() is None for proc in workers):
+        assert cache.clear_cache()  # never fails because of concurrent writers
+        clears += 1
+        time.sleep(0.01)
+    for proc in workers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err  # every write returned True and every read was whole
+        assert json.loads(out)["writes"] > 100
+    assert clears > 5
+    for index in range(KEYS):
+        read_checked(cache, shared_key(cache, index))
