@@ -108,7 +108,49 @@ def _as_segment_list(segments: object) -> list[str]:
     return list(segments)
 
 
-class TTSCache(Cache):
+class _CacheFront:
+    """What both fronts share: construction, configuration, keys and paths."""
+
+    __slots__ = ("_core",)
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        sample_rate: int = 16000,
+        audio_format: str = "wav",
+        fsync: bool = False,
+    ) -> None:
+        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(cache_dir={str(self.cache_dir)!r}, "
+            f"audio_format={self.audio_format!r})"
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._core.cache_dir
+
+    @property
+    def sample_rate(self) -> int:
+        return self._core.sample_rate
+
+    @property
+    def audio_format(self) -> str:
+        return self._core.store.codec.extension
+
+    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
+        """Return the cache key of ``text`` with ``tts_params`` (see :func:`generate_cache_key`)."""
+        return generate_cache_key(text, tts_params)
+
+    def entry_path(self, key: str) -> Path:
+        """The path where ``key``'s entry lives (whether or not it exists)."""
+        return Path(self._core.store.entry_path(check_key(key)))
+
+
+class TTSCache(_CacheFront, Cache):
     """An async, content-addressed cache of TTS audio on the local file system.
 
     Args:
@@ -132,41 +174,6 @@ class TTSCache(Cache):
         of processes may share one directory. Reads may be abandoned when cancelled; writes and
         ``clear_cache`` run to completion even if the caller is cancelled.
     """
-
-    __slots__ = ("_core",)
-
-    def __init__(
-        self,
-        cache_dir: str | os.PathLike[str] | None = None,
-        *,
-        sample_rate: int = 16000,
-        audio_format: str = "wav",
-        fsync: bool = False,
-    ) -> None:
-        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
-
-    def __repr__(self) -> str:
-        return f"TTSCache(cache_dir={str(self.cache_dir)!r}, audio_format={self.audio_format!r})"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self._core.cache_dir
-
-    @property
-    def sample_rate(self) -> int:
-        return self._core.sample_rate
-
-    @property
-    def audio_format(self) -> str:
-        return self._core.store.codec.extension
-
-    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
-        """Return the cache key of ``text`` with ``tts_params`` (see :func:`generate_cache_key`)."""
-        return generate_cache_key(text, tts_params)
-
-    def entry_path(self, key: str) -> Path:
-        """The path where ``key``'s entry lives (whether or not it exists)."""
-        return Path(self._core.store.entry_path(check_key(key)))
 
     async def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         """Return the cached samples of ``key`` (1-D float32), or None on a miss.
@@ -267,32 +274,12 @@ async def _check_concurrently(plan: StatusPlan, start: int) -> None:
             group.start_soon(check, begin)
 
 
-class SyncTTSCache:
+class SyncTTSCache(_CacheFront):
     """The same cache as :class:`TTSCache`, as plain blocking calls for scripts and notebooks.
 
     It shares ``TTSCache``'s synchronous core: same arguments, same files, same guarantees. Do not
     call it from an event loop thread; use :class:`TTSCache` there.
     """
-
-    __slots__ = ("_core",)
-
-    def __init__(
-        self,
-        cache_dir: str | os.PathLike[str] | None = None,
-        *,
-        sample_rate: int = 16000,
-        audio_format: str = "wav",
-        fsync: bool = False,
-    ) -> None:
-        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
-
-    @property
-    def cache_dir(self) -> Path:
-        return self._core.cache_dir
-
-    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
-        """Return the cache key of ``text`` with ``tts_params``."""
-        return generate_cache_key(text, tts_params)
 
     def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         """Return the cached samples of ``key``, or None on a miss."""

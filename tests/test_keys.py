@@ -34,7 +34,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
-params_strategy = st.dictionaries(st.text(min_size=1), json_values, max_size=6)
+param_names = st.text(min_size=1).filter(lambda name: name != "prompt_speech_path")
+params_strategy = st.dictionaries(param_names, json_values, max_size=6)
 texts = st.text(min_size=1).filter(lambda t: t.strip() != "")
 
 
