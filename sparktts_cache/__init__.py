@@ -19,8 +19,12 @@ from ._errors import (
     UnsupportedTypeError,
 )
 from ._keys import check_key, generate_cache_key, normalize_text
+from ._locks import FileSynthesisLock, SynthesisLock
+from ._long_text import LongTextTTS
+from ._segmenter import TextSegmenter
 from ._status import CacheStatus
 from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
+from .engines import TTSModel, load_tts_model
 
 __all__ = [
     "Cache",
@@ -29,18 +33,24 @@ __all__ = [
     "CorruptEntryError",
     "Entry",
     "EntryMeta",
+    "FileSynthesisLock",
     "InvalidAudioError",
     "InvalidKeyError",
     "InvalidParamsError",
     "InvalidTextError",
+    "LongTextTTS",
     "SyncTTSCache",
+    "SynthesisLock",
     "TTSCache",
+    "TTSModel",
+    "TextSegmenter",
     "UnsupportedTypeError",
     "__version__",
     "as_mono_float32",
     "check_key",
     "default_cache_dir",
     "generate_cache_key",
+    "load_tts_model",
     "normalize_text",
 ]
 

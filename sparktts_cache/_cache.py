@@ -39,13 +39,29 @@ class Cache(abc.ABC):
 
     @abc.abstractmethod
     async def cache_data(
-        self, key: str, audio: npt.NDArray[Any], text: str, params: Mapping[str, Any] | None = None
+        self,
+        key: str,
+        audio: npt.NDArray[Any],
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sample_rate: int | None = None,
     ) -> bool:
-        """Store ``audio`` under ``key``; return False if the storage refused the write."""
+        """Store ``audio`` (at ``sample_rate``, or the backend's default) under ``key``.
+
+        Returns False if the storage refused the write.
+        """
 
     @abc.abstractmethod
     async def clear_cache(self) -> bool:
         """Remove every entry; return False if some could not be removed."""
+
+    async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """Return the cached audio of each key (None where missing), in order.
+
+        This default reads one key after the other; a backend should override it with a bulk read.
+        """
+        return [await self.get_cached_data(key) for key in keys]
 
     async def get_cache_status(
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None

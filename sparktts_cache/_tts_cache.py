@@ -17,6 +17,7 @@ from ._audio import as_mono_float32, check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry
 from ._errors import InvalidAudioError, UnsupportedTypeError
+from ._gil import GilYielder
 from ._keys import canonical_params, check_key, check_text, generate_cache_key
 from ._status import CacheStatus, StatusPlan
 from ._store import FileStore
@@ -64,6 +65,15 @@ class _CacheCore:
         audio = self.store.read(check_key(key))
         assert audio is None or isinstance(audio, np.ndarray)
         return audio
+
+    def read_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        checked = [check_key(key) for key in keys]
+        yielder = GilYielder()
+        results = []
+        for key in checked:
+            results.append(self.read(key))
+            yielder.tick()
+        return results
 
     def read_entry(self, key: str) -> Entry | None:
         entry = self.store.read(check_key(key), with_meta=True)
@@ -187,6 +197,17 @@ class TTSCache(_CacheFront, Cache):
         check_key(key)
         return await anyio.to_thread.run_sync(self._core.read, key, abandon_on_cancel=True)
 
+    async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """Return the cached samples of each key (None where missing), in one worker-thread call.
+
+        Raises:
+            InvalidKeyError: if any key is malformed (nothing is read).
+        """
+        key_list = list(keys)
+        return await anyio.to_thread.run_sync(
+            self._core.read_many, key_list, abandon_on_cancel=True
+        )
+
     async def get_entry(self, key: str) -> Entry | None:
         """Return the samples together with the stored text, parameters, sample rate and time."""
         check_key(key)
@@ -284,6 +305,10 @@ class SyncTTSCache(_CacheFront):
     def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         """Return the cached samples of ``key``, or None on a miss."""
         return self._core.read(key)
+
+    def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """Return the cached samples of each key (None where missing), in order."""
+        return self._core.read_many(keys)
 
     def get_entry(self, key: str) -> Entry | None:
         """Return the samples and metadata of ``key``, or None on a miss."""

@@ -41,7 +41,13 @@ class MemoryCache(Cache):
         return self.entries.get(check_key(key))
 
     async def cache_data(
-        self, key: str, audio: npt.NDArray[Any], text: str, params: Mapping[str, Any] | None = None
+        self,
+        key: str,
+        audio: npt.NDArray[Any],
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sample_rate: int | None = None,
     ) -> bool:
         self.entries[check_key(key)] = as_mono_float32(audio).copy()
         return True

@@ -1,0 +1,239 @@
+"""``LongTextTTS``: synthesise long text segment by segment, each segment through the cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from ._audio import as_mono_float32
+from ._cache import Cache
+from ._locks import FileSynthesisLock, SynthesisLock
+from ._segmenter import TextSegmenter
+from ._tts_cache import TTSCache
+from .engines import TTSModel, accepted_params
+
+__all__ = ["LongTextTTS"]
+
+log = logging.getLogger("sparktts_cache")
+
+#: The parameter under which a model's ``cache_identity`` enters the cache key.
+ENGINE_PARAM = "_engine"
+
+
+class _Pending:
+    """One synthesis in progress in this process, that other requests for the key can wait for."""
+
+    __slots__ = ("audio", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.audio: npt.NDArray[np.float32] | None = None
+        self.error: BaseException | None = None
+
+
+class LongTextTTS:
+    """Long text to speech through a cache: each distinct segment is synthesised once.
+
+    Args:
+        model: anything with ``sample_rate`` and a blocking ``inference(text, **params)``; see
+            :func:`~sparktts_cache.load_tts_model`.
+        cache_dir: a directory for a :class:`TTSCache` at the model's sample rate...
+        cache: ...or any :class:`Cache` (not both).
+        segmenter: how text is split (default: :class:`TextSegmenter()`).
+        pause_seconds: silence between segments.
+        max_concurrency: model calls running at once in this process (each in a worker thread).
+        cross_process_lock: True for a lock file per key in ``<cache_dir>/locks`` (processes
+            sharing a directory synthesise each segment once), or any :class:`SynthesisLock`.
+
+    Example::
+
+        model = load_tts_model("espeak")
+        long_text = LongTextTTS(model, cache_dir="tts_cache")
+        audio, fully_cached = await long_text.generate("A long text...", {"gender": "female"})
+
+    Notes:
+        ``tts_params`` go to ``model.inference`` filtered to the keywords it accepts; all of them
+        count in the cache key, and so does the model's ``cache_identity`` if it has one (two
+        engines never share entries). Concurrent calls that share segments synthesise each one once.
+        A segment is cached as soon as it is made, so an interrupted call resumes where it stopped;
+        a model error is raised after the segments already made are cached.
+    """
+
+    def __init__(
+        self,
+        model: TTSModel,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        cache: Cache | None = None,
+        segmenter: TextSegmenter | None = None,
+        pause_seconds: float = 0.3,
+        max_concurrency: int = 1,
+        cross_process_lock: bool | SynthesisLock = False,
+    ) -> None:
+        if not isinstance(getattr(model, "sample_rate", None), int) or not callable(
+            getattr(model, "inference", None)
+        ):
+            raise TypeError("model must have an int sample_rate and an inference(text, ...) method")
+        if cache is not None and cache_dir is not None:
+            raise ValueError("pass cache_dir or cache, not both")
+        if pause_seconds < 0 or max_concurrency < 1:
+            raise ValueError("pause_seconds must be >= 0 and max_concurrency >= 1")
+        self.model = model
+        self.cache: Cache = (
+            cache if cache is not None else TTSCache(cache_dir, sample_rate=model.sample_rate)
+        )
+        self.segmenter = segmenter or TextSegmenter()
+        self.pause_seconds = pause_seconds
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._inflight: dict[str, _Pending] = {}
+        self._lock: SynthesisLock | None
+        if cross_process_lock is True:
+            if not isinstance(self.cache, TTSCache):
+                raise ValueError("cross_process_lock=True needs a TTSCache; pass a SynthesisLock")
+            self._lock = FileSynthesisLock(self.cache.cache_dir / "locks")
+        else:
+            self._lock = cross_process_lock or None
+        #: Model calls made by this instance (for tests, benchmarks and statistics).
+        self.synthesis_count = 0
+
+    @property
+    def pause(self) -> npt.NDArray[np.float32]:
+        return np.zeros(round(self.pause_seconds * self.model.sample_rate), dtype=np.float32)
+
+    def key_params(self, tts_params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The parameters a segment is keyed and stored with: the caller's plus the engine's."""
+        params = dict(tts_params or {})
+        identity = getattr(self.model, "cache_identity", None)
+        if identity is not None:
+            params[ENGINE_PARAM] = identity
+        return params
+
+    async def generate(
+        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
+    ) -> tuple[npt.NDArray[np.float32], bool]:
+        """Return the whole text's audio and whether all of it came from the cache.
+
+        Missing distinct segments are synthesised concurrently (up to ``max_concurrency``), and
+        each is cached as soon as it is made. ``force_regenerate`` synthesises every segment again
+        and replaces its entry. Empty text gives an empty array and True.
+        """
+        plan = await self._plan(text, tts_params, force_regenerate)
+        if plan is None:
+            return np.zeros(0, dtype=np.float32), True
+        segments, keys, found = plan
+        missing = {key: segment for segment, key in zip(segments, keys, strict=True)
+                   if found.get(key) is None}  # fmt: skip
+        made: dict[str, npt.NDArray[np.float32]] = {}
+
+        async def make(key: str, segment: str) -> None:
+            made[key] = await self._synthesise_once(key, segment, tts_params, force_regenerate)
+
+        async with anyio.create_task_group() as group:
+            for key, segment in missing.items():
+                group.start_soon(make, key, segment)
+        pieces = [found.get(key) if key not in made else made[key] for key in keys]
+        return await anyio.to_thread.run_sync(self._join, pieces), not missing
+
+    async def stream(
+        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
+    ) -> AsyncIterator[npt.NDArray[np.float32]]:
+        """Yield each segment's audio in order as soon as it is ready (cached ones at once).
+
+        Every chunk after the first starts with the pause, so the chunks joined equal
+        :meth:`generate`'s audio. Segments are synthesised one after the other, as the consumer
+        asks for them.
+        """
+        plan = await self._plan(text, tts_params, force_regenerate)
+        if plan is None:
+            return
+        segments, keys, found = plan
+        pause = self.pause
+        for index, (segment, key) in enumerate(zip(segments, keys, strict=True)):
+            audio = found.get(key)
+            if audio is None:
+                audio = await self._synthesise_once(key, segment, tts_params, force_regenerate)
+                found[key] = audio
+            yield np.concatenate([pause, audio]) if index else audio
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _plan(
+        self, text: str, tts_params: Mapping[str, Any] | None, force: bool
+    ) -> tuple[list[str], list[str], dict[str, npt.NDArray[np.float32] | None]] | None:
+        """Segment the text, ask the cache once, and read every cached distinct segment."""
+        segments = await anyio.to_thread.run_sync(self.segmenter.segment_text, text)
+        if not segments:
+            return None
+        status = await self.cache.get_cache_status(segments, self.key_params(tts_params))
+        cached = [] if force else status.cached_keys
+        audio = await self.cache.get_cached_batch(cached)
+        found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
+        return segments, status.cache_keys, found
+
+    def _join(self, pieces: list[npt.NDArray[np.float32] | None]) -> npt.NDArray[np.float32]:
+        pause = self.pause
+        joined: list[npt.NDArray[np.float32]] = []
+        for piece in pieces:
+            assert piece is not None
+            if joined and len(pause):
+                joined.append(pause)
+            joined.append(piece)
+        return np.concatenate(joined)
+
+    async def _synthesise_once(
+        self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
+    ) -> npt.NDArray[np.float32]:
+        """Synthesise ``key`` unless a task of this process already is; then share its result."""
+        while (pending := self._inflight.get(key)) is not None:
+            await pending.done.wait()
+            if pending.audio is not None:
+                return pending.audio
+            if isinstance(pending.error, Exception):
+                raise pending.error
+            # The owner was cancelled: try again, maybe as the owner.
+        pending = self._inflight[key] = _Pending()
+        try:
+            pending.audio = await self._synthesise(key, segment, tts_params, force)
+            return pending.audio
+        except BaseException as exc:
+            pending.error = exc
+            raise
+        finally:
+            del self._inflight[key]
+            pending.done.set()
+
+    async def _synthesise(
+        self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
+    ) -> npt.NDArray[np.float32]:
+        if self._lock is None:
+            return await self._make(key, segment, tts_params)
+        async with self._lock.hold(key):
+            if not force and (audio := await self.cache.get_cached_data(key)) is not None:
+                return audio  # another process made it while we waited
+            return await self._make(key, segment, tts_params)
+
+    async def _make(
+        self, key: str, segment: str, tts_params: Mapping[str, Any] | None
+    ) -> npt.NDArray[np.float32]:
+        model_params = accepted_params(self.model, tts_params or {})
+        audio = await anyio.to_thread.run_sync(
+            self._infer, segment, model_params, limiter=self._limiter
+        )
+        self.synthesis_count += 1
+        with anyio.CancelScope(shield=True):  # what was made is kept, even if we are cancelled
+            stored = await self.cache.cache_data(
+                key, audio, segment, self.key_params(tts_params), sample_rate=self.model.sample_rate
+            )
+        if not stored:
+            log.warning("segment %s was synthesised but could not be cached", key)
+        return audio
+
+    def _infer(self, segment: str, params: dict[str, Any]) -> npt.NDArray[np.float32]:
+        return as_mono_float32(self.model.inference(segment, **params))

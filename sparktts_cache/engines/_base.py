@@ -1,0 +1,42 @@
+"""What :class:`~sparktts_cache.LongTextTTS` needs of a model."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy.typing as npt
+
+__all__ = ["TTSModel", "accepted_params"]
+
+
+@runtime_checkable
+class TTSModel(Protocol):
+    """Anything with a ``sample_rate`` and a blocking ``inference(text, **params)``.
+
+    A model may also define ``cache_identity`` (a JSON-like value naming the engine and voice
+    data); it is added to the cache key, so two engines never share entries.
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def inference(self) -> Callable[..., npt.NDArray[Any]]:
+        """``inference(text, **params) -> np.ndarray``: blocking; returns mono samples."""
+        ...
+
+
+def accepted_params(model: TTSModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``params`` that ``model.inference`` accepts as keywords (None dropped)."""
+    signature = inspect.signature(model.inference)
+    kinds = {p.kind for p in signature.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        return {k: v for k, v in params.items() if v is not None}
+    names = {
+        name
+        for name, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return {k: v for k, v in params.items() if k in names and k != "text" and v is not None}
