@@ -131,13 +131,20 @@ class LongTextTTS:
         missing = {key: segment for segment, key in zip(segments, keys, strict=True)
                    if found.get(key) is None}  # fmt: skip
         made: dict[str, npt.NDArray[np.float32]] = {}
+        errors: list[Exception] = []
 
         async def make(key: str, segment: str) -> None:
-            made[key] = await self._synthesise_once(key, segment, tts_params, force_regenerate)
+            try:
+                made[key] = await self._synthesise_once(key, segment, tts_params, force_regenerate)
+            except Exception as exc:  # the first error stops the rest and reaches the caller as is
+                errors.append(exc)
+                group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
             for key, segment in missing.items():
                 group.start_soon(make, key, segment)
+        if errors:
+            raise errors[0]
         pieces = [found.get(key) if key not in made else made[key] for key in keys]
         return await anyio.to_thread.run_sync(self._join, pieces), not missing
 

@@ -84,6 +84,14 @@ class TextSegmenter:
                 segments += self._segment_paragraph(paragraph)
         return segments
 
+    def split_sentences(self, text: str) -> list[str]:
+        """Return the sentences of ``text`` (whitespace collapsed), with no length limit."""
+        sentences: list[str] = []
+        for paragraph in _PARAGRAPH_BREAK.split(text):
+            paragraph = " ".join(paragraph.split())
+            sentences += [paragraph[a:b].strip() for a, b in _sentences(paragraph)]
+        return sentences
+
     def _segment_paragraph(self, text: str) -> list[str]:
         pieces: list[Span] = []
         for sentence in _sentences(text):

@@ -7,6 +7,7 @@ from that seed, so a reader can tell a whole entry from a torn or mixed one.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from typing import Any
@@ -67,11 +68,44 @@ def writer_forever(cache_dir: str, seed: int, keys: int) -> None:
         )
 
 
+def long_text(cache_dir: str, locked: int) -> None:
+    """Generate the test text with a slow counting model; print its calls as JSON."""
+    import anyio
+
+    from sparktts_cache import LongTextTTS, TextSegmenter
+
+    from .models import CountingModel
+    from .test_long_text import PARAMS, TEXT
+
+    model = CountingModel(delay=0.05)
+    tts = LongTextTTS(
+        model, cache_dir=cache_dir, segmenter=TextSegmenter(max_chars=40),
+        cross_process_lock=bool(locked),
+    )  # fmt: skip
+    anyio.run(tts.generate, TEXT, PARAMS)
+    print(json.dumps(dict(model.calls)))
+
+
+def hold_lock(directory: str, key: str) -> None:
+    """Take a synthesis lock and hang until killed."""
+    import time
+
+    from sparktts_cache._locks import _try_lock
+
+    assert _try_lock(directory, os.path.join(directory, f"{key}.lock")) is not None
+    print("locked", flush=True)
+    time.sleep(600)
+
+
 if __name__ == "__main__":
     role, directory, *numbers = sys.argv[1:]
     if role == "mixed":
         mixed(directory, *map(int, numbers))
     elif role == "writer":
         writer_forever(directory, *map(int, numbers))
+    elif role == "long-text":
+        long_text(directory, int(numbers[0]))
+    elif role == "hold-lock":
+        hold_lock(directory, numbers[0])
     else:
         raise SystemExit(f"unknown role {role}")

@@ -1,0 +1,269 @@
+"""LongTextTTS with a counting stand-in model: caching, sharing, streaming, errors, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+from sparktts_cache import (
+    FileSynthesisLock,
+    InvalidAudioError,
+    LongTextTTS,
+    SyncTTSCache,
+    TextSegmenter,
+    TTSCache,
+)
+
+from .models import CountingModel, audio_for
+
+pytestmark = pytest.mark.anyio
+
+TEXT = (
+    "The cache keeps every sentence. It never synthesises one twice! "
+    "Does it really? Yes, it does.\n\n"
+    "A second paragraph starts here. It never synthesises one twice!"
+)
+PARAMS = {"gender": "female", "pitch": "moderate", "speed": "moderate", "emotion": "HAPPY"}
+SEGMENTER = TextSegmenter(max_chars=40)
+
+
+def make(tmp_path: Path, model: CountingModel | None = None, **options: object) -> LongTextTTS:
+    return LongTextTTS(model or CountingModel(), cache_dir=tmp_path, segmenter=SEGMENTER, **options)  # type: ignore[arg-type]
+
+
+def expected_audio(tts: LongTextTTS, text: str) -> np.ndarray:
+    pause = np.zeros(round(0.3 * 16000), np.float32)
+    pieces: list[np.ndarray] = []
+    for segment in SEGMENTER.segment_text(text):
+        pieces += [pause] if pieces else []
+        pieces.append(audio_for(segment, "female"))
+    return np.concatenate(pieces)
+
+
+async def test_generate_synthesises_each_distinct_segment_once_then_reads_the_cache(
+    tmp_path: Path,
+) -> None:
+    tts = make(tmp_path)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    segments = SEGMENTER.segment_text(TEXT)
+    assert len(segments) > len(set(segments))  # the text repeats a segment
+    audio, fully_cached = await tts.generate(TEXT, PARAMS)
+    assert fully_cached is False
+    assert dict(model.calls) == dict.fromkeys(segments, 1)
+    np.testing.assert_array_equal(audio, expected_audio(tts, TEXT))
+    again, fully_cached = await tts.generate(TEXT, PARAMS)
+    assert fully_cached is True and model.total_calls == len(set(segments))
+    np.testing.assert_array_equal(again, audio)
+    # A fresh instance over the same directory reads the same entries.
+    fresh = make(tmp_path)
+    assert (await fresh.generate(TEXT, PARAMS))[1] is True
+
+
+async def test_params_are_filtered_for_the_model_but_all_count_in_the_key(tmp_path: Path) -> None:
+    tts = make(tmp_path)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    await tts.generate("One sentence.", {**PARAMS, "model_dir": "/models/a"})
+    assert model.received == [{"gender": "female", "pitch": "moderate", "speed": "moderate"}]
+    await tts.generate("One sentence.", {**PARAMS, "model_dir": "/models/b"})
+    await tts.generate("One sentence.", {**PARAMS, "model_dir": "/models/b", "emotion": "SAD"})
+    assert model.total_calls == 3
+    cache = SyncTTSCache(tmp_path)
+    key = cache.generate_cache_key(
+        "One sentence.", tts.key_params({**PARAMS, "model_dir": "/models/a"})
+    )
+    entry = cache.get_entry(key)
+    assert entry is not None and entry.meta.params["_engine"] == {"engine": "counting"}
+    assert entry.meta.params["emotion"] == "HAPPY" and entry.meta.sample_rate == 16000
+
+
+async def test_force_regenerate_replaces_entries(tmp_path: Path) -> None:
+    tts = make(tmp_path)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    first, _ = await tts.generate(TEXT, PARAMS)
+    model.version = 1
+    forced, fully_cached = await tts.generate(TEXT, PARAMS, force_regenerate=True)
+    assert fully_cached is False and not np.array_equal(forced, first)
+    again, fully_cached = await tts.generate(TEXT, PARAMS)
+    assert fully_cached is True
+    np.testing.assert_array_equal(again, forced)
+
+
+async def test_empty_text(tmp_path: Path) -> None:
+    audio, fully_cached = await make(tmp_path).generate("  \n\n ", PARAMS)
+    assert audio.dtype == np.float32 and audio.shape == (0,) and fully_cached is True
+    assert [chunk async for chunk in make(tmp_path).stream("", PARAMS)] == []
+
+
+async def test_stream_yields_segments_in_order_and_matches_generate(tmp_path: Path) -> None:
+    tts = make(tmp_path)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    await tts.generate("It never synthesises one twice!", PARAMS)  # one segment cached already
+    chunks = []
+    calls_seen = []
+    async for chunk in tts.stream(TEXT, PARAMS):
+        chunks.append(chunk)
+        calls_seen.append(model.total_calls)
+    assert len(chunks) == len(SEGMENTER.segment_text(TEXT))
+    assert calls_seen == sorted(calls_seen) and calls_seen[0] < calls_seen[-1]  # made as it goes
+    np.testing.assert_array_equal(np.concatenate(chunks), expected_audio(tts, TEXT))
+    assert model.total_calls == len(set(SEGMENTER.segment_text(TEXT)))
+
+
+async def test_stream_stopped_early_keeps_what_it_made(tmp_path: Path) -> None:
+    tts = make(tmp_path)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    stream = tts.stream(TEXT, PARAMS)
+    async for _chunk in stream:
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert model.total_calls == 1
+    await tts.generate(TEXT, PARAMS)
+    assert model.total_calls == len(set(SEGMENTER.segment_text(TEXT)))
+
+
+async def test_concurrent_requests_share_segments(tmp_path: Path) -> None:
+    model = CountingModel(delay=0.01)
+    tts = make(tmp_path, model, max_concurrency=3)
+    texts = [TEXT, TEXT + " And one more sentence.", "Yes, it does. " + TEXT]
+    results: list[tuple[np.ndarray, bool]] = []
+
+    async def request(text: str) -> None:
+        results.append(await tts.generate(text, PARAMS))
+
+    async with anyio.create_task_group() as group:
+        for index in range(12):
+            group.start_soon(request, texts[index % 3])
+    distinct = {s for text in texts for s in SEGMENTER.segment_text(text)}
+    assert dict(model.calls) == dict.fromkeys(distinct, 1)
+    assert 1 < model.peak <= 3
+
+
+async def test_max_concurrency_one_is_the_default(tmp_path: Path) -> None:
+    model = CountingModel(delay=0.005)
+    await make(tmp_path, model).generate(TEXT, PARAMS)
+    assert model.peak == 1
+
+
+async def test_model_error_is_raised_after_earlier_segments_are_cached(tmp_path: Path) -> None:
+    text = "First one is fine. Second one is fine too. Third will fail. Fourth never runs."
+    model = CountingModel(fail_on="fail")
+    tts = make(tmp_path, model)
+    with pytest.raises(RuntimeError, match="model failed"):
+        await tts.generate(text, PARAMS)
+    cache = TTSCache(tmp_path)
+    status = await cache.get_cache_status(SEGMENTER.segment_text(text), tts.key_params(PARAMS))
+    assert "First one is fine." not in status.segments_to_generate
+    assert any("fail" in s for s in status.segments_to_generate)
+    model.fail_on = None
+    before = model.total_calls
+    _audio, fully_cached = await tts.generate(text, PARAMS)
+    assert fully_cached is False
+    assert model.total_calls - before == len(status.segments_to_generate)
+
+
+async def test_bad_model_output_is_never_cached(tmp_path: Path) -> None:
+    model = CountingModel(bad_on="broken")
+    tts = make(tmp_path, model)
+    with pytest.raises(InvalidAudioError):
+        await tts.generate("A broken sentence.", PARAMS)
+    status = await TTSCache(tmp_path).get_cache_status(
+        ["A broken sentence."], tts.key_params(PARAMS)
+    )
+    assert status.cached_keys == []
+
+
+async def test_interrupted_generate_resumes(tmp_path: Path) -> None:
+    model = CountingModel(delay=0.05)
+    tts = make(tmp_path, model)
+    with anyio.move_on_after(0.12):
+        await tts.generate(TEXT, PARAMS)
+    made = model.total_calls
+    assert 0 < made < len(set(SEGMENTER.segment_text(TEXT)))
+    await anyio.sleep(0.1)  # let the shielded write of the segment in flight land
+    await tts.generate(TEXT, PARAMS)
+    assert model.total_calls == len(set(SEGMENTER.segment_text(TEXT)))
+
+
+async def test_constructor_checks(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        LongTextTTS(object(), cache_dir=tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        LongTextTTS(CountingModel(), cache_dir=tmp_path, cache=TTSCache(tmp_path))
+    with pytest.raises(ValueError):
+        LongTextTTS(CountingModel(), cache_dir=tmp_path, pause_seconds=-1)
+    tts = LongTextTTS(CountingModel(), cache_dir=tmp_path)
+    assert isinstance(tts.cache, TTSCache) and tts.cache.sample_rate == 16000
+
+
+# -- cross-process lock ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_processes_sharing_a_directory_synthesise_each_segment_once(tmp_path: Path) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests._proc", "long-text", str(tmp_path), "1"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    calls: dict[str, int] = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        for text, count in json.loads(out).items():
+            calls[text] = calls.get(text, 0) + count
+    assert calls == dict.fromkeys(set(TextSegmenter(max_chars=40).segment_text(TEXT)), 1)
+    assert not (tmp_path / "locks").exists() or list((tmp_path / "locks").iterdir()) == []
+
+
+def test_without_the_lock_processes_duplicate_work(tmp_path: Path) -> None:
+    # The control for the test above: it shows the lock is what prevents duplicates.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests._proc", "long-text", str(tmp_path), "0"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    total = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        total += sum(json.loads(out).values())
+    assert total > len(set(TextSegmenter(max_chars=40).segment_text(TEXT)))
+
+
+async def test_lock_of_a_crashed_holder_is_free_and_a_hung_holder_times_out(tmp_path: Path) -> None:
+    lock = FileSynthesisLock(tmp_path / "locks", stale_after=0.3, poll=0.01)
+    key = "0" * 32
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "tests._proc", "hold-lock", str(tmp_path / "locks"), key],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    began = anyio.current_time()
+    async with lock.hold(key) as held:  # the holder hangs: we go ahead after stale_after
+        assert held is False
+    assert anyio.current_time() - began >= 0.3
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+    began = anyio.current_time()
+    async with lock.hold(key) as held:  # the holder died: the kernel released its lock
+        assert held is True
+    assert anyio.current_time() - began < 0.3
+    assert os.listdir(tmp_path / "locks") == []
