@@ -212,39 +212,34 @@ async def test_constructor_checks(tmp_path: Path) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_processes_sharing_a_directory_synthesise_each_segment_once(tmp_path: Path) -> None:
+def run_long_text_workers(cache_dir: Path, locked: bool, workers: int = 3) -> list[dict[str, int]]:
+    """Run ``generate`` of TEXT in several processes at once; return each one's model calls."""
+    args = [sys.executable, "-m", "tests._proc", "long-text", str(cache_dir), str(int(locked))]
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests._proc", "long-text", str(tmp_path), "1"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(3)
-    ]  # fmt: skip
-    calls: dict[str, int] = {}
+        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]
+    calls = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        for text, count in json.loads(out).items():
+        calls.append(json.loads(out))
+    return calls
+
+
+def test_processes_sharing_a_directory_synthesise_each_segment_once(tmp_path: Path) -> None:
+    calls: dict[str, int] = {}
+    for worker_calls in run_long_text_workers(tmp_path, locked=True):
+        for text, count in worker_calls.items():
             calls[text] = calls.get(text, 0) + count
-    assert calls == dict.fromkeys(set(TextSegmenter(max_chars=40).segment_text(TEXT)), 1)
+    assert calls == dict.fromkeys(set(SEGMENTER.segment_text(TEXT)), 1)
     assert not (tmp_path / "locks").exists() or list((tmp_path / "locks").iterdir()) == []
 
 
 def test_without_the_lock_processes_duplicate_work(tmp_path: Path) -> None:
     # The control for the test above: it shows the lock is what prevents duplicates.
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests._proc", "long-text", str(tmp_path), "0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(3)
-    ]  # fmt: skip
-    total = 0
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        total += sum(json.loads(out).values())
-    assert total > len(set(TextSegmenter(max_chars=40).segment_text(TEXT)))
+    total = sum(sum(c.values()) for c in run_long_text_workers(tmp_path, locked=False))
+    assert total > len(set(SEGMENTER.segment_text(TEXT)))
 
 
 async def test_lock_of_a_crashed_holder_is_free_and_a_hung_holder_times_out(tmp_path: Path) -> None:
