@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._codec import Codec, Entry, EntryMeta
+from ._counters import COUNTER_NAME, SHARDS, add_to_counter
 from ._errors import CorruptEntryError
 
 __all__ = ["FileStore"]
@@ -44,6 +45,8 @@ DIR_MODE = 0o775
 #: Entries larger than this are not cached audio (over 2 hours of 16 kHz float32 samples).
 MAX_ENTRY_BYTES = 1 << 30
 _WRITE_ATTEMPTS = 4
+#: A hit refreshes its entry's modification time (its LRU clock) when older than this.
+RECENCY_RESOLUTION = 60.0
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _TEMP_SUFFIX = ".tmp"
 #: The names this cache writes: entries of any codec, and temp files. Nothing else is touched.
@@ -63,14 +66,19 @@ class FileStore:
         codec: the entry format (its extension names the files).
         fsync: flush each entry and its directory to stable storage before publishing it. Off by
             default, as in git and ccache: a crash may then lose recent entries, never tear one.
+        max_size_bytes: keep the cache near this size by evicting the least recently used entries
+            (see ``_maintenance``); None for no limit.
     """
 
-    __slots__ = ("codec", "fsync", "root")
+    __slots__ = ("codec", "fsync", "max_size_bytes", "root")
 
-    def __init__(self, root: str, codec: Codec, *, fsync: bool = False) -> None:
+    def __init__(
+        self, root: str, codec: Codec, *, fsync: bool = False, max_size_bytes: int | None = None
+    ) -> None:
         self.root = root
         self.codec = codec
         self.fsync = fsync
+        self.max_size_bytes = max_size_bytes
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -82,26 +90,25 @@ class FileStore:
         return f"{self.root}/{key[:2]}/{key[2:4]}/{key}.{self.codec.extension}"
 
     @contextlib.contextmanager
-    def _shard_dir(self, key: str, *, create: bool) -> Iterator[int]:
-        """Yield a descriptor of ``key``'s shard directory, refusing symlinks on the way."""
+    def _shard_dirs(self, key: str, *, create: bool) -> Iterator[tuple[int, int]]:
+        """Yield descriptors of ``key``'s two shard directories, refusing symlinks on the way."""
         if create:
             os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fds = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         try:
             for part in (key[:2], key[2:4]):
                 try:
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
                 except FileNotFoundError:
                     if not create:
                         raise
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, DIR_MODE, dir_fd=fd)
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-            yield fd
+                        os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
+                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+            yield fds[1], fds[2]
         finally:
-            os.close(fd)
+            for fd in fds:
+                os.close(fd)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -112,7 +119,7 @@ class FileStore:
         directory, FIFO or symlink at the entry path is a miss and left alone.
         """
         try:
-            with self._shard_dir(key, create=False) as dir_fd:
+            with self._shard_dirs(key, create=False) as (_outer_fd, dir_fd):
                 name = self.entry_name(key)
                 try:
                     fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
@@ -128,12 +135,15 @@ class FileStore:
                             f"file is {st.st_size} bytes, larger than any entry"
                         )
                     data = _read_exactly(fd, st.st_size)
+                    result: Entry | npt.NDArray[np.float32]
                     if with_meta:
-                        entry = self.codec.decode(data)
-                        if entry.meta.key != key:
-                            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
-                        return entry
-                    return self.codec.decode_audio(data)
+                        result = self.codec.decode(data)
+                        if result.meta.key != key:
+                            raise CorruptEntryError(f"entry belongs to key {result.meta.key}")
+                    else:
+                        result = self.codec.decode_audio(data)
+                    _refresh_recency(fd, st)
+                    return result
                 except CorruptEntryError as exc:
                     log.warning("corrupt cache entry %s (%s); removing it", key, exc)
                     _unlink_if_same(name, dir_fd, st)
@@ -166,37 +176,52 @@ class FileStore:
     ) -> bool:
         """Publish an entry atomically; return False (and log why) if the file system refuses.
 
-        ``audio`` must already be a valid 1-D float32 array (see ``as_mono_float32``).
+        ``audio`` must already be a valid 1-D float32 array (see ``as_mono_float32``). With a
+        ``max_size_bytes``, the shard's size counter is updated and, when the shard holds more than
+        its share, the cache is cleaned up (by whichever process gets the cleanup lock).
         """
         meta = EntryMeta(key, text, params, sample_rate, time.time())
         buffers = self.codec.encode(audio, meta)
         name = self.entry_name(key)
+        shard_bytes = 0
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self._shard_dir(key, create=True) as dir_fd:
-                    self._publish(dir_fd, key, name, buffers)
-                return True
+                with self._shard_dirs(key, create=True) as (outer_fd, inner_fd):
+                    added, replaced = self._publish(inner_fd, key, name, buffers)
+                    if self.max_size_bytes is not None:
+                        shard_bytes = add_to_counter(
+                            outer_fd, added - replaced, 0 if replaced else 1
+                        )
+                break
             except FileNotFoundError as exc:
                 # A concurrent clear removed our shard directory or temp file: write again.
                 if attempt == _WRITE_ATTEMPTS - 1:
                     log.error("cannot write cache entry %s: %s", key, exc)
+                    return False
             except OSError as exc:
                 log.error("cannot write cache entry %s: %s", key, exc)
                 return False
-        return False
+        if self.max_size_bytes is not None and shard_bytes > self.max_size_bytes / SHARDS:
+            self.cleanup_if_over_limit()
+        return True
 
     def _publish(
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
-    ) -> None:
+    ) -> tuple[int, int]:
+        """Write and rename into place; return (bytes written, size of the entry replaced)."""
         temp = f"{key}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         fd = os.open(temp, _TEMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
         try:
             try:
-                _write_all(fd, buffers)
+                written = _write_all(fd, buffers)
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+            replaced = 0
+            if self.max_size_bytes is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    replaced = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
             os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -204,6 +229,18 @@ class FileStore:
             raise
         if self.fsync:
             os.fsync(dir_fd)
+        return written, replaced
+
+    def cleanup_if_over_limit(self) -> None:
+        """Evict to 90 % of ``max_size_bytes`` if over it; skipped if another process is at it."""
+        if self.max_size_bytes is None:
+            return
+        from ._maintenance import cleanup
+
+        try:
+            cleanup(self, self.max_size_bytes)
+        except OSError as exc:
+            log.warning("cache cleanup failed: %s", exc)
 
     # -- clearing --------------------------------------------------------------------------------
 
@@ -239,6 +276,8 @@ class FileStore:
                 ok &= self._clear_inner(outer_fd, outer + inner)
                 with contextlib.suppress(OSError):
                     os.rmdir(inner, dir_fd=outer_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(COUNTER_NAME, dir_fd=outer_fd)
         finally:
             os.close(outer_fd)
         with contextlib.suppress(OSError):
@@ -292,8 +331,9 @@ def _read_exactly(fd: int, size: int) -> bytearray:
     return data
 
 
-def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> None:
+def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
     views = [memoryview(b).cast("B") for b in buffers]
+    total = sum(len(view) for view in views)
     while views:
         written = os.writev(fd, views)
         while views and written >= len(views[0]):
@@ -301,6 +341,15 @@ def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
+    return total
+
+
+def _refresh_recency(fd: int, st: os.stat_result) -> None:
+    """Mark a hit as recently used (modification time is the LRU clock), once a minute at most."""
+    now = time.time()
+    if now - st.st_mtime > RECENCY_RESOLUTION:
+        with contextlib.suppress(OSError):  # another user's read-only entry: keep its old time
+            os.utime(fd, (now, now))
 
 
 def _unlink_if_same(name: str, dir_fd: int, opened: os.stat_result) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,14 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
+from . import _maintenance
 from ._audio import as_mono_float32, check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry
 from ._errors import InvalidAudioError, UnsupportedTypeError
 from ._gil import GilYielder
 from ._keys import canonical_params, check_key, check_text, generate_cache_key
+from ._maintenance import Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
 from ._store import FileStore
 
@@ -38,10 +43,34 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("sparktts_cache", appauthor=False))
 
 
+@dataclass
+class TrafficStats:
+    """This process's hits, misses and writes through one cache object."""
+
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+
+
+@dataclass
+class Stats:
+    """What ``stats()`` returns: the directory's figures and this process's traffic."""
+
+    entries: int
+    bytes: int
+    oldest: float | None
+    newest: float | None
+    temp_files: int
+    hits: int
+    misses: int
+    writes: int
+    max_size_bytes: int | None
+
+
 class _CacheCore:
     """The blocking implementation both fronts share: validation, then the file store."""
 
-    __slots__ = ("cache_dir", "sample_rate", "store")
+    __slots__ = ("_lock", "cache_dir", "sample_rate", "store", "traffic")
 
     def __init__(
         self,
@@ -49,7 +78,16 @@ class _CacheCore:
         sample_rate: int,
         audio_format: str,
         fsync: bool,
+        max_size_bytes: int | None,
     ) -> None:
+        if max_size_bytes is not None and (
+            isinstance(max_size_bytes, bool)
+            or not isinstance(max_size_bytes, int)
+            or max_size_bytes <= 0
+        ):
+            raise ValueError(
+                f"max_size_bytes must be a positive int or None, got {max_size_bytes!r}"
+            )
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise UnsupportedTypeError(f"cache_dir must be a path, not {type(cache_dir).__name__}")
         codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
@@ -59,11 +97,22 @@ class _CacheCore:
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )
         self.sample_rate = check_sample_rate(sample_rate)
-        self.store = FileStore(str(self.cache_dir), codec, fsync=bool(fsync))
+        self.store = FileStore(
+            str(self.cache_dir), codec, fsync=bool(fsync), max_size_bytes=max_size_bytes
+        )
+        self.traffic = TrafficStats()
+        self._lock = threading.Lock()
+
+    def _count(self, hits: int = 0, misses: int = 0, writes: int = 0) -> None:
+        with self._lock:
+            self.traffic.hits += hits
+            self.traffic.misses += misses
+            self.traffic.writes += writes
 
     def read(self, key: str) -> npt.NDArray[np.float32] | None:
         audio = self.store.read(check_key(key))
         assert audio is None or isinstance(audio, np.ndarray)
+        self._count(hits=audio is not None, misses=audio is None)
         return audio
 
     def read_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
@@ -74,6 +123,15 @@ class _CacheCore:
             results.append(self.read(key))
             yielder.tick()
         return results
+
+    def stats(self, progress: Progress | None = None) -> Stats:
+        found = _maintenance.stats(self.store, progress)
+        with self._lock:
+            traffic = dataclasses.replace(self.traffic)
+        return Stats(
+            found.entries, found.bytes, found.oldest, found.newest, found.temp_files,
+            traffic.hits, traffic.misses, traffic.writes, self.store.max_size_bytes,
+        )  # fmt: skip
 
     def read_entry(self, key: str) -> Entry | None:
         entry = self.store.read(check_key(key), with_meta=True)
@@ -97,7 +155,9 @@ class _CacheCore:
                 f"{self.store.codec.extension} entries cannot store {rate} Hz audio "
                 f"(at most {self.store.codec.max_sample_rate} Hz)"
             )
-        return self.store.write(key, samples, check_text(text), stored_params, rate)
+        written = self.store.write(key, samples, check_text(text), stored_params, rate)
+        self._count(writes=written)
+        return written
 
     def plan_status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> StatusPlan:
         min_size = self.store.codec.min_size
@@ -130,8 +190,9 @@ class _CacheFront:
         sample_rate: int = 16000,
         audio_format: str = "wav",
         fsync: bool = False,
+        max_size_bytes: int | None = None,
     ) -> None:
-        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync)
+        self._core = _CacheCore(cache_dir, sample_rate, audio_format, fsync, max_size_bytes)
 
     def __repr__(self) -> str:
         return (
@@ -150,6 +211,15 @@ class _CacheFront:
     @property
     def audio_format(self) -> str:
         return self._core.store.codec.extension
+
+    @property
+    def max_size_bytes(self) -> int | None:
+        return self._core.store.max_size_bytes
+
+    @property
+    def traffic(self) -> TrafficStats:
+        """This object's hits, misses and writes so far."""
+        return self._core.traffic
 
     def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
         """Return the cache key of ``text`` with ``tts_params`` (see :func:`generate_cache_key`)."""
@@ -270,6 +340,35 @@ class TTSCache(_CacheFront, Cache):
         await _check_concurrently(plan, start)
         return await anyio.to_thread.run_sync(plan.result, abandon_on_cancel=True)
 
+    async def stats(self, progress: Progress | None = None) -> Stats:
+        """Entries, bytes on disk, least and most recently used entry, and this process's traffic.
+
+        Scans the whole directory in a worker thread; ``progress(done, total)`` is called from it.
+        """
+        return await anyio.to_thread.run_sync(self._core.stats, progress, abandon_on_cancel=True)
+
+    async def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
+        """Check every entry's format and checksum, and report the damage found.
+
+        Reports corrupt entries, orphan temp files, empty shard directories and foreign files; with
+        ``fix=True`` removes all but the foreign files, which are not the cache's.
+        """
+        return await anyio.to_thread.run_sync(_maintenance.verify, self._core.store, fix, progress)
+
+    async def prune(
+        self,
+        max_size_bytes: int | None = None,
+        max_age: float | None = None,
+        progress: Progress | None = None,
+    ) -> PruneReport:
+        """Remove entries unused for ``max_age`` s, then the least recently used to the size.
+
+        Also removes dead writers' temp files and empty shard directories; returns what went.
+        """
+        return await anyio.to_thread.run_sync(
+            _maintenance.prune, self._core.store, max_size_bytes, max_age, progress
+        )
+
     async def clear_cache(self) -> bool:
         """Remove every entry and leftover temp file; files the cache did not write are kept.
 
@@ -335,3 +434,20 @@ class SyncTTSCache(_CacheFront):
     def clear_cache(self) -> bool:
         """Remove every entry and leftover temp file."""
         return self._core.store.clear()
+
+    def stats(self, progress: Progress | None = None) -> Stats:
+        """As :meth:`TTSCache.stats`."""
+        return self._core.stats(progress)
+
+    def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
+        """As :meth:`TTSCache.verify`."""
+        return _maintenance.verify(self._core.store, fix, progress)
+
+    def prune(
+        self,
+        max_size_bytes: int | None = None,
+        max_age: float | None = None,
+        progress: Progress | None = None,
+    ) -> PruneReport:
+        """As :meth:`TTSCache.prune`."""
+        return _maintenance.prune(self._core.store, max_size_bytes, max_age, progress)

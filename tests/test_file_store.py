@@ -313,13 +313,13 @@ def test_write_survives_a_concurrent_clear_of_its_shard(
     real_publish = store._publish.__func__  # type: ignore[attr-defined]
     attempts = {"n": 0}
 
-    def publish_after_clear(self: FileStore, dir_fd: int, *args: Any) -> None:
+    def publish_after_clear(self: FileStore, dir_fd: int, *args: Any) -> tuple[int, int]:
         attempts["n"] += 1
         if attempts["n"] == 1:
             for name in os.listdir(dir_fd):
                 os.unlink(name, dir_fd=dir_fd)
             raise FileNotFoundError(errno.ENOENT, "temp file removed by clear")
-        real_publish(self, dir_fd, *args)
+        return real_publish(self, dir_fd, *args)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(FileStore, "_publish", publish_after_clear)
     key, _path = write_one(cache)

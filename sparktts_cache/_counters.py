@@ -1,0 +1,71 @@
+"""Per-shard size and count counters, as ccache keeps them: one small file per top-level shard.
+
+``<root>/<k[0:2]>/stats`` holds ``"<bytes> <entries>\\n"`` for the entries under that shard. Writers
+add to it under an ``flock`` held for a few microseconds; 256 files mean writers rarely contend.
+Counters can drift (a crash between publishing and counting, two writers replacing one key, a
+concurrent clear); every cleanup or prune that scans a shard writes its exact figures back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+
+__all__ = ["COUNTER_NAME", "SHARDS", "add_to_counter", "read_counter", "write_counter"]
+
+COUNTER_NAME = "stats"
+SHARDS = 256
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _parse(raw: bytes) -> tuple[int, int]:
+    try:
+        size, count = (max(0, int(field)) for field in raw.split())
+    except ValueError:
+        return 0, 0  # a damaged counter reads as empty; the next scan rewrites it
+    return size, count
+
+
+@contextlib.contextmanager
+def _locked(outer_fd: int) -> Iterator[int]:
+    fd = os.open(COUNTER_NAME, _FLAGS, 0o664, dir_fd=outer_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _store(fd: int, size: int, count: int) -> None:
+    data = f"{size} {count}\n".encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
+
+
+def add_to_counter(outer_fd: int, bytes_delta: int, count_delta: int) -> int:
+    """Add to the counter of the shard open as ``outer_fd``; return the shard's new size."""
+    with _locked(outer_fd) as fd:
+        size, count = _parse(os.pread(fd, 64, 0))
+        size, count = max(0, size + bytes_delta), max(0, count + count_delta)
+        _store(fd, size, count)
+    return size
+
+
+def write_counter(outer_fd: int, size: int, count: int) -> None:
+    """Set the counter of the shard open as ``outer_fd`` to exact figures from a scan."""
+    with _locked(outer_fd) as fd:
+        _store(fd, size, count)
+
+
+def read_counter(outer_fd: int) -> tuple[int, int]:
+    """Return (bytes, entries) of the shard open as ``outer_fd``; (0, 0) if never counted."""
+    try:
+        fd = os.open(COUNTER_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=outer_fd)
+    except FileNotFoundError:
+        return 0, 0
+    try:
+        return _parse(os.pread(fd, 64, 0))
+    finally:
+        os.close(fd)
