@@ -33,8 +33,6 @@ ORPHAN_AGE = 3600.0
 FULL_SCAN_ENTRIES = 20_000
 #: Cleanup trims to this fraction of the limit.
 TRIM_TO = 0.9
-#: A process that found nothing to clean does not look again for this long.
-RECHECK_SECONDS = 2.0
 
 Progress = Callable[[int, int], None]
 
@@ -203,12 +201,32 @@ def _remove(store: FileStore, info: FileInfo, *, expected_mtime: bool = True) ->
     return True
 
 
-def _remove_empty_dirs(store: FileStore, scan: ShardScan) -> int:
+def _remove_empty_dirs(root_fd: int, outer: str) -> int:
+    """Remove the empty directories of one shard, and the shard itself if nothing is left.
+
+    A writer whose directory is removed under it starts its write again.
+    """
+    from ._counters import COUNTER_NAME
+
     removed = 0
-    for relative in scan.empty_dirs:
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(store.root, relative))
-            removed += 1
+    try:
+        outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
+    except OSError:
+        return 0
+    try:
+        for inner in _subdirs(outer_fd):
+            with contextlib.suppress(OSError):  # not empty
+                os.rmdir(inner, dir_fd=outer_fd)
+                removed += 1
+        with os.scandir(outer_fd) as it:
+            left = [item.name for item in it]
+        if left == [COUNTER_NAME]:
+            os.unlink(COUNTER_NAME, dir_fd=outer_fd)
+    finally:
+        os.close(outer_fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(outer, dir_fd=root_fd)
+        removed += 1
     return removed
 
 
@@ -241,16 +259,11 @@ def _cleanup_lock(store: FileStore, *, wait: bool) -> Iterator[bool]:
         os.close(fd)
 
 
-_last_quiet_check: dict[str, float] = {}
-
-
-def cleanup(store: FileStore, limit: int) -> PruneReport | None:
+def cleanup(store: FileStore, limit: int) -> int | None:
     """Evict least recently used entries to 90 % of ``limit`` if the cache is over it.
 
-    Returns what was removed, or None if cleanup was not needed or another process holds the lock.
+    Returns the cache's size as counted afterwards, or None if another process holds the lock.
     """
-    if time.monotonic() - _last_quiet_check.get(store.root, -1e9) < RECHECK_SECONDS:
-        return None
     with _cleanup_lock(store, wait=False) as locked, _open_root(store) as root_fd:
         if not locked or root_fd is None:
             return None
@@ -265,12 +278,14 @@ def cleanup(store: FileStore, limit: int) -> PruneReport | None:
                     os.close(outer_fd)
         total = sum(size for size, _count in counters.values())
         if total <= limit:
-            _last_quiet_check[store.root] = time.monotonic()
-            return None
+            return total
         entries = sum(count for _size, count in counters.values())
         if entries <= FULL_SCAN_ENTRIES:
-            return _evict_globally(store, root_fd, outers, int(limit * TRIM_TO), max_age=None)
-        return _trim_fullest_shards(store, root_fd, counters, limit)
+            report = _evict_globally(store, root_fd, outers, int(limit * TRIM_TO), max_age=None)
+        else:
+            report = _trim_fullest_shards(store, root_fd, counters, limit)
+        log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
+        return total - report.bytes
 
 
 def _trim_fullest_shards(
@@ -295,8 +310,8 @@ def _trim_fullest_shards(
         report.temp_files += _remove_orphans(store, scan, now)
         kept = [e for e in scan.entries if os.path.lexists(os.path.join(store.root, e.path))]
         _write_exact_counter(root_fd, outer, sum(e.size for e in kept), len(kept))
+        report.empty_dirs += _remove_empty_dirs(root_fd, outer)
         total -= counted - size
-    log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
     return report
 
 
@@ -337,9 +352,10 @@ def _evict_globally(
     for index, scan in enumerate(scans):
         kept = [e for e in scan.entries if e.path not in removed]
         _write_exact_counter(root_fd, scan.outer, sum(e.size for e in kept), len(kept))
+        if len(kept) < len(scan.entries) or scan.empty_dirs:
+            report.empty_dirs += _remove_empty_dirs(root_fd, scan.outer)
         if progress:
             progress(len(outers) + index + 1, len(outers) * 2)
-    log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
     return report
 
 
@@ -365,11 +381,7 @@ def prune(
         if root_fd is None:
             return PruneReport()
         outers = outer_shards(root_fd)
-        report = _evict_globally(store, root_fd, outers, max_size_bytes, max_age, progress)
-        for outer in outers:
-            report.empty_dirs += _remove_empty_dirs(store, scan_shard(root_fd, outer))
-    _last_quiet_check.pop(store.root, None)
-    return report
+        return _evict_globally(store, root_fd, outers, max_size_bytes, max_age, progress)
 
 
 def verify(store: FileStore, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
@@ -399,7 +411,7 @@ def verify(store: FileStore, fix: bool = False, progress: Progress | None = None
             if fix:
                 for info in bad + orphans:
                     _remove(store, info)
-                _remove_empty_dirs(store, scan)
+                _remove_empty_dirs(root_fd, outer)
                 kept = [e for e in scan.entries if e not in bad]
                 _write_exact_counter(root_fd, outer, sum(e.size for e in kept), len(kept))
             if progress:

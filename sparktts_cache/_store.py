@@ -47,6 +47,8 @@ MAX_ENTRY_BYTES = 1 << 30
 _WRITE_ATTEMPTS = 4
 #: A hit refreshes its entry's modification time (its LRU clock) when older than this.
 RECENCY_RESOLUTION = 60.0
+#: How long a process trusts the cache size it last counted, when others may be writing too.
+RECHECK_SECONDS = 2.0
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _TEMP_SUFFIX = ".tmp"
 #: The names this cache writes: entries of any codec, and temp files. Nothing else is touched.
@@ -70,7 +72,7 @@ class FileStore:
             (see ``_maintenance``); None for no limit.
     """
 
-    __slots__ = ("codec", "fsync", "max_size_bytes", "root")
+    __slots__ = ("_check_after", "codec", "fsync", "max_size_bytes", "root")
 
     def __init__(
         self, root: str, codec: Codec, *, fsync: bool = False, max_size_bytes: int | None = None
@@ -79,6 +81,8 @@ class FileStore:
         self.codec = codec
         self.fsync = fsync
         self.max_size_bytes = max_size_bytes
+        #: (bytes this process may still write, monotonic deadline) before the next cleanup check.
+        self._check_after = (0, 0.0)
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -202,8 +206,20 @@ class FileStore:
                 log.error("cannot write cache entry %s: %s", key, exc)
                 return False
         if self.max_size_bytes is not None and shard_bytes > self.max_size_bytes / SHARDS:
-            self.cleanup_if_over_limit()
+            self._maybe_cleanup(added)
         return True
+
+    def _maybe_cleanup(self, written: int) -> None:
+        """Check the whole cache's size, unless this process cannot have filled the headroom
+        found at the last check (and that check is recent: other processes write too)."""
+        headroom, deadline = self._check_after
+        headroom -= written
+        if headroom > 0 and time.monotonic() < deadline:
+            self._check_after = (headroom, deadline)
+            return
+        total = self.cleanup_if_over_limit()
+        if total is not None and self.max_size_bytes is not None:
+            self._check_after = (self.max_size_bytes - total, time.monotonic() + RECHECK_SECONDS)
 
     def _publish(
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
@@ -231,16 +247,20 @@ class FileStore:
             os.fsync(dir_fd)
         return written, replaced
 
-    def cleanup_if_over_limit(self) -> None:
-        """Evict to 90 % of ``max_size_bytes`` if over it; skipped if another process is at it."""
+    def cleanup_if_over_limit(self) -> int | None:
+        """Evict to 90 % of ``max_size_bytes`` if over it; skipped if another process is at it.
+
+        Returns the cache's size afterwards as counted, or None if the check was skipped.
+        """
         if self.max_size_bytes is None:
-            return
+            return None
         from ._maintenance import cleanup
 
         try:
-            cleanup(self, self.max_size_bytes)
+            return cleanup(self, self.max_size_bytes)
         except OSError as exc:
             log.warning("cache cleanup failed: %s", exc)
+            return None
 
     # -- clearing --------------------------------------------------------------------------------
 

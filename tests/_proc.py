@@ -38,9 +38,11 @@ def read_checked(cache: SyncTTSCache, key: str) -> bool | None:
     return True
 
 
-def mixed(cache_dir: str, worker: int, operations: int, keys: int) -> None:
+def mixed(
+    cache_dir: str, worker: int, operations: int, keys: int, limit: int | None = None
+) -> None:
     """Write and read overlapping keys; print counts as JSON."""
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, max_size_bytes=limit)
     rnd = random.Random(worker)
     counts = {"writes": 0, "hits": 0, "misses": 0}
     for _ in range(operations):
@@ -100,6 +102,8 @@ def hold_lock(directory: str, key: str) -> None:
 if __name__ == "__main__":
     role, directory, *numbers = sys.argv[1:]
     if role == "mixed":
+        mixed(directory, *map(int, numbers))
+    elif role == "mixed-limited":
         mixed(directory, *map(int, numbers))
     elif role == "writer":
         writer_forever(directory, *map(int, numbers))
