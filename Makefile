@@ -3,7 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test install lint typecheck pytest clean
+DEMO_TEXT := examples/texts/founding-documents.txt
+DEMO_CACHE := .demo-cache
+
+.PHONY: demo test install lint typecheck pytest clean
+
+# The main job: synthesise a 2,900-word text through a fresh cache twice; the second run must be
+# served entirely from the cache (--expect-cached fails it otherwise). Leaves demo.wav.
+demo: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[espeak]"
+	rm -rf $(DEMO_CACHE)
+	$(BIN)/sparktts-cache --cache-dir $(DEMO_CACHE) synth --file $(DEMO_TEXT) -o demo.wav
+	$(BIN)/sparktts-cache --cache-dir $(DEMO_CACHE) synth --file $(DEMO_TEXT) -o demo.wav --expect-cached
 
 test: install lint typecheck pytest
 
@@ -25,4 +36,4 @@ pytest:
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis $(DEMO_CACHE) demo.wav

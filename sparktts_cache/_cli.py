@@ -1,0 +1,331 @@
+"""The ``sparktts-cache`` command: inspect, maintain and fill a cache from the shell.
+
+Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage; 3 no
+such entry (``show``, ``export``); 4 ``synth --expect-cached`` had to synthesise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _maintenance
+from ._keys import check_key
+from ._tts_cache import SyncTTSCache, default_cache_dir
+
+__all__ = ["format_size", "main", "parse_duration", "parse_size"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_CACHED = 0, 1, 2, 3, 4
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+               "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """``"2GB"``, ``"500M"``, ``"1.5GiB"``, ``"1024"`` -> bytes (``i`` for binary units)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 500M, 2GB or 1.5GiB)")
+    return int(float(match[1]) * _SIZE_UNITS[match[2] or ""])
+
+
+def parse_duration(text: str) -> float:
+    """``"30d"``, ``"12h"``, ``"45m"``, ``"2w"``, ``"90"`` (seconds) -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h or 45m)")
+    return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_time(stamp: float | None) -> str:
+    return "-" if stamp is None else datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _progress(enabled: bool, description: str) -> tuple[Callable[[int, int], None] | None, Any]:
+    """A callback driving a tqdm bar on stderr (None when ``--json`` or not a terminal)."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=description, unit="shard", leave=False, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], lines: Sequence[str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print("\n".join(lines))
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    update, bar = _progress(args.progress, "scanning")
+    stats = cache.stats(update)
+    if bar is not None:
+        bar.close()
+    _emit(args, asdict(stats) | {"cache_dir": str(cache.cache_dir)}, [
+        f"cache:    {cache.cache_dir}",
+        f"entries:  {stats.entries}",
+        f"size:     {format_size(stats.bytes)}",
+        f"oldest:   {format_time(stats.oldest)} (least recently used)",
+        f"newest:   {format_time(stats.newest)}",
+        f"temp:     {stats.temp_files} temp files",
+    ])  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_verify(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    update, bar = _progress(args.progress, "verifying")
+    report = cache.verify(fix=args.fix, progress=update)
+    if bar is not None:
+        bar.close()
+    verb = "removed" if args.fix else "found"
+    lines = [f"checked {report.checked} entries"]
+    lines += [f"corrupt entry {verb}: {p}" for p in report.corrupt]
+    lines += [f"orphan temp file {verb}: {p}" for p in report.orphan_temp_files]
+    lines += [f"empty directory {verb}: {p}" for p in report.empty_dirs]
+    lines += [f"foreign file (left alone): {p}" for p in report.foreign_files]
+    lines.append(
+        "ok" if report.ok else ("repaired" if args.fix else "damage found: run verify --fix")
+    )
+    _emit(args, asdict(report) | {"ok": report.ok}, lines)
+    return EXIT_OK if report.ok or args.fix else EXIT_FAILED
+
+
+def cmd_prune(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    if args.max_size is None and args.max_age is None:
+        print("prune needs --max-size and/or --max-age", file=sys.stderr)
+        return EXIT_USAGE
+    update, bar = _progress(args.progress, "pruning")
+    report = cache.prune(args.max_size, args.max_age, update)
+    if bar is not None:
+        bar.close()
+    _emit(args, asdict(report), [
+        f"removed {report.entries} entries ({format_size(report.bytes)}), "
+        f"{report.temp_files} temp files, {report.empty_dirs} empty directories"
+    ])  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_clear(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            f"Remove every entry in {cache.cache_dir}? [y/N] ", end="", file=sys.stderr, flush=True
+        )
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("not cleared", file=sys.stderr)
+            return EXIT_FAILED
+    if not cache.clear_cache():
+        print("some entries could not be removed (see the log)", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"cleared {cache.cache_dir}")
+    return EXIT_OK
+
+
+def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for info in _maintenance.iter_entries(cache._core.store):
+        entry = cache.get_entry(info.key)
+        if entry is None or (args.grep and args.grep.lower() not in entry.meta.text.lower()):
+            continue
+        rows.append({
+            "key": info.key, "bytes": info.size, "last_used": info.mtime,
+            "seconds": len(entry.audio) / entry.meta.sample_rate, "text": entry.meta.text,
+        })  # fmt: skip
+        if args.limit and len(rows) >= args.limit:
+            break
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for row in rows:
+        text = row["text"] if len(row["text"]) <= 60 else row["text"][:57] + "..."
+        print(f"{row['key']}  {format_size(row['bytes']):>10}  {row['seconds']:6.1f}s  "
+              f"{format_time(row['last_used'])}  {text}")  # fmt: skip
+    return EXIT_OK
+
+
+def _entry_or_exit(cache: SyncTTSCache, key: str) -> Any:
+    try:
+        check_key(key)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    return cache.get_entry(key)
+
+
+def cmd_show(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    entry = _entry_or_exit(cache, args.key)
+    if entry is None:
+        print(f"no entry {args.key}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    meta = entry.meta
+    seconds = len(entry.audio) / meta.sample_rate
+    path = str(cache.entry_path(args.key))
+    data = asdict(meta) | {"samples": len(entry.audio), "seconds": seconds, "path": path}
+    _emit(args, data, [
+        f"key:         {meta.key}",
+        f"text:        {meta.text}",
+        f"params:      {json.dumps(meta.params, ensure_ascii=False, sort_keys=True)}",
+        f"audio:       {seconds:.2f} s at {meta.sample_rate} Hz ({len(entry.audio)} samples)",
+        f"created:     {format_time(meta.created)}",
+        f"path:        {path}",
+    ])  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_export(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    import soundfile
+
+    entry = _entry_or_exit(cache, args.key)
+    if entry is None:
+        print(f"no entry {args.key}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    soundfile.write(args.output, entry.audio, entry.meta.sample_rate, subtype="FLOAT")
+    print(f"wrote {args.output} ({len(entry.audio) / entry.meta.sample_rate:.2f} s)")
+    return EXIT_OK
+
+
+def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    import anyio
+    import soundfile
+
+    from ._long_text import LongTextTTS
+    from ._segmenter import TextSegmenter
+    from ._tts_cache import TTSCache
+    from .engines import load_tts_model
+
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+    if not text:
+        print("synth needs TEXT or --file", file=sys.stderr)
+        return EXIT_USAGE
+    model = load_tts_model(args.engine)
+    params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
+                                ("speed", args.speed)) if v is not None}  # fmt: skip
+    async_cache = TTSCache(cache.cache_dir, sample_rate=model.sample_rate)
+    long_text = LongTextTTS(model, cache=async_cache, segmenter=TextSegmenter(args.max_chars))
+    segments = long_text.segmenter.segment_text(text)
+    chunks: list[np.ndarray] = []
+    counts = {"cached": 0, "synthesised": 0}
+
+    async def run() -> None:
+        from tqdm import tqdm
+
+        with tqdm(total=len(segments), unit="segment", disable=not args.progress,
+                  file=sys.stderr) as bar:  # fmt: skip
+            made = long_text.synthesis_count
+            async for chunk in long_text.stream(text, params):
+                chunks.append(chunk)
+                fresh = long_text.synthesis_count > made
+                made = long_text.synthesis_count
+                counts["synthesised" if fresh else "cached"] += 1
+                bar.set_postfix(counts)
+                bar.update()
+
+    began = time.perf_counter()
+    anyio.run(run)
+    elapsed = time.perf_counter() - began
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    soundfile.write(args.output, audio, model.sample_rate, subtype="PCM_16")
+    share = counts["cached"] / max(1, len(chunks))
+    print(f"{len(chunks)} segments in {elapsed:.2f} s: {counts['cached']} from the cache "
+          f"({share:.0%}), {counts['synthesised']} synthesised; wrote {args.output} "
+          f"({len(audio) / model.sample_rate:.1f} s of audio)")  # fmt: skip
+    if args.expect_cached and counts["synthesised"]:
+        print("expected every segment to come from the cache", file=sys.stderr)
+        return EXIT_NOT_CACHED
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparktts-cache", description="Inspect, maintain and fill a sparktts_cache directory."
+    )
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help=f"the cache directory (default: {default_cache_dir()})")  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[..., int], help: str, json: bool = True) -> Any:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if json:
+            sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        return sub
+
+    command("stats", cmd_stats, "entries, size and age of the cache")
+    command("verify", cmd_verify, "check every entry's checksum; report damage").add_argument(
+        "--fix", action="store_true", help="remove corrupt entries, orphan temp files, empty dirs"
+    )
+    prune = command("prune", cmd_prune, "remove least recently used or old entries")
+    prune.add_argument("--max-size", type=parse_size, help="shrink to this size (e.g. 2GB)")
+    prune.add_argument(
+        "--max-age", type=parse_duration, help="remove entries unused for (e.g. 30d)"
+    )
+    clear = command("clear", cmd_clear, "remove every entry", json=False)
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    ls = command("ls", cmd_ls, "list entries with their text")
+    ls.add_argument("--grep", help="only entries whose text contains this (case-insensitive)")
+    ls.add_argument("--limit", type=int, default=0, help="list at most this many")
+    command("show", cmd_show, "show one entry's metadata").add_argument("key")
+    export = command("export", cmd_export, "write one entry as a WAV file", json=False)
+    export.add_argument("key")
+    export.add_argument("output", type=Path)
+    synth = command("synth", cmd_synth, "synthesise text through the cache", json=False)
+    synth.add_argument("text", nargs="?", help="the text (or --file)")
+    synth.add_argument("--file", type=Path, help="read the text from this file")
+    synth.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
+    synth.add_argument("--engine", default="espeak", help="espeak, or a Spark-TTS model directory")
+    levels = ["very_low", "low", "moderate", "high", "very_high"]
+    synth.add_argument("--gender", choices=["female", "male"])
+    synth.add_argument("--pitch", choices=levels)
+    synth.add_argument("--speed", choices=levels)
+    synth.add_argument("--max-chars", type=int, default=200, help="longest segment (default 200)")
+    synth.add_argument(
+        "--expect-cached",
+        action="store_true",
+        help=f"exit {EXIT_NOT_CACHED} if any segment had to be synthesised",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.progress = not getattr(args, "json", False) and sys.stderr.isatty()
+    cache = SyncTTSCache(args.cache_dir)
+    try:
+        result: int = args.handler(cache, args)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"sparktts-cache: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return result

@@ -1,0 +1,132 @@
+"""Every command of ``sparktts-cache``, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from sparktts_cache import SyncTTSCache
+from sparktts_cache._cli import format_size, parse_duration, parse_size
+
+from .helpers import fill, self_checking_audio
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(cache_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(cache_dir), *args],
+        input=stdin, capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[Path, list[str]]:
+    cache = SyncTTSCache(tmp_path)
+    return tmp_path, fill(cache, 12)
+
+
+def test_stats(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+    out = cli(root, "stats")
+    assert out.returncode == 0 and "entries:  12" in out.stdout and "KiB" in out.stdout
+    data = json.loads(cli(root, "stats", "--json").stdout)
+    assert data["entries"] == 12 and data["bytes"] > 12 * 16000
+
+
+def test_verify_exit_codes(filled: tuple[Path, list[str]]) -> None:
+    root, keys = filled
+    assert cli(root, "verify").returncode == 0
+    path = root / keys[0][:2] / keys[0][2:4] / f"{keys[0]}.wav"
+    path.write_bytes(path.read_bytes()[:-3])
+    report = cli(root, "verify", "--json")
+    assert report.returncode == 1
+    assert json.loads(report.stdout)["corrupt"] == [str(path.relative_to(root))]
+    fixed = cli(root, "verify", "--fix")
+    assert fixed.returncode == 0 and "corrupt entry removed" in fixed.stdout
+    assert cli(root, "verify").returncode == 0 and not path.exists()
+
+
+def test_prune(filled: tuple[Path, list[str]]) -> None:
+    root, keys = filled
+    old = root / keys[0][:2] / keys[0][2:4] / f"{keys[0]}.wav"
+    then = time.time() - 40 * 86400
+    os.utime(old, (then, then))
+    out = cli(root, "prune", "--max-age", "30d", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["entries"] == 1
+    out = cli(root, "prune", "--max-size", "50KB")
+    assert out.returncode == 0 and "removed" in out.stdout
+    assert json.loads(cli(root, "stats", "--json").stdout)["bytes"] <= 50_000
+    assert cli(root, "prune").returncode == 2
+    assert cli(root, "prune", "--max-size", "lots").returncode == 2
+
+
+def test_clear_asks_first(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+    refused = cli(root, "clear", stdin="n\n")
+    assert (
+        refused.returncode == 1 and json.loads(cli(root, "stats", "--json").stdout)["entries"] == 12
+    )
+    assert cli(root, "clear", stdin="").returncode == 1  # no answer is no
+    assert cli(root, "clear", stdin="y\n").returncode == 0
+    assert json.loads(cli(root, "stats", "--json").stdout)["entries"] == 0
+    fill(SyncTTSCache(root), 2)
+    assert cli(root, "clear", "--yes").returncode == 0
+
+
+def test_ls_show_and_export(filled: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, keys = filled
+    listed = json.loads(cli(root, "ls", "--json").stdout)
+    assert sorted(row["key"] for row in listed) == sorted(keys)
+    grep = json.loads(cli(root, "ls", "--grep", "ENTRY 1", "--json").stdout)
+    assert sorted(row["text"] for row in grep) == ["entry 1", "entry 10", "entry 11"]
+    assert len(json.loads(cli(root, "ls", "--limit", "2", "--json").stdout)) == 2
+    assert "entry" in cli(root, "ls").stdout
+    shown = json.loads(cli(root, "show", keys[3], "--json").stdout)
+    assert shown["text"] == "entry 3" and shown["sample_rate"] == 16000
+    assert "entry 3" in cli(root, "show", keys[3]).stdout
+    out = tmp_path / "out.wav"
+    assert cli(root, "export", keys[3], str(out)).returncode == 0
+    samples, _rate = soundfile.read(out, dtype="float32")
+    np.testing.assert_array_equal(samples, self_checking_audio(3))
+    assert cli(root, "show", "f" * 32).returncode == 3
+    assert cli(root, "show", "../../etc/passwd").returncode == 3
+    assert cli(root, "export", "f" * 32, str(out)).returncode == 3
+
+
+def test_synth_twice_is_fully_cached(tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("Hello there. This is the command line.\n\nA second paragraph, short.")
+    cache_dir, out = tmp_path / "cache", tmp_path / "out.wav"
+    first = cli(cache_dir, "synth", "--file", str(text), "-o", str(out), "--gender", "female")
+    assert first.returncode == 0, first.stderr
+    assert "0 from the cache" in first.stdout and "synthesised" in first.stdout
+    second = cli(cache_dir, "synth", "--file", str(text), "-o", str(out), "--gender", "female",
+                 "--expect-cached")  # fmt: skip
+    assert second.returncode == 0 and "(100%)" in second.stdout
+    info = soundfile.info(str(out))
+    assert info.samplerate == 22050 and info.duration > 2
+    other = cli(cache_dir, "synth", "Something new.", "-o", str(out), "--expect-cached")
+    assert other.returncode == 4
+    assert cli(cache_dir, "synth", "-o", str(out)).returncode == 2
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert cli(tmp_path).returncode == 2
+    assert cli(tmp_path, "frobnicate").returncode == 2
+
+
+def test_size_and_duration_parsing() -> None:
+    assert parse_size("2GB") == 2_000_000_000 and parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert parse_size("500m") == 500_000_000 and parse_size("1024") == 1024
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("90") == 90
+    assert parse_duration("2w") == 14 * 86400 and parse_duration("12h") == 43200
+    assert format_size(512) == "512 B" and format_size(3 * 1024**3) == "3.0 GiB"
