@@ -103,6 +103,38 @@ def canonical_params(tts_params: Mapping[str, Any] | None) -> dict[str, Any]:
     return _canonical_top(tts_params, hash_files=False)
 
 
+def _canonical_scalars(tts_params: object) -> dict[str, Any] | None:
+    """The canonical form of the common case, a flat dict of scalars, in one cheap pass.
+
+    Returns None for anything else (nested values, bad names or values), which the full walk
+    handles or rejects; both give the same result for a flat dict.
+    """
+    if type(tts_params) is not dict:
+        return None
+    result: dict[str, Any] = {}
+    for name, value in tts_params.items():
+        kind = type(value)
+        if type(name) is not str:
+            return None
+        if kind is str or kind is bool:
+            result[name] = value
+        elif value is None:
+            continue
+        elif kind is float:
+            if not math.isfinite(value):
+                return None
+            exact = value.is_integer() and abs(value) < _EXACT_FLOAT_INT
+            result[name] = int(value) if exact else value
+        elif kind is int and -_INT_LIMIT <= value < _INT_LIMIT:
+            result[name] = value
+        else:
+            return None
+    for name in SPEAKER_FILE_PARAMS:
+        if name in result:
+            result[name] = _speaker_file_digest(name, result[name])
+    return result
+
+
 def _canonical_top(tts_params: Mapping[str, Any] | None, *, hash_files: bool) -> dict[str, Any]:
     if tts_params is None:
         return {}
@@ -134,10 +166,15 @@ def key_prefix(tts_params: Mapping[str, Any] | None) -> bytes:
         InvalidParamsError: for NaN, infinity, integers beyond 64 bits, nesting deeper than 32
             levels, or a speaker file that cannot be read.
     """
-    canonical = _canonical_top(tts_params, hash_files=True)
-    encoded = json.dumps(
-        canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    canonical = _canonical_scalars(tts_params)
+    if canonical is None:  # nested values, or something to reject: the full walk
+        canonical = _canonical_top(tts_params, hash_files=True)
+    try:
+        encoded = json.dumps(
+            canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidParamsError(f"a parameter cannot be encoded as UTF-8: {exc.reason}") from None
     # JSON escapes newlines inside strings, so the newline after it separates it from the text.
     return b"sparktts-cache-key/%d\n%s\n" % (KEY_SCHEMA_VERSION, encoded)
 

@@ -176,3 +176,18 @@ def test_speaker_file_hash_is_memoised(tmp_path: Path, monkeypatch: pytest.Monke
         generate_cache_key(f"text {index}", {"prompt_speech_path": str(speaker)})
     info = _keys._file_digest.cache_info()
     assert info.misses == 1 and info.hits == 49
+
+
+flat_params = st.dictionaries(param_names, json_scalars, max_size=8)
+
+
+@given(flat_params)
+def test_fast_path_for_flat_params_matches_the_full_walk(params: dict[str, Any]) -> None:
+    from sparktts_cache._keys import _canonical_scalars, _canonical_top
+
+    fast = _canonical_scalars(params)
+    assert fast is not None
+    assert fast == _canonical_top(params, hash_files=False)
+    assert [type(v) for v in fast.values()] == [
+        type(v) for v in _canonical_top(params, hash_files=False).values()
+    ]
