@@ -91,7 +91,7 @@ class Codec(Protocol):
     """Turns samples and metadata into the bytes of one entry file, and back."""
 
     extension: ClassVar[str]
-    #: The size below which no file can be a whole entry (status checks use it to skip stubs).
+    #: The size below which no file can be a whole entry (read checks reject smaller ones early).
     min_size: ClassVar[int]
     #: The highest sample rate the format can store.
     max_sample_rate: ClassVar[int]

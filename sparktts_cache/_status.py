@@ -9,13 +9,13 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
-import functools
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._gil import GilYielder
-from ._keys import key_prefix, key_with_prefix, keys_for_texts
+from ._keys import key_prefix, key_with_prefix
 
 __all__ = ["CacheStatus", "StatusPlan", "build_status"]
 
@@ -69,36 +69,51 @@ class StatusPlan:
     recorded by the event loop thread, in any order), then turned into a :class:`CacheStatus`.
     """
 
-    __slots__ = ("_check", "_first", "found", "keys", "paths", "segments", "slow")
+    __slots__ = ("_first", "found", "keys", "paths", "segments", "slow")
 
     def __init__(
         self,
         segments: list[str],
         tts_params: Mapping[str, Any] | None,
-        entry_path: Callable[[str], str],
-        check: Callable[[str], bool],
+        root: str,
+        extension: str,
     ) -> None:
         self.segments = segments
-        self.keys = keys_for_texts(
-            functools.partial(key_with_prefix, key_prefix(tts_params)), segments
-        )
-        self._first = _first_occurrences(self.keys)
-        self._check = check
+        prefix = key_prefix(tts_params)
+        # One pass keys every segment, finds first occurrences and builds their paths (the same
+        # layout as FileStore.entry_path): this loop is most of the cost of a status call.
+        keys: list[str] = []
+        first: dict[str, int] = {}
+        paths: list[str] = []
         yielder = GilYielder()
-        self.paths: list[str] = []
-        for key in self._first:
-            self.paths.append(entry_path(key))
-            yielder.tick()
-        self.found: list[bool | None] = [None] * len(self.paths)
+        index = 0
+        try:
+            for index, text in enumerate(segments):
+                key = key_with_prefix(prefix, text)
+                keys.append(key)
+                if key not in first:
+                    first[key] = index
+                    paths.append(f"{root}/{key[:2]}/{key[2:4]}/{key}.{extension}")
+                yielder.tick()
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"segment {index}: {exc}") from None
+        self.keys, self._first, self.paths = keys, first, paths
+        self.found: list[bool | None] = [None] * len(paths)
         self.slow = False
 
     def check_range(self, start: int, stop: int) -> list[bool]:
-        """Check paths ``start..stop``; return their presence. Safe to run in a worker thread."""
+        """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
+
+        Presence is one ``access(F_OK)`` without following symlinks: it answers a miss without
+        raising (an exception costs more than the system call). Whatever is at the path is only
+        validated when it is read: a directory, FIFO, symlink or damaged file there is listed as
+        cached here and is a miss for ``get_cached_data``.
+        """
         yielder = GilYielder()
-        check = self._check
+        access, exists = os.access, os.F_OK
         results = []
         for path in self.paths[start:stop]:
-            results.append(check(path))
+            results.append(access(path, exists, follow_symlinks=False))
             yielder.tick()
         return results
 

@@ -160,14 +160,6 @@ class FileStore:
             log.warning("cannot read cache entry %s: %s", key, exc)
             return None
 
-    def has_entry(self, path: str, min_size: int) -> bool:
-        """Whether a regular file of plausible size is at ``path`` (one ``lstat``)."""
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return False
-        return stat.S_ISREG(st.st_mode) and st.st_size >= min_size
-
     # -- writing ---------------------------------------------------------------------------------
 
     def write(

@@ -160,11 +160,7 @@ class _CacheCore:
         return written
 
     def plan_status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> StatusPlan:
-        min_size = self.store.codec.min_size
-        has_entry = self.store.has_entry
-        return StatusPlan(
-            segments, tts_params, self.store.entry_path, lambda p: has_entry(p, min_size)
-        )
+        return StatusPlan(segments, tts_params, self.store.root, self.store.codec.extension)
 
     def status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> CacheStatus:
         return self.plan_status(segments, tts_params).finish(0)
@@ -323,8 +319,9 @@ class TTSCache(_CacheFront, Cache):
         same thread when checks are fast (a local disk), or in chunks spread over up to 64 threads
         when they are slow (a network file system).
 
-        Presence is checked from file metadata only; a listed entry that turns out corrupt (or is
-        evicted) before it is read is a miss for :meth:`get_cached_data`.
+        Presence is checked from the directory only; a listed entry that turns out corrupt or
+        not a file (or is evicted) before it is read is a miss for :meth:`get_cached_data`, and
+        :class:`LongTextTTS` synthesises such a segment after all.
 
         Raises:
             UnsupportedTypeError, InvalidTextError: for a segment that is not a str or is blank (the

@@ -95,20 +95,20 @@ async def test_slow_file_system_checks_paths_concurrently(
     expected = sync.get_cache_status(segments)
     active = {"now": 0, "peak": 0}
     lock = threading.Lock()
-    real_lstat = os.lstat
+    real_access = os.access
 
-    def slow_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+    def slow_access(path: Any, *args: Any, **kwargs: Any) -> bool:
         with lock:
             active["now"] += 1
             active["peak"] = max(active["peak"], active["now"])
         try:
             time.sleep(0.002)  # a network file system's round trip; releases the GIL
-            return real_lstat(path, *args, **kwargs)
+            return real_access(path, *args, **kwargs)
         finally:
             with lock:
                 active["now"] -= 1
 
-    monkeypatch.setattr(os, "lstat", slow_lstat)
+    monkeypatch.setattr(os, "access", slow_access)
     status = await TTSCache(tmp_path).get_cache_status(segments)
     assert status == expected
     assert active["peak"] >= 16, f"only {active['peak']} checks ran at once"
@@ -118,13 +118,13 @@ async def test_fast_file_system_uses_one_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: set[int] = set()
-    real_lstat = os.lstat
+    real_access = os.access
 
-    def recording_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+    def recording_access(path: Any, *args: Any, **kwargs: Any) -> bool:
         threads.add(threading.get_ident())
-        return real_lstat(path, *args, **kwargs)
+        return real_access(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "lstat", recording_lstat)
+    monkeypatch.setattr(os, "access", recording_access)
     status = await TTSCache(tmp_path).get_cache_status([f"fast {i}" for i in range(3000)])
     assert len(status.segments_to_generate) == 3000
     assert len(threads) <= 2 and threading.get_ident() not in threads

@@ -262,3 +262,16 @@ async def test_lock_of_a_crashed_holder_is_free_and_a_hung_holder_times_out(tmp_
         assert held is True
     assert anyio.current_time() - began < 0.3
     assert os.listdir(tmp_path / "locks") == []
+
+
+async def test_something_else_at_an_entry_path_is_synthesised_anyway(tmp_path: Path) -> None:
+    # get_cache_status only looks at the directory; the read finds the directory and misses.
+    tts = make(tmp_path)
+    key = TTSCache(tmp_path).generate_cache_key("Blocked.", tts.key_params(PARAMS))
+    path = TTSCache(tmp_path).entry_path(key)
+    path.mkdir(parents=True)
+    audio, fully_cached = await tts.generate("Blocked.", PARAMS)
+    assert fully_cached is False
+    np.testing.assert_array_equal(audio, audio_for("Blocked.", "female"))
+    chunks = [chunk async for chunk in tts.stream("Blocked.", PARAMS)]
+    np.testing.assert_array_equal(np.concatenate(chunks), audio)
