@@ -57,18 +57,34 @@ class Results:
         )
         return figure
 
-    def ratio(self, name: str, ours: Figure, baseline: Figure, target: float, *,
-              lower_is_better: bool = True) -> float:  # fmt: skip
+    def ratio(
+        self,
+        name: str,
+        ours: Figure,
+        baseline: Figure,
+        target: float,
+        *,
+        lower_is_better: bool = True,
+    ) -> float:
         """Record ours/baseline against a target (at most ``target``, or at least if not)."""
         ratio = ours.median / baseline.median
         met = ratio <= target if lower_is_better else ratio >= target
-        self.targets.append({
-            "target": name, "size": ours.size, "ours": ours.implementation,
-            "baseline": baseline.implementation, "ratio": ratio,
-            "goal": f"{'<=' if lower_is_better else '>='} {target}", "met": met,
-        })  # fmt: skip
-        print(f"  -> {name} (n={ours.size}): {ratio:.3f} ({'met' if met else 'MISSED'}, "
-              f"goal {'<=' if lower_is_better else '>='} {target})", flush=True)  # fmt: skip
+        self.targets.append(
+            {
+                "target": name,
+                "size": ours.size,
+                "ours": ours.implementation,
+                "baseline": baseline.implementation,
+                "ratio": ratio,
+                "goal": f"{'<=' if lower_is_better else '>='} {target}",
+                "met": met,
+            }
+        )
+        print(
+            f"  -> {name} (n={ours.size}): {ratio:.3f} ({'met' if met else 'MISSED'}, "
+            f"goal {'<=' if lower_is_better else '>='} {target})",
+            flush=True,
+        )
         return ratio
 
 
@@ -81,7 +97,9 @@ def time_sync(fn: Callable[[], object], repeats: int) -> list[float]:
     return runs
 
 
-async def time_async(make: Callable[[], Awaitable[object]], repeats: int) -> tuple[list[float], float]:
+async def time_async(
+    make: Callable[[], Awaitable[object]], repeats: int
+) -> tuple[list[float], float]:
     """Time ``await make()`` ``repeats`` times while a heartbeat measures event-loop stalls."""
     stalls = [0.0]
     done = asyncio.Event()
@@ -112,8 +130,9 @@ def machine_info(directory: Path) -> dict[str, Any]:
             return None
 
     try:
-        fs = subprocess.run(["stat", "-f", "-c", "%T", str(directory)], capture_output=True,
-                            text=True, check=False).stdout.strip()  # fmt: skip
+        fs = subprocess.run(
+            ["stat", "-f", "-c", "%T", str(directory)], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         fs = None
     return {
@@ -122,37 +141,60 @@ def machine_info(directory: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "file_system": fs,
-        "libraries": {name: version(name) for name in (
-            "sparktts_cache", "numpy", "anyio", "xxhash", "soundfile", "aiofiles", "diskcache",
-        )},  # fmt: skip
+        "libraries": {
+            name: version(name)
+            for name in (
+                "sparktts_cache",
+                "numpy",
+                "anyio",
+                "xxhash",
+                "soundfile",
+                "aiofiles",
+                "diskcache",
+            )
+        },
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
 def write_results(results: Results, info: dict[str, Any], name: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
-    data = {"machine": info, "figures": [f.row() for f in results.figures],
-            "targets": results.targets}  # fmt: skip
+    data = {
+        "machine": info,
+        "figures": [f.row() for f in results.figures],
+        "targets": results.targets,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = [
-        f"# Benchmark results ({name})", "",
+        f"# Benchmark results ({name})",
+        "",
         f"Machine: {info['cpu_count']} CPUs, Python {info['python']}, {info['file_system']} file "
-        f"system, {info['date']}.", "",
-        "## Targets", "",
+        f"system, {info['date']}.",
+        "",
+        "## Targets",
+        "",
         "| target | size | ours | baseline | ratio | goal | met |",
         "|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
-    for t in results.targets:
-        lines.append(f"| {t['target']} | {t['size']} | {t['ours']} | {t['baseline']} | "
-                     f"{t['ratio']:.3f} | {t['goal']} | {'yes' if t['met'] else '**no**'} |")  # fmt: skip
-    lines += ["", "## All figures (milliseconds)", "",
-              "| scenario | implementation | size | median | min | max | longest stall |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    ]
+    lines += [
+        f"| {t['target']} | {t['size']} | {t['ours']} | {t['baseline']} | "
+        f"{t['ratio']:.3f} | {t['goal']} | {'yes' if t['met'] else '**no**'} |"
+        for t in results.targets
+    ]
+    lines += [
+        "",
+        "## All figures (milliseconds)",
+        "",
+        "| scenario | implementation | size | median | min | max | longest stall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for f in results.figures:
         stall = f"{f.stall * 1e3:.2f}" if f.stall is not None else "-"
-        lines.append(f"| {f.scenario} | {f.implementation} | {f.size} | {f.median * 1e3:.3f} | "
-                     f"{min(f.runs) * 1e3:.3f} | {max(f.runs) * 1e3:.3f} | {stall} |")  # fmt: skip
+        lines.append(
+            f"| {f.scenario} | {f.implementation} | {f.size} | {f.median * 1e3:.3f} | "
+            f"{min(f.runs) * 1e3:.3f} | {max(f.runs) * 1e3:.3f} | {stall} |"
+        )
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path
 
@@ -175,8 +217,9 @@ def plot_status(results: Results, name: str) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for implementation, points in sorted(lines.items()):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] * 1e3 for p in points], marker="o",
-                label=implementation)  # fmt: skip
+        ax.plot(
+            [p[0] for p in points], [p[1] * 1e3 for p in points], marker="o", label=implementation
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("segments (half cached)")

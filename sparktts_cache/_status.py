@@ -20,7 +20,7 @@ from ._keys import key_prefix, key_with_prefix
 __all__ = ["CacheStatus", "StatusPlan", "build_status"]
 
 #: Paths timed before choosing how to check the rest.
-PROBE_SIZE = 64
+PROBE_SIZE = 8
 #: Mean seconds per check above which the rest is checked by many threads at once.
 SLOW_CHECK_SECONDS = 50e-6
 
@@ -69,7 +69,10 @@ class StatusPlan:
     recorded by the event loop thread, in any order), then turned into a :class:`CacheStatus`.
     """
 
-    __slots__ = ("_first", "found", "keys", "paths", "segments", "slow")
+    __slots__ = (
+        "_extension", "_first", "_params", "_root", "checked", "found", "keys", "paths",
+        "segments", "slow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -79,7 +82,19 @@ class StatusPlan:
         extension: str,
     ) -> None:
         self.segments = segments
-        prefix = key_prefix(tts_params)
+        self._params = tts_params
+        self._root, self._extension = root, extension
+        self.keys: list[str] = []
+        self._first: dict[str, int] = {}
+        self.paths: list[str] = []
+        self.found: list[bool | None] = []
+        self.checked = 0
+        self.slow = False
+
+    def build(self) -> None:
+        """Key every segment and list the distinct entry paths (CPU work: run it in a thread)."""
+        segments, root, extension = self.segments, self._root, self._extension
+        prefix = key_prefix(self._params)
         # One pass keys every segment, finds first occurrences and builds their paths (the same
         # layout as FileStore.entry_path): this loop is most of the cost of a status call.
         keys: list[str] = []
@@ -98,8 +113,7 @@ class StatusPlan:
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"segment {index}: {exc}") from None
         self.keys, self._first, self.paths = keys, first, paths
-        self.found: list[bool | None] = [None] * len(paths)
-        self.slow = False
+        self.found = [None] * len(paths)
 
     def check_range(self, start: int, stop: int) -> list[bool]:
         """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
@@ -119,19 +133,23 @@ class StatusPlan:
 
     def record(self, start: int, results: list[bool]) -> None:
         self.found[start : start + len(results)] = results
+        self.checked += len(results)
 
-    def probe(self) -> int:
-        """Check the first paths, timing them to decide whether checks are slow; return how many."""
+    def run_unless_slow(self) -> CacheStatus | None:
+        """Build, then time the first checks: if they are fast, finish here and return the status;
+        if slow (a network file system), return None and leave the rest to many threads."""
+        self.build()
         began = time.perf_counter()
         results = self.check_range(0, PROBE_SIZE)
-        if results:
-            self.slow = (time.perf_counter() - began) / len(results) > SLOW_CHECK_SECONDS
         self.record(0, results)
-        return len(results)
+        if results and (time.perf_counter() - began) / len(results) > SLOW_CHECK_SECONDS:
+            self.slow = True
+            return None
+        return self.finish()
 
-    def finish(self, start: int) -> CacheStatus:
-        """Check every path from ``start`` on in this thread, then return the status."""
-        self.record(start, self.check_range(start, len(self.paths)))
+    def finish(self) -> CacheStatus:
+        """Check every path not checked yet in this thread, then return the status."""
+        self.record(self.checked, self.check_range(self.checked, len(self.paths)))
         return self.result()
 
     def result(self) -> CacheStatus:

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from ._codec import Codec, Entry, EntryMeta
 from ._counters import COUNTER_NAME, SHARDS, add_to_counter
 from ._errors import CorruptEntryError
+from ._gil import GilYielder
 
 __all__ = ["FileStore"]
 
@@ -122,43 +123,81 @@ class FileStore:
         A file that is not a whole, valid entry is logged, removed, and reported as a miss. A
         directory, FIFO or symlink at the entry path is a miss and left alone.
         """
+        return self.read_many([key], with_meta=with_meta)[0]
+
+    def read_many(
+        self, keys: Sequence[str], *, with_meta: bool = False
+    ) -> list[Entry | npt.NDArray[np.float32] | None]:
+        """:meth:`read` of each key, sharing directory descriptors between the reads."""
         try:
-            with self._shard_dirs(key, create=False) as (_outer_fd, dir_fd):
-                name = self.entry_name(key)
-                try:
-                    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-                except FileNotFoundError:
-                    return None
-                st = os.fstat(fd)
-                try:
-                    if not stat.S_ISREG(st.st_mode):
-                        log.warning("entry %s is not a regular file; treating it as a miss", key)
-                        return None
-                    if st.st_size > MAX_ENTRY_BYTES:
-                        raise CorruptEntryError(
-                            f"file is {st.st_size} bytes, larger than any entry"
-                        )
-                    data = _read_exactly(fd, st.st_size)
-                    result: Entry | npt.NDArray[np.float32]
-                    if with_meta:
-                        result = self.codec.decode(data)
-                        if result.meta.key != key:
-                            raise CorruptEntryError(f"entry belongs to key {result.meta.key}")
-                    else:
-                        result = self.codec.decode_audio(data)
-                    _refresh_recency(fd, st)
-                    return result
-                except CorruptEntryError as exc:
-                    log.warning("corrupt cache entry %s (%s); removing it", key, exc)
-                    _unlink_if_same(name, dir_fd, st)
-                    return None
-                finally:
-                    os.close(fd)
+            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("cannot read cache %s: %s", self.root, exc)
+            return [None] * len(keys)
+        outer_fds: dict[str, int] = {}
+        yielder = GilYielder()
+        results: list[Entry | npt.NDArray[np.float32] | None] = []
+        try:
+            for key in keys:
+                results.append(self._read_one(root_fd, outer_fds, key, with_meta))
+                yielder.tick()
+        finally:
+            for fd in outer_fds.values():
+                os.close(fd)
+            os.close(root_fd)
+        return results
+
+    def _read_one(
+        self, root_fd: int, outer_fds: dict[str, int], key: str, with_meta: bool
+    ) -> Entry | npt.NDArray[np.float32] | None:
+        try:
+            outer_fd = outer_fds.get(key[:2])
+            if outer_fd is None:
+                outer_fd = outer_fds[key[:2]] = os.open(key[:2], _DIR_FLAGS, dir_fd=root_fd)
+            dir_fd = os.open(key[2:4], _DIR_FLAGS, dir_fd=outer_fd)
         except FileNotFoundError:
+            return None
+        except OSError as exc:  # a symlink or a file where a shard directory should be
+            log.warning("cannot read cache entry %s: %s", key, exc)
+            return None
+        name = self.entry_name(key)
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            os.close(dir_fd)
+            return None
+        except OSError as exc:
+            os.close(dir_fd)
+            log.warning("cannot read cache entry %s: %s", key, exc)
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                log.warning("entry %s is not a regular file; treating it as a miss", key)
+                return None
+            if st.st_size > MAX_ENTRY_BYTES:
+                raise CorruptEntryError(f"file is {st.st_size} bytes, larger than any entry")
+            data = _read_exactly(fd, st.st_size)
+            result: Entry | npt.NDArray[np.float32]
+            if with_meta:
+                result = self.codec.decode(data)
+                if result.meta.key != key:
+                    raise CorruptEntryError(f"entry belongs to key {result.meta.key}")
+            else:
+                result = self.codec.decode_audio(data)
+            _refresh_recency(fd, st)
+            return result
+        except CorruptEntryError as exc:
+            log.warning("corrupt cache entry %s (%s); removing it", key, exc)
+            _unlink_if_same(name, dir_fd, st)
             return None
         except OSError as exc:
             log.warning("cannot read cache entry %s: %s", key, exc)
             return None
+        finally:
+            os.close(fd)
+            os.close(dir_fd)
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,6 @@ from ._audio import as_mono_float32, check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry
 from ._errors import InvalidAudioError, UnsupportedTypeError
-from ._gil import GilYielder
 from ._keys import canonical_params, check_key, check_text, generate_cache_key
 from ._maintenance import Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
@@ -116,13 +116,10 @@ class _CacheCore:
         return audio
 
     def read_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
-        checked = [check_key(key) for key in keys]
-        yielder = GilYielder()
-        results = []
-        for key in checked:
-            results.append(self.read(key))
-            yielder.tick()
-        return results
+        results = self.store.read_many([check_key(key) for key in keys])
+        hits = sum(result is not None for result in results)
+        self._count(hits=hits, misses=len(results) - hits)
+        return results  # type: ignore[return-value]  # without metadata: arrays or None
 
     def stats(self, progress: Progress | None = None) -> Stats:
         found = _maintenance.stats(self.store, progress)
@@ -159,11 +156,10 @@ class _CacheCore:
         self._count(writes=written)
         return written
 
-    def plan_status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> StatusPlan:
-        return StatusPlan(segments, tts_params, self.store.root, self.store.codec.extension)
-
     def status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> CacheStatus:
-        return self.plan_status(segments, tts_params).finish(0)
+        plan = StatusPlan(segments, tts_params, self.store.root, self.store.codec.extension)
+        plan.build()
+        return plan.finish()
 
 
 def _as_segment_list(segments: object) -> list[str]:
@@ -328,13 +324,12 @@ class TTSCache(_CacheFront, Cache):
                 message gives its index); InvalidParamsError for bad parameters.
         """
         segment_list = _as_segment_list(segments)
-        plan = await anyio.to_thread.run_sync(
-            self._core.plan_status, segment_list, tts_params, abandon_on_cancel=True
-        )
-        start = await anyio.to_thread.run_sync(plan.probe, abandon_on_cancel=True)
-        if not plan.slow:
-            return await anyio.to_thread.run_sync(plan.finish, start, abandon_on_cancel=True)
-        await _check_concurrently(plan, start)
+        plan = StatusPlan(segment_list, tts_params, self._core.store.root, self.audio_format)
+        # One worker-thread call keys, probes and, when checks are fast, finishes the job.
+        status = await anyio.to_thread.run_sync(plan.run_unless_slow, abandon_on_cancel=True)
+        if status is not None:
+            return status
+        await _check_concurrently(plan)
         return await anyio.to_thread.run_sync(plan.result, abandon_on_cancel=True)
 
     async def stats(self, progress: Progress | None = None) -> Stats:
@@ -375,20 +370,29 @@ class TTSCache(_CacheFront, Cache):
         return await anyio.to_thread.run_sync(self._core.store.clear)
 
 
-async def _check_concurrently(plan: StatusPlan, start: int) -> None:
+async def _check_concurrently(plan: StatusPlan) -> None:
+    """Check the unchecked paths of ``plan`` with up to SLOW_STATUS_THREADS threads at once.
+
+    Each of at most that many tasks takes chunks from a shared cursor, so the event loop starts a
+    bounded number of tasks (and lets other tasks run between starting them).
+    """
+    start = plan.checked
     remaining = len(plan.paths) - start
     chunk = max(1, math.ceil(remaining / (4 * SLOW_STATUS_THREADS)))
+    cursor = iter(range(start, len(plan.paths), chunk))
+
+    async def worker() -> None:
+        for begin in cursor:
+            results = await anyio.to_thread.run_sync(
+                plan.check_range, begin, begin + chunk, abandon_on_cancel=True, limiter=limiter
+            )
+            plan.record(begin, results)
+
     limiter = anyio.CapacityLimiter(SLOW_STATUS_THREADS)
-
-    async def check(begin: int) -> None:
-        results = await anyio.to_thread.run_sync(
-            plan.check_range, begin, begin + chunk, abandon_on_cancel=True, limiter=limiter
-        )
-        plan.record(begin, results)
-
     async with anyio.create_task_group() as group:
-        for begin in range(start, len(plan.paths), chunk):
-            group.start_soon(check, begin)
+        for _ in range(min(SLOW_STATUS_THREADS, math.ceil(remaining / chunk))):
+            group.start_soon(worker)
+            await anyio.lowlevel.checkpoint()
 
 
 class SyncTTSCache(_CacheFront):

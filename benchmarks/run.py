@@ -1,0 +1,608 @@
+"""The benchmark suite: every figure side by side with its baselines, in the same run.
+
+Command: ``.venv/bin/python -m benchmarks.run`` (the full suite, about 15 minutes, writes
+``benchmarks/results/full.{json,md}`` and ``full-status.png``), or ``--quick`` for a seconds-long
+smoke version (``quick.*``), or ``--only status,read`` for some scenarios.
+
+Each scenario's docstring gives its own command. Figures are medians of repeated runs, with min and
+max, and every target is a ratio to a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiofiles.os
+import anyio.to_thread
+import numpy as np
+import xxhash
+
+from sparktts_cache import LongTextTTS, SyncTTSCache, TextSegmenter, TTSCache, generate_cache_key
+
+from ._harness import (
+    Figure,
+    Results,
+    machine_info,
+    plot_status,
+    time_async,
+    time_sync,
+    write_results,
+)
+from .baselines import ObviousCache, read_raw, write_raw, write_raw_fsync
+
+PARAMS = {
+    "model_dir": "/models/Spark-TTS-0.5B",
+    "gender": "female",
+    "pitch": "moderate",
+    "speed": "moderate",
+    "emotion": "HAPPY",
+    "temperature": 0.8,
+    "top_k": 50,
+    "top_p": 0.95,
+}
+RATE = 16000
+
+
+class Config:
+    def __init__(self, quick: bool, work: Path) -> None:
+        self.quick = quick
+        self.work = work
+        self.repeats = 3 if quick else 7
+        self.status_sizes = [100, 1000] if quick else [100, 1000, 10_000, 100_000]
+        self.naive_max = 1000 if quick else 10_000
+        self.latency_segments = 200 if quick else 2000
+        self.audio_seconds = [1, 5] if quick else [1, 5, 20]
+        self.scaling = (500, 5000) if quick else (10_000, 500_000)
+        self.process_ops = 150 if quick else 1500
+        self.long_text_segments = 200 if quick else 2000
+
+
+def segments_of(count: int) -> list[str]:
+    return [f"Sentence number {index} of a long book, read aloud." for index in range(count)]
+
+
+def small_audio() -> np.ndarray:
+    return np.zeros(16, dtype=np.float32)
+
+
+@contextmanager
+def fresh_dir(config: Config, name: str) -> Iterator[Path]:
+    path = config.work / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- scenarios --------------------------------------------------------------------------------
+
+
+async def bench_status(config: Config, results: Results) -> None:
+    """get_cache_status, half cached, warm page cache, against the floor and the alternatives.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only status``
+    """
+    import diskcache
+
+    for size in config.status_sizes:
+        with fresh_dir(config, "status") as root:
+            segments = segments_of(size)
+            sync = SyncTTSCache(root / "ours")
+            obvious = ObviousCache(root / "obvious")
+            disk = diskcache.Cache(str(root / "diskcache"))
+            for text in segments[::2]:
+                key = sync.generate_cache_key(text, PARAMS)
+                sync.cache_data(key, small_audio(), text, PARAMS)
+                obvious.put(obvious.key(text, PARAMS), small_audio(), text)
+                disk.set(key, small_audio())
+            cache = TTSCache(root / "ours")
+            paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in segments]
+            await cache.get_cache_status(segments, PARAMS)  # warm the page cache and the code
+
+            def stat_loop() -> None:
+                for path in paths:
+                    os.path.exists(path)
+
+            def obvious_status() -> None:
+                obvious.status(segments, PARAMS)
+
+            def diskcache_status() -> None:
+                for text in segments:
+                    _ = generate_cache_key(text, PARAMS) in disk
+
+            floor = results.add(
+                Figure(
+                    "get_cache_status",
+                    "sync os.stat loop (paths given)",
+                    size,
+                    time_sync(stat_loop, config.repeats),
+                )
+            )
+            runs, stall = await time_async(
+                lambda: cache.get_cache_status(segments, PARAMS), config.repeats
+            )
+            ours = results.add(Figure("get_cache_status", "TTSCache (async)", size, runs, stall))
+            results.add(
+                Figure(
+                    "get_cache_status",
+                    "SyncTTSCache (keys + checks, one thread)",
+                    size,
+                    time_sync(lambda: sync.get_cache_status(segments, PARAMS), config.repeats),
+                )
+            )
+            results.add(
+                Figure(
+                    "get_cache_status",
+                    "obvious design (md5, SQLite index)",
+                    size,
+                    time_sync(obvious_status, config.repeats),
+                )
+            )
+            results.add(
+                Figure(
+                    "get_cache_status",
+                    "diskcache (key in cache)",
+                    size,
+                    time_sync(diskcache_status, config.repeats),
+                )
+            )
+            if size in (10_000, 100_000) or (config.quick and size == config.status_sizes[-1]):
+                results.ratio("status within 1.3x of the sync stat loop", ours, floor, 1.3)
+            if size <= config.naive_max:
+
+                async def aiofiles_gather() -> None:
+                    await asyncio.gather(*(aiofiles.os.path.exists(p) for p in paths))
+
+                async def thread_per_path() -> None:
+                    await asyncio.gather(*(asyncio.to_thread(os.path.exists, p) for p in paths))
+
+                repeats = max(3, config.repeats // 2)
+                runs, stall = await time_async(aiofiles_gather, repeats)
+                naive1 = results.add(
+                    Figure("get_cache_status", "naive: gather aiofiles exists", size, runs, stall)
+                )
+                runs, stall = await time_async(thread_per_path, repeats)
+                naive2 = results.add(
+                    Figure("get_cache_status", "naive: one to_thread per path", size, runs, stall)
+                )
+                if size == config.naive_max:
+                    results.ratio(
+                        "status speed-up over gather(aiofiles)",
+                        naive1,
+                        ours,
+                        10,
+                        lower_is_better=False,
+                    )
+                    results.ratio(
+                        "status speed-up over to_thread per path",
+                        naive2,
+                        ours,
+                        10,
+                        lower_is_better=False,
+                    )
+            disk.close()
+            obvious.db.close()
+            if size in (10_000, 100_000) or size == config.status_sizes[-1]:
+                results.targets.append(
+                    {
+                        "target": "longest event-loop stall of status (ms)",
+                        "size": size,
+                        "ours": "TTSCache (async)",
+                        "baseline": "-",
+                        "ratio": ours.stall * 1e3 if ours.stall else 0.0,
+                        "goal": "< 5 ms",
+                        "met": (ours.stall or 0.0) < 0.005,
+                    }
+                )
+
+
+async def bench_latency(config: Config, results: Results) -> None:
+    """get_cache_status with 1 ms injected per file-system call, as on a network file system.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only latency``
+    """
+    import time as _time
+
+    size = config.latency_segments
+    with fresh_dir(config, "latency") as root:
+        segments = segments_of(size)
+        sync = SyncTTSCache(root)
+        for text in segments[::2]:
+            sync.cache_data(sync.generate_cache_key(text, PARAMS), small_audio(), text, PARAMS)
+        cache = TTSCache(root)
+        paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in segments]
+        real_stat, real_access = os.stat, os.access
+
+        def slow_stat(*args: Any, **kwargs: Any) -> Any:
+            _time.sleep(0.001)  # releases the GIL, as a network round trip does
+            return real_stat(*args, **kwargs)
+
+        def slow_access(*args: Any, **kwargs: Any) -> Any:
+            _time.sleep(0.001)
+            return real_access(*args, **kwargs)
+
+        os.stat, os.access = slow_stat, slow_access
+        try:
+
+            def sequential() -> None:
+                for path in paths:
+                    os.path.exists(path)
+
+            floor = results.add(
+                Figure(
+                    "status, 1 ms per call",
+                    "sequential os.stat loop",
+                    size,
+                    time_sync(sequential, 3),
+                )
+            )
+            runs, stall = await time_async(
+                lambda: cache.get_cache_status(segments, PARAMS), config.repeats
+            )
+            ours = results.add(
+                Figure("status, 1 ms per call", "TTSCache (async)", size, runs, stall)
+            )
+        finally:
+            os.stat, os.access = real_stat, real_access
+        results.ratio("status speed-up with 1 ms latency", floor, ours, 20, lower_is_better=False)
+
+
+async def bench_read_write(config: Config, results: Results) -> None:
+    """get_cached_data and cache_data of 1, 5 and 20 s of 16 kHz audio, against raw files.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only read``
+    """
+    import diskcache
+
+    for seconds in config.audio_seconds:
+        audio = (np.random.default_rng(seconds).standard_normal(seconds * RATE) * 0.1).astype(
+            np.float32
+        )
+        with fresh_dir(config, "io") as root:
+            cache = TTSCache(root / "ours")
+            durable = TTSCache(root / "durable", fsync=True)
+            raw = root / "raw"
+            raw.mkdir()
+            obvious = ObviousCache(root / "obvious")
+            disk = diskcache.Cache(str(root / "diskcache"))
+            key = cache.generate_cache_key(f"{seconds} seconds", PARAMS)
+            repeats = config.repeats * 5
+            counter = iter(range(10**9))
+
+            async def ours_write() -> None:
+                assert await cache.cache_data(key, audio, "text", PARAMS)
+
+            async def raw_write() -> None:
+                await anyio.to_thread.run_sync(write_raw, str(raw), "entry.bin", audio)
+
+            w_ours = results.add(
+                Figure(
+                    "cache_data", "TTSCache", seconds, (await time_async(ours_write, repeats))[0]
+                )
+            )
+            w_raw = results.add(
+                Figure(
+                    "cache_data",
+                    "raw temp file + rename (one thread call)",
+                    seconds,
+                    (await time_async(raw_write, repeats))[0],
+                )
+            )
+            results.ratio("cache_data within 1.5x of raw temp+rename", w_ours, w_raw, 1.5)
+
+            async def durable_write() -> None:
+                assert await durable.cache_data(key, audio, "text", PARAMS)
+
+            async def raw_fsync() -> None:
+                await anyio.to_thread.run_sync(write_raw_fsync, str(raw), "entry.bin", audio)
+
+            results.add(
+                Figure(
+                    "cache_data",
+                    "TTSCache(fsync=True)",
+                    seconds,
+                    (await time_async(durable_write, repeats))[0],
+                )
+            )
+            results.add(
+                Figure(
+                    "cache_data",
+                    "raw temp + fsync + rename",
+                    seconds,
+                    (await time_async(raw_fsync, repeats))[0],
+                )
+            )
+
+            async def obvious_write() -> None:
+                await anyio.to_thread.run_sync(obvious.put, f"{next(counter)}", audio, "text")
+
+            async def disk_write() -> None:
+                await anyio.to_thread.run_sync(disk.set, key, audio)
+
+            results.add(
+                Figure(
+                    "cache_data",
+                    "obvious design (np.save + SQLite)",
+                    seconds,
+                    (await time_async(obvious_write, repeats))[0],
+                )
+            )
+            results.add(
+                Figure(
+                    "cache_data", "diskcache", seconds, (await time_async(disk_write, repeats))[0]
+                )
+            )
+
+            obvious.put("read-me", audio, "text")
+            raw_path = str(raw / "entry.bin")
+
+            async def ours_read() -> None:
+                assert await cache.get_cached_data(key) is not None
+
+            async def raw_read() -> None:
+                await anyio.to_thread.run_sync(read_raw, raw_path)
+
+            async def obvious_read() -> None:
+                await anyio.to_thread.run_sync(obvious.get, "read-me")
+
+            async def disk_read() -> None:
+                await anyio.to_thread.run_sync(disk.get, key)
+
+            r_raw = results.add(
+                Figure(
+                    "get_cached_data",
+                    "raw read + np.frombuffer (one thread call)",
+                    seconds,
+                    (await time_async(raw_read, repeats))[0],
+                )
+            )
+            r_ours = results.add(
+                Figure(
+                    "get_cached_data",
+                    "TTSCache (checksum verified)",
+                    seconds,
+                    (await time_async(ours_read, repeats))[0],
+                )
+            )
+            r_obv = results.add(
+                Figure(
+                    "get_cached_data",
+                    "obvious design (np.load + SQLite)",
+                    seconds,
+                    (await time_async(obvious_read, repeats))[0],
+                )
+            )
+            r_disk = results.add(
+                Figure(
+                    "get_cached_data",
+                    "diskcache",
+                    seconds,
+                    (await time_async(disk_read, repeats))[0],
+                )
+            )
+            results.ratio("get_cached_data within 1.5x of raw read", r_ours, r_raw, 1.5)
+            results.ratio("get_cached_data faster than the obvious design", r_ours, r_obv, 1.0)
+            results.ratio("get_cached_data faster than diskcache", r_ours, r_disk, 1.0)
+            disk.close()
+            obvious.db.close()
+
+
+async def bench_scaling(config: Config, results: Results) -> None:
+    """get_cache_status of 10,000 segments in a cache of 10,000 vs 500,000 entries.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only scaling``
+    """
+    small, large = config.scaling
+    segments = segments_of(small)
+    figures = []
+    with fresh_dir(config, "scaling") as root:
+        sync = SyncTTSCache(root)
+        filled = 0
+        for total in (small, large):
+            while filled < total:  # the first `small` entries are the segments themselves
+                text = segments[filled] if filled < small else f"filler {filled}"
+                sync.cache_data(sync.generate_cache_key(text, PARAMS), small_audio(), text, PARAMS)
+                filled += 1
+            cache = TTSCache(root)
+            probe = segments[::2] + [f"missing {i}" for i in range(small // 2)]
+            await cache.get_cache_status(probe, PARAMS)
+
+            def status(cache: TTSCache = cache, probe: list[str] = probe) -> Any:
+                return cache.get_cache_status(probe, PARAMS)
+
+            runs, stall = await time_async(status, config.repeats)
+            figures.append(
+                results.add(
+                    Figure("status vs cache size", f"cache of {total} entries", small, runs, stall)
+                )
+            )
+    results.ratio("status per segment, large vs small cache", figures[1], figures[0], 1.2)
+
+
+def _process_worker(root: str, worker: int, ops: int, queue: Any, done: Any) -> None:
+    cache = SyncTTSCache(root)
+    audio = (np.arange(RATE, dtype=np.float32) / RATE).astype(np.float32)  # 1 s
+    queue.get()  # start together
+    began = time.perf_counter()
+    for index in range(ops):
+        text = f"worker {worker} sentence {index}"
+        key = cache.generate_cache_key(text, PARAMS)
+        cache.cache_data(key, audio, text, PARAMS)
+        assert cache.get_cached_data(key) is not None
+    done.put((began, time.perf_counter()))
+
+
+def _throughput(root: Path, processes: int, ops: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    queue, done = context.Queue(), context.Queue()
+    workers = [
+        context.Process(target=_process_worker, args=(str(root), w, ops, queue, done))
+        for w in range(processes)
+    ]
+    for proc in workers:
+        proc.start()
+    time.sleep(1.5)  # let them import
+    for _ in workers:
+        queue.put(True)
+    spans: list[tuple[float, float]] = [done.get(timeout=600) for _ in workers]
+    for proc in workers:
+        proc.join()
+    # From the first start to the last finish, as the workers timed themselves (no start-up).
+    return processes * ops / (max(end for _, end in spans) - min(began for began, _ in spans))
+
+
+async def bench_processes(config: Config, results: Results) -> None:
+    """Aggregate write+read throughput of 1 and 2 processes on distinct keys (1 s entries).
+
+    Command: ``.venv/bin/python -m benchmarks.run --only processes``
+    """
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(3):
+        for count in (1, 2):
+            with fresh_dir(config, f"procs{count}") as root:
+                rates[count].append(_throughput(root, count, config.process_ops))
+    # Record seconds per operation, so that lower is better like every other figure.
+    one = results.add(Figure("processes, write+read", "1 process", 1, [1 / r for r in rates[1]]))
+    two = results.add(Figure("processes, write+read", "2 processes", 2, [1 / r for r in rates[2]]))
+    results.ratio("throughput of 2 processes over 1", one, two, 1.5, lower_is_better=False)
+
+
+class _InstantModel:
+    sample_rate = RATE
+
+    def inference(self, text: str) -> np.ndarray:
+        return np.full(RATE // 2, len(text) / 100, dtype=np.float32)
+
+
+async def bench_long_text(config: Config, results: Results) -> None:
+    """LongTextTTS.generate of a fully cached text, against reading the same segments raw.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only long_text``
+    """
+    count = config.long_text_segments
+    paragraphs = [f"This is sentence number {i}, which is cached already." for i in range(count)]
+    text = "\n\n".join(paragraphs)
+    with fresh_dir(config, "long") as root:
+        tts = LongTextTTS(_InstantModel(), cache_dir=root / "cache", segmenter=TextSegmenter())
+        audio, _ = await tts.generate(text)
+        raw = root / "raw"
+        raw.mkdir()
+        paths = []
+        for index, segment in enumerate(TextSegmenter().segment_text(text)):
+            path = raw / f"{index}.bin"
+            path.write_bytes(np.full(RATE // 2, len(segment) / 100, np.float32).tobytes())
+            paths.append(str(path))
+        pause = np.zeros(round(0.3 * RATE), np.float32)
+
+        def raw_join() -> np.ndarray:
+            pieces: list[np.ndarray] = []
+            for path in paths:
+                if pieces:
+                    pieces.append(pause)
+                pieces.append(read_raw(path))
+            return np.concatenate(pieces)
+
+        assert np.array_equal(raw_join(), audio)
+
+        async def ours() -> None:
+            _, cached = await tts.generate(text)
+            assert cached
+
+        async def floor() -> None:
+            await anyio.to_thread.run_sync(raw_join)
+
+        base = results.add(
+            Figure(
+                "generate, fully cached",
+                "raw reads + concatenate (one thread)",
+                count,
+                (await time_async(floor, config.repeats))[0],
+            )
+        )
+        runs, stall = await time_async(ours, config.repeats)
+        mine = results.add(
+            Figure("generate, fully cached", "LongTextTTS.generate", count, runs, stall)
+        )
+        results.ratio("generate within 1.5x of raw reads", mine, base, 1.5)
+
+
+async def bench_keys(config: Config, results: Results) -> None:
+    """generate_cache_key against its floor, json.dumps plus xxh3 of the same dict.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only keys``
+    """
+    text = "The quick brown fox jumps over the lazy dog, again and again."
+    count = 20_000 if config.quick else 200_000
+
+    def ours() -> None:
+        for _ in range(count):
+            generate_cache_key(text, PARAMS)
+
+    def floor() -> None:
+        for _ in range(count):
+            xxhash.xxh3_128_hexdigest(json.dumps([text, PARAMS], sort_keys=True).encode())
+
+    base = results.add(
+        Figure("generate_cache_key", "json.dumps + xxh3", count, time_sync(floor, config.repeats))
+    )
+    mine = results.add(
+        Figure("generate_cache_key", "generate_cache_key", count, time_sync(ours, config.repeats))
+    )
+    results.ratio("generate_cache_key within 1.5x of json.dumps+xxh3", mine, base, 1.5)
+
+
+SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
+    "keys": bench_keys,
+    "status": bench_status,
+    "latency": bench_latency,
+    "read": bench_read_write,
+    "scaling": bench_scaling,
+    "processes": bench_processes,
+    "long_text": bench_long_text,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--only", help=f"comma-separated scenarios of {', '.join(SCENARIOS)}")
+    parser.add_argument("--name", help="results file name (default: quick or full)")
+    parser.add_argument("--work-dir", help="where to build caches (default: a temp dir)")
+    args = parser.parse_args(argv)
+    chosen = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = set(chosen) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    name = args.name or ("quick" if args.quick else "full")
+    results = Results()
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
+        config = Config(args.quick, Path(work))
+        info = machine_info(Path(work))
+        for scenario in chosen:
+            print(f"[{scenario}]", flush=True)
+            asyncio.run(SCENARIOS[scenario](config, results))
+    path = write_results(results, info, name)
+    plot_status(results, name)
+    missed = [t for t in results.targets if not t["met"]]
+    print(
+        f"wrote {path}; {len(results.targets) - len(missed)} of {len(results.targets)} targets met"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
