@@ -66,7 +66,9 @@ class TextSegmenter:
 
     def weight(self, text: str) -> float:
         """The weighted length of ``text`` that ``max_chars`` bounds."""
-        cjk = len(_CJK.findall(text))
+        if text.isascii():
+            return len(text)
+        cjk = sum(1 for _ in _CJK.finditer(text))
         return len(text) + cjk * (self.cjk_weight - 1.0)
 
     def segment_text(self, text: str) -> list[str]:
@@ -93,6 +95,8 @@ class TextSegmenter:
         return sentences
 
     def _segment_paragraph(self, text: str) -> list[str]:
+        if self.weight(text) <= self.max_chars:
+            return [text]  # what packing its sentences would give: every prefix fits too
         pieces: list[Span] = []
         for sentence in _sentences(text):
             pieces += self._fit(text, sentence, 0)

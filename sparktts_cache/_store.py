@@ -129,49 +129,38 @@ class FileStore:
         self, keys: Sequence[str], *, with_meta: bool = False
     ) -> list[Entry | npt.NDArray[np.float32] | None]:
         """:meth:`read` of each key, sharing directory descriptors between the reads."""
-        try:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            if not isinstance(exc, FileNotFoundError):
-                log.warning("cannot read cache %s: %s", self.root, exc)
-            return [None] * len(keys)
         outer_fds: dict[str, int] = {}
         yielder = GilYielder()
         results: list[Entry | npt.NDArray[np.float32] | None] = []
         try:
             for key in keys:
-                results.append(self._read_one(root_fd, outer_fds, key, with_meta))
+                results.append(self._read_one(outer_fds, key, with_meta))
                 yielder.tick()
         finally:
             for fd in outer_fds.values():
                 os.close(fd)
-            os.close(root_fd)
         return results
 
     def _read_one(
-        self, root_fd: int, outer_fds: dict[str, int], key: str, with_meta: bool
+        self, outer_fds: dict[str, int], key: str, with_meta: bool
     ) -> Entry | npt.NDArray[np.float32] | None:
+        inner, name = key[2:4], f"{key[2:4]}/{self.entry_name(key)}"
         try:
             outer_fd = outer_fds.get(key[:2])
-            if outer_fd is None:
-                outer_fd = outer_fds[key[:2]] = os.open(key[:2], _DIR_FLAGS, dir_fd=root_fd)
-            dir_fd = os.open(key[2:4], _DIR_FLAGS, dir_fd=outer_fd)
+            if outer_fd is None:  # the shard, by path: O_NOFOLLOW refuses a symlink there
+                outer_fd = outer_fds[key[:2]] = os.open(f"{self.root}/{key[:2]}", _DIR_FLAGS)
+            # The entry relative to its outer shard; O_NOFOLLOW covers the file itself, and the
+            # inner shard is checked below (an lstat is cheaper than opening it).
+            fd = os.open(name, _READ_FLAGS, dir_fd=outer_fd)
         except FileNotFoundError:
             return None
-        except OSError as exc:  # a symlink or a file where a shard directory should be
-            log.warning("cannot read cache entry %s: %s", key, exc)
-            return None
-        name = self.entry_name(key)
-        try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            os.close(dir_fd)
-            return None
-        except OSError as exc:
-            os.close(dir_fd)
+        except OSError as exc:  # a symlink or a file where a shard or the entry should be
             log.warning("cannot read cache entry %s: %s", key, exc)
             return None
         try:
+            if not stat.S_ISDIR(os.stat(inner, dir_fd=outer_fd, follow_symlinks=False).st_mode):
+                log.warning("shard of entry %s is not a directory; treating it as a miss", key)
+                return None
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 log.warning("entry %s is not a regular file; treating it as a miss", key)
@@ -190,14 +179,13 @@ class FileStore:
             return result
         except CorruptEntryError as exc:
             log.warning("corrupt cache entry %s (%s); removing it", key, exc)
-            _unlink_if_same(name, dir_fd, st)
+            _unlink_if_same(name, outer_fd, st)
             return None
         except OSError as exc:
             log.warning("cannot read cache entry %s: %s", key, exc)
             return None
         finally:
             os.close(fd)
-            os.close(dir_fd)
 
     # -- writing ---------------------------------------------------------------------------------
 

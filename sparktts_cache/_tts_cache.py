@@ -378,7 +378,7 @@ async def _check_concurrently(plan: StatusPlan) -> None:
     """
     start = plan.checked
     remaining = len(plan.paths) - start
-    chunk = max(1, math.ceil(remaining / (4 * SLOW_STATUS_THREADS)))
+    chunk = max(1, math.ceil(remaining / SLOW_STATUS_THREADS))
     cursor = iter(range(start, len(plan.paths), chunk))
 
     async def worker() -> None:
