@@ -26,8 +26,8 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 
 lint:
-	$(BIN)/ruff check sparktts_cache tests benchmarks
-	$(BIN)/ruff format --check sparktts_cache tests benchmarks
+	$(BIN)/ruff check sparktts_cache tests benchmarks examples
+	$(BIN)/ruff format --check sparktts_cache tests benchmarks examples
 
 typecheck:
 	$(BIN)/mypy

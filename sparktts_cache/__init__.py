@@ -21,8 +21,10 @@ from ._errors import (
 from ._keys import check_key, generate_cache_key, normalize_text
 from ._locks import FileSynthesisLock, SynthesisLock
 from ._long_text import LongTextTTS
+from ._redis import RedisCache, RedisSynthesisLock
 from ._segmenter import TextSegmenter
 from ._status import CacheStatus
+from ._tiered import TieredCache
 from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
 from .engines import TTSModel, load_tts_model
 
@@ -39,11 +41,14 @@ __all__ = [
     "InvalidParamsError",
     "InvalidTextError",
     "LongTextTTS",
+    "RedisCache",
+    "RedisSynthesisLock",
     "SyncTTSCache",
     "SynthesisLock",
     "TTSCache",
     "TTSModel",
     "TextSegmenter",
+    "TieredCache",
     "UnsupportedTypeError",
     "__version__",
     "as_mono_float32",

@@ -39,6 +39,9 @@ __all__ = ["CODECS", "Codec", "Entry", "EntryMeta", "FlacCodec", "WavCodec"]
 
 FORMAT_VERSION = 1
 
+#: A whole entry file in memory.
+EntryBytes = bytearray | memoryview
+
 
 @dataclass(frozen=True)
 class EntryMeta:
@@ -100,11 +103,11 @@ class Codec(Protocol):
         """Return the entry's bytes as a list of buffers to write one after the other."""
         ...
 
-    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
         """Return the samples of a whole entry, checking its digest; raise CorruptEntryError."""
         ...
 
-    def decode(self, data: bytearray) -> Entry:
+    def decode(self, data: EntryBytes) -> Entry:
         """Return the samples and metadata of a whole entry; raise CorruptEntryError."""
         ...
 
@@ -156,7 +159,7 @@ class WavCodec:
         data_head = _DATA_HEAD.pack(b"data", len(payload))
         return [head + sptc + meta_json + b"\0" * padding + data_head, payload]
 
-    def _parse(self, data: bytearray) -> tuple[int, int, memoryview, int, int]:
+    def _parse(self, data: EntryBytes) -> tuple[int, int, memoryview, int, int]:
         """Check layout and digest; return (sample_rate, samples, json, data offset, n bytes)."""
         if len(data) < self.min_size:
             raise CorruptEntryError(f"file is {len(data)} bytes, too short for an entry")
@@ -213,11 +216,11 @@ class WavCodec:
             raise CorruptEntryError("inconsistent sample rate")
         return rate, samples, meta_json, data_at, n_bytes
 
-    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
         _rate, samples, _meta, offset, _n = self._parse(data)
         return np.frombuffer(data, dtype="<f4", count=samples, offset=offset)
 
-    def decode(self, data: bytearray) -> Entry:
+    def decode(self, data: EntryBytes) -> Entry:
         rate, samples, meta_json, offset, _n = self._parse(data)
         meta, record = EntryMeta.from_json(bytes(meta_json))
         if meta.sample_rate != rate or record.get("samples") != samples:
@@ -245,13 +248,13 @@ class FlacCodec:
             flac.write(pcm)
         return [buffer.getvalue()]
 
-    def decode(self, data: bytearray) -> Entry:
+    def decode(self, data: EntryBytes) -> Entry:
         import soundfile
 
         if bytes(data[:4]) != b"fLaC":
             raise CorruptEntryError("not a FLAC file")
         try:
-            with soundfile.SoundFile(io.BytesIO(data)) as flac:
+            with soundfile.SoundFile(io.BytesIO(memoryview(data).tobytes())) as flac:
                 comment = flac.comment
                 rate = flac.samplerate
                 channels = flac.channels
@@ -270,7 +273,7 @@ class FlacCodec:
             raise CorruptEntryError("checksum mismatch")
         return Entry(pcm.astype(np.float32) * np.float32(1.0 / 32768.0), meta)
 
-    def decode_audio(self, data: bytearray) -> npt.NDArray[np.float32]:
+    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
         return self.decode(data).audio
 
 

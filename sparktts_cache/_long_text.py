@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -91,6 +92,7 @@ class LongTextTTS:
         )
         self.segmenter = segmenter or TextSegmenter()
         self.pause_seconds = pause_seconds
+        self.max_concurrency = max_concurrency
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._inflight: dict[str, _Pending] = {}
         self._lock: SynthesisLock | None
@@ -132,17 +134,22 @@ class LongTextTTS:
                    if found.get(key) is None}  # fmt: skip
         made: dict[str, npt.NDArray[np.float32]] = {}
         errors: list[Exception] = []
+        queue = iter(missing.items())  # shared by the workers: segments are made in text order
 
-        async def make(key: str, segment: str) -> None:
-            try:
-                made[key] = await self._synthesise_once(key, segment, tts_params, force_regenerate)
-            except Exception as exc:  # the first error stops the rest and reaches the caller as is
-                errors.append(exc)
-                group.cancel_scope.cancel()
+        async def worker() -> None:
+            for key, segment in queue:
+                try:
+                    made[key] = await self._synthesise_once(
+                        key, segment, tts_params, force_regenerate
+                    )
+                except Exception as exc:  # the first error stops the rest and reaches the caller
+                    errors.append(exc)
+                    group.cancel_scope.cancel()
+                    return
 
         async with anyio.create_task_group() as group:
-            for key, segment in missing.items():
-                group.start_soon(make, key, segment)
+            for _ in range(min(self.max_concurrency, len(missing))):
+                group.start_soon(worker)
         if errors:
             raise errors[0]
         pieces = [found.get(key) if key not in made else made[key] for key in keys]
@@ -219,12 +226,15 @@ class LongTextTTS:
     async def _synthesise(
         self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
     ) -> npt.NDArray[np.float32]:
-        if self._lock is None:
-            return await self._make(key, segment, tts_params)
-        async with self._lock.hold(key):
+        # The status this call started from may be stale: another task (or, with the lock,
+        # another process) may have made the segment since. Look again before synthesising.
+        async with contextlib.AsyncExitStack() as stack:
+            if self._lock is not None:
+                await stack.enter_async_context(self._lock.hold(key))
             if not force and (audio := await self.cache.get_cached_data(key)) is not None:
-                return audio  # another process made it while we waited
+                return audio
             return await self._make(key, segment, tts_params)
+        raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
     async def _make(
         self, key: str, segment: str, tts_params: Mapping[str, Any] | None

@@ -36,6 +36,8 @@ _ABBREVIATIONS = frozenset(
     "nov dec e.g i.e cf al a.m p.m u.s u.k u.n ph.d b.a m.a".split()
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+_LONGEST_WORD = 32  # longer than any abbreviation
+_NEXT_CHAR = re.compile(r"\s*(\S?)")
 
 Span = tuple[int, int]
 
@@ -172,14 +174,16 @@ def _sentences(text: str) -> list[Span]:
 def _ends_sentence(text: str, match: re.Match[str]) -> bool:
     """Whether Latin punctuation at ``match`` ends a sentence (not an abbreviation or ellipsis)."""
     mark = match["latin"]
-    following = text[match.end() :].lstrip()
+    # Look only near the mark: slicing the rest of a long paragraph per mark would be quadratic.
+    next_char = _NEXT_CHAR.match(text, match.end())
+    following = next_char[1] if next_char else ""
     if len(match[0]) > len(mark) and following[:1].islower():
         return False  # a quoted question or exclamation inside a sentence: '"Why?" she asked.'
     if mark in ("...", "…") or mark.startswith(".."):
         # An ellipsis followed by a lowercase word continues the sentence.
         return not (following[:1].islower())
     if mark == ".":
-        before = _WORD_BEFORE.search(text, 0, match.start())
+        before = _WORD_BEFORE.search(text[max(0, match.start() - _LONGEST_WORD) : match.start()])
         word = before.group(1).lower() if before else ""
         if word.rstrip(".") in _ABBREVIATIONS:
             return False

@@ -220,9 +220,11 @@ class FileStore:
                 # A concurrent clear removed our shard directory or temp file: write again.
                 if attempt == _WRITE_ATTEMPTS - 1:
                     log.error("cannot write cache entry %s: %s", key, exc)
+                    self._remove_empty_shards(key)
                     return False
             except OSError as exc:
                 log.error("cannot write cache entry %s: %s", key, exc)
+                self._remove_empty_shards(key)
                 return False
         if self.max_size_bytes is not None and shard_bytes > self.max_size_bytes / SHARDS:
             self._maybe_cleanup(added)
@@ -239,6 +241,14 @@ class FileStore:
         total = self.cleanup_if_over_limit()
         if total is not None and self.max_size_bytes is not None:
             self._check_after = (self.max_size_bytes - total, time.monotonic() + RECHECK_SECONDS)
+
+    def _remove_empty_shards(self, key: str) -> None:
+        """After a failed write, remove the shard directories it may have created, if empty."""
+        for relative in (f"{key[:2]}/{key[2:4]}", key[:2]):
+            try:
+                os.rmdir(f"{self.root}/{relative}")
+            except OSError:  # not empty (other entries, another writer), or not there
+                return
 
     def _publish(
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
@@ -358,16 +368,17 @@ def _shard_names(dir_fd: int) -> list[str]:
         return [i.name for i in it if _is_shard_name(i.name) and i.is_dir(follow_symlinks=False)]
 
 
-def _read_exactly(fd: int, size: int) -> bytearray:
-    data = bytearray(size)
-    view = memoryview(data)
+def _read_exactly(fd: int, size: int) -> memoryview:
+    """The file's bytes, read into an uninitialised buffer (zero-filling one costs as much as a
+    checksum); the audio returned is a writable view of it."""
+    view: memoryview = np.empty(size, dtype=np.uint8).data
     filled = 0
     while filled < size:
         n = os.readv(fd, [view[filled:]])
         if n == 0:
             raise CorruptEntryError("file shrank while being read")
         filled += n
-    return data
+    return view
 
 
 def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:

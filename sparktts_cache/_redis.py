@@ -1,0 +1,254 @@
+"""``RedisCache``: the same entries in Redis, for fleets of servers without a shared file system.
+
+Needs the ``[redis]`` extra (``redis.asyncio``), and so runs on asyncio (not trio). Entries are
+the same self-checking WAV bytes as the file store's, under ``<namespace>:e:<key>``. Any Redis or
+connection error is a miss on reads and False on writes, logged; the client reconnects on the next
+call. Eviction is left to Redis (``maxmemory`` with ``allkeys-lru``; see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+
+from ._audio import as_mono_float32, check_sample_rate
+from ._cache import Cache
+from ._codec import Entry, EntryMeta, WavCodec
+from ._errors import CorruptEntryError
+from ._keys import canonical_params, check_key, check_text, generate_cache_key
+from ._status import CacheStatus, StatusPlan
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisCache", "RedisSynthesisLock"]
+
+log = logging.getLogger("sparktts_cache")
+
+#: Keys asked about (EXISTS) or fetched (MGET) per round trip.
+BATCH = 1000
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
+def _connect(url_or_client: str | Redis) -> Redis:
+    if not isinstance(url_or_client, str):
+        return url_or_client
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:
+        raise ImportError('RedisCache needs redis: pip install "sparktts_cache[redis]"') from exc
+    return Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=5)
+
+
+class RedisCache(Cache):
+    """A :class:`Cache` in Redis with the same keys and entry bytes as :class:`TTSCache`.
+
+    Args:
+        url: a ``redis://`` URL, or a ``redis.asyncio.Redis`` client.
+        namespace: prefix of every Redis key this cache uses (``clear_cache`` removes only these).
+        ttl: seconds an entry lives (None: until Redis evicts it).
+        sample_rate: recorded with entries written without an explicit one.
+
+    Notes:
+        Runs on asyncio only (``redis.asyncio``). ``get_cache_status`` asks about all keys with one
+        pipelined round trip per 1,000 segments; ``clear_cache`` uses SCAN and UNLINK in batches,
+        never FLUSHDB.
+    """
+
+    def __init__(
+        self,
+        url: str | Redis = "redis://localhost:6379/0",
+        *,
+        namespace: str = "sparktts",
+        ttl: float | None = None,
+        sample_rate: int = 16000,
+    ) -> None:
+        if not namespace or any(c in namespace for c in "*?[]"):
+            raise ValueError(f"namespace must be non-empty without glob characters: {namespace!r}")
+        if ttl is not None and ttl <= 0:
+            raise ValueError("ttl must be positive or None")
+        self.client = _connect(url)
+        self.namespace = namespace
+        self.ttl = ttl
+        self.sample_rate = check_sample_rate(sample_rate)
+        self._codec = WavCodec()
+        self._errors = _redis_errors()
+
+    def redis_key(self, key: str) -> str:
+        return f"{self.namespace}:e:{check_key(key)}"
+
+    def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
+        return generate_cache_key(text, tts_params)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _decode(self, key: str, data: bytes | str | None) -> Entry | None:
+        if data is None:
+            return None
+        if isinstance(data, str):
+            log.error("RedisCache needs a client with decode_responses=False (the default)")
+            return None
+        try:
+            entry = self._codec.decode(bytearray(data))
+            if entry.meta.key != key:
+                raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
+        except CorruptEntryError as exc:
+            log.warning("corrupt Redis entry %s (%s); treating it as a miss", key, exc)
+            return None
+        return entry
+
+    async def get_entry(self, key: str) -> Entry | None:
+        """The samples and metadata of ``key``, or None on a miss (or a Redis error)."""
+        [entry] = await self.get_entries([key])
+        return entry
+
+    async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """:meth:`get_entry` of each key, with one MGET round trip per 1,000 keys."""
+        names = [self.redis_key(key) for key in keys]
+        results: list[Entry | None] = []
+        for start in range(0, len(names), BATCH):
+            batch = names[start : start + BATCH]
+            try:
+                values = await self.client.mget(batch)
+            except self._errors as exc:
+                log.warning("Redis read failed: %s", exc)
+                values = [None] * len(batch)
+            results += [
+                self._decode(key, value) for key, value in zip(keys[start:], values, strict=False)
+            ]
+        return results
+
+    async def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
+        entry = await self.get_entry(key)
+        return None if entry is None else entry.audio
+
+    async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        return [None if e is None else e.audio for e in await self.get_entries(keys)]
+
+    def _encode(self, key: str, audio: object, text: object, params: Mapping[str, Any] | None,
+                sample_rate: int | None) -> bytes:  # fmt: skip
+        samples = as_mono_float32(audio)
+        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
+        meta = EntryMeta(key, check_text(text), canonical_params(params), rate, time.time())
+        return b"".join(bytes(buffer) for buffer in self._codec.encode(samples, meta))
+
+    async def cache_data(
+        self,
+        key: str,
+        audio: npt.NDArray[Any],
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        sample_rate: int | None = None,
+    ) -> bool:
+        name = self.redis_key(key)
+        data = await anyio.to_thread.run_sync(self._encode, key, audio, text, params, sample_rate)
+        try:
+            if self.ttl is None:
+                await self.client.set(name, data)
+            else:
+                await self.client.set(name, data, px=int(self.ttl * 1000))
+        except self._errors as exc:
+            log.error("Redis write of %s failed: %s", key, exc)
+            return False
+        return True
+
+    async def get_cache_status(
+        self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
+    ) -> CacheStatus:
+        """Key the segments in a worker thread, then ask Redis about them in pipelined batches."""
+        plan = StatusPlan(list(segments), tts_params, "", "")
+        await anyio.to_thread.run_sync(plan.build)
+        distinct = list(dict.fromkeys(plan.keys))
+        found: list[bool] = []
+        for start in range(0, len(distinct), BATCH):
+            batch = distinct[start : start + BATCH]
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in batch:
+                        pipe.exists(self.redis_key(key))
+                    answers = await pipe.execute()
+                found += [bool(answer) for answer in answers]
+            except self._errors as exc:
+                log.warning("Redis status check failed: %s", exc)
+                found += [False] * len(batch)
+        plan.record(0, found)
+        return plan.result()
+
+    async def clear_cache(self) -> bool:
+        """Remove this namespace's entries (SCAN and UNLINK in batches), nothing else."""
+        try:
+            batch: list[bytes] = []
+            async for name in self.client.scan_iter(match=f"{self.namespace}:e:*", count=BATCH):
+                batch.append(name)
+                if len(batch) >= BATCH:
+                    await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self.client.unlink(*batch)
+        except self._errors as exc:
+            log.error("Redis clear failed: %s", exc)
+            return False
+        return True
+
+
+class RedisSynthesisLock:
+    """A :class:`SynthesisLock` across machines: ``SET NX`` with an expiry and a token.
+
+    A crashed holder's lock expires after ``stale_after`` seconds; release deletes the key only if
+    it still holds this holder's token (so a late holder never frees someone else's lock).
+    """
+
+    _RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+        "else return 0 end"
+    )
+
+    def __init__(self, url: str | Redis, *, namespace: str = "sparktts",
+                 stale_after: float = 600.0, poll: float = 0.05) -> None:  # fmt: skip
+        self.client = _connect(url)
+        self.namespace = namespace
+        self.stale_after = stale_after
+        self.poll = poll
+        self._errors = _redis_errors()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[bool]:
+        name = f"{self.namespace}:lock:{check_key(key)}"
+        token = secrets.token_hex(16)
+        held = False
+        # A dead holder's lock expires after stale_after: wait a little longer than that.
+        deadline = time.monotonic() + self.stale_after + 1.0
+        while time.monotonic() < deadline:
+            try:
+                if await self.client.set(name, token, nx=True, px=int(self.stale_after * 1000)):
+                    held = True
+                    break
+            except self._errors as exc:
+                log.warning("Redis lock %s unavailable (%s); going ahead without it", key, exc)
+                break
+            await anyio.sleep(self.poll)
+        try:
+            yield held
+        finally:
+            if held:
+                with anyio.CancelScope(shield=True), contextlib.suppress(*self._errors):
+                    await self.client.eval(self._RELEASE, 1, name, token)

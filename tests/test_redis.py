@@ -1,0 +1,269 @@
+"""RedisCache, TieredCache and the Redis synthesis lock, against a real redis-server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparktts_cache import (
+    LongTextTTS,
+    RedisCache,
+    RedisSynthesisLock,
+    TextSegmenter,
+    TieredCache,
+    TTSCache,
+)
+from sparktts_cache.testing import CacheContract
+
+from .models import CountingModel
+from .redis_server import RedisServer, in_ci
+from .stress import is_sealed, sealed_audio
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server .ci/run started (SPARKTTS_REDIS_URL), or one started here."""
+    if url := os.environ.get("SPARKTTS_REDIS_URL"):
+        yield url
+        return
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"no Redis server can be started here: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+_namespaces = iter(range(10**6))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis.asyncio runs on asyncio only
+
+
+@pytest.fixture
+async def redis_cache(redis_url: str) -> AsyncIterator[RedisCache]:
+    cache = RedisCache(redis_url, namespace=f"test{os.getpid()}-{next(_namespaces)}")
+    yield cache
+    await cache.clear_cache()
+    await cache.aclose()
+
+
+class TestRedisCache(CacheContract):
+    @pytest.fixture(params=["asyncio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def cache(self, redis_cache: RedisCache) -> RedisCache:
+        return redis_cache
+
+
+class TestTieredCache(CacheContract):
+    @pytest.fixture(params=["asyncio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def cache(self, redis_cache: RedisCache, tmp_path: Path) -> TieredCache:
+        return TieredCache(TTSCache(tmp_path), redis_cache)
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_entries_are_the_file_store_bytes_and_keys(
+    redis_cache: RedisCache, tmp_path: Path
+) -> None:
+    key = redis_cache.generate_cache_key("same", {"gender": "male"})
+    assert key == TTSCache(tmp_path).generate_cache_key("same", {"gender": "male"})
+    assert await redis_cache.cache_data(key, sealed_audio(5, 800), "same", {"gender": "male"},
+                                        sample_rate=22050)  # fmt: skip
+    raw = await redis_cache.client.get(redis_cache.redis_key(key))
+    assert isinstance(raw, bytes) and raw[:4] == b"RIFF" and b"sptc" in raw[:64]
+    entry = await redis_cache.get_entry(key)
+    assert entry is not None and entry.meta.sample_rate == 22050 and entry.meta.text == "same"
+
+
+async def test_status_is_one_round_trip_per_batch(redis_cache: RedisCache) -> None:
+    segments = [f"segment {i}" for i in range(2500)]
+    for text in segments[::5]:
+        assert await redis_cache.cache_data(
+            redis_cache.generate_cache_key(text), sealed_audio(1, 16), text
+        )
+    calls = {"execute": 0, "exists": 0}
+    real_pipeline = redis_cache.client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        pipe = real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+        real_execute = pipe.execute
+
+        async def execute(*a: object, **k: object) -> object:
+            calls["execute"] += 1
+            calls["exists"] += len(pipe.command_stack)
+            return await real_execute(*a, **k)  # type: ignore[arg-type]
+
+        pipe.execute = execute  # type: ignore[method-assign,assignment]
+        return pipe
+
+    redis_cache.client.pipeline = counting_pipeline  # type: ignore[method-assign,assignment]
+    status = await redis_cache.get_cache_status(segments + segments[:10])
+    assert len(status.cached_keys) == 500 and len(status.segments_to_generate) == 2000
+    assert calls == {"execute": 3, "exists": 2500}
+
+
+async def test_clear_removes_only_its_namespace(redis_url: str) -> None:
+    mine, other = RedisCache(redis_url, namespace="mine"), RedisCache(redis_url, namespace="other")
+    try:
+        for cache in (mine, other):
+            for index in range(30):
+                key = cache.generate_cache_key(f"t{index}")
+                assert await cache.cache_data(key, sealed_audio(index, 16), "t")
+        await mine.client.set("unrelated-user-key", b"keep me")
+        assert await mine.clear_cache()
+        assert await mine.get_cached_data(mine.generate_cache_key("t1")) is None
+        assert await other.get_cached_data(other.generate_cache_key("t1")) is not None
+        assert await mine.client.get("unrelated-user-key") == b"keep me"
+    finally:
+        await other.clear_cache()
+        await mine.client.delete("unrelated-user-key")
+        await mine.aclose()
+        await other.aclose()
+
+
+async def test_ttl_expires_entries(redis_url: str) -> None:
+    cache = RedisCache(redis_url, namespace="ttl", ttl=0.3)
+    key = cache.generate_cache_key("short-lived")
+    assert await cache.cache_data(key, sealed_audio(1, 16), "short-lived")
+    assert 0 < await cache.client.pttl(cache.redis_key(key)) <= 300
+    await cache.aclose()
+
+
+async def test_corrupt_redis_value_is_a_miss(redis_cache: RedisCache) -> None:
+    key = redis_cache.generate_cache_key("damaged")
+    assert await redis_cache.cache_data(key, sealed_audio(1, 160), "damaged")
+    raw = await redis_cache.client.get(redis_cache.redis_key(key))
+    assert isinstance(raw, bytes)
+    await redis_cache.client.set(redis_cache.redis_key(key), raw[:-5])
+    assert await redis_cache.get_cached_data(key) is None
+
+
+async def test_unreachable_redis_is_a_miss_and_false(tmp_path: Path) -> None:
+    from .redis_server import free_port
+
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
+    key = cache.generate_cache_key("nobody home")
+    assert await cache.get_cached_data(key) is None
+    assert await cache.cache_data(key, sealed_audio(1, 16), "x") is False
+    status = await cache.get_cache_status(["nobody home"])
+    assert status.segments_to_generate == ["nobody home"]
+    assert await cache.clear_cache() is False
+    await cache.aclose()
+
+
+async def test_redis_restart_mid_run(tmp_path: Path) -> None:
+    try:
+        server = RedisServer(tmp_path)
+        server.start()
+    except (FileNotFoundError, RuntimeError) as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"no Redis server can be started here: {exc}")
+    cache = RedisCache(server.url)
+    try:
+        key = cache.generate_cache_key("before")
+        assert await cache.cache_data(key, sealed_audio(1, 160), "before")
+        server.stop()  # Redis goes away (and, with no persistence, forgets everything)
+        assert await cache.get_cached_data(key) is None
+        assert await cache.cache_data(key, sealed_audio(1, 160), "before") is False
+        server.start()  # back on the same port: the next call reconnects
+        assert await cache.cache_data(key, sealed_audio(2, 160), "after")
+        audio = await cache.get_cached_data(key)
+        assert audio is not None and is_sealed(audio)
+    finally:
+        await cache.aclose()
+        server.stop()
+
+
+async def test_tiered_copies_shared_hits_and_asks_shared_only_for_local_misses(
+    redis_cache: RedisCache, tmp_path: Path
+) -> None:
+    machine_a, machine_b = TTSCache(tmp_path / "a"), TTSCache(tmp_path / "b")
+    tier_a, tier_b = TieredCache(machine_a, redis_cache), TieredCache(machine_b, redis_cache)
+    key = tier_a.generate_cache_key("shared sentence")
+    assert await tier_a.cache_data(key, sealed_audio(3, 800), "shared sentence", sample_rate=22050)
+    assert await machine_b.get_cached_data(key) is None
+    audio = await tier_b.get_cached_data(key)  # from Redis, copied to b's disk
+    assert audio is not None and is_sealed(audio)
+    entry = await machine_b.get_entry(key)
+    assert entry is not None and entry.meta.sample_rate == 22050
+    assert entry.meta.text == "shared sentence"
+    asked: list[list[str]] = []
+    real = redis_cache.get_cache_status
+
+    async def spy(segments: list[str], params: object = None) -> object:
+        asked.append(list(segments))
+        return await real(segments, params)  # type: ignore[arg-type]
+
+    redis_cache.get_cache_status = spy  # type: ignore[method-assign,assignment]
+    status = await tier_b.get_cache_status(["shared sentence", "new one"])
+    assert asked == [["new one"]]
+    assert status.cached_keys == [key] and status.segments_to_generate == ["new one"]
+
+
+async def test_long_text_over_tiers_with_a_redis_lock(redis_url: str, tmp_path: Path) -> None:
+    text = "First sentence here. Second one follows. Third closes."
+    shared = RedisCache(redis_url, namespace="tiers-lock")
+    servers: list[LongTextTTS] = []
+    try:
+        models = [CountingModel(delay=0.02), CountingModel(delay=0.02)]
+        servers = [
+            LongTextTTS(model, cache=TieredCache(TTSCache(tmp_path / f"m{i}"), shared),
+                        segmenter=TextSegmenter(max_chars=25),
+                        cross_process_lock=RedisSynthesisLock(redis_url, namespace="tiers-lock"))
+            for i, model in enumerate(models)
+        ]  # fmt: skip
+        import anyio
+
+        results: list[np.ndarray] = []
+
+        async def request(server: LongTextTTS) -> None:
+            results.append((await server.generate(text, {"gender": "female"}))[0])
+
+        async with anyio.create_task_group() as group:
+            for server in servers:
+                group.start_soon(request, server)
+        segments = TextSegmenter(max_chars=25).segment_text(text)
+        assert models[0].total_calls + models[1].total_calls == len(segments)
+        np.testing.assert_array_equal(results[0], results[1])
+    finally:
+        await shared.clear_cache()
+        await shared.aclose()
+        for server in servers:
+            lock = server._lock
+            assert isinstance(lock, RedisSynthesisLock)
+            await lock.aclose()
+
+
+async def test_redis_lock_expires_for_a_dead_holder(redis_url: str) -> None:
+    lock = RedisSynthesisLock(redis_url, namespace="lock-test", stale_after=0.3, poll=0.01)
+    key = "a" * 32
+    await lock.client.set(f"lock-test:lock:{key}", "someone who died", px=300)
+    import anyio
+
+    began = anyio.current_time()
+    async with lock.hold(key) as held:
+        assert held is True
+        assert anyio.current_time() - began >= 0.2
+    assert await lock.client.get(f"lock-test:lock:{key}") is None
+    await lock.client.aclose()
