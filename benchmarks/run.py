@@ -408,7 +408,8 @@ async def bench_scaling(config: Config, results: Results) -> None:
     """
     small, large = config.scaling
     segments = segments_of(small)
-    figures = []
+    figures: list[Figure] = []
+    floors: list[Figure] = []
     with fresh_dir(config, "scaling") as root:
         sync = SyncTTSCache(root)
         filled = 0
@@ -419,17 +420,38 @@ async def bench_scaling(config: Config, results: Results) -> None:
                 filled += 1
             cache = TTSCache(root)
             probe = segments[::2] + [f"missing {i}" for i in range(small // 2)]
+            paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in probe]
             await cache.get_cache_status(probe, PARAMS)
 
             def status(cache: TTSCache = cache, probe: list[str] = probe) -> Any:
                 return cache.get_cache_status(probe, PARAMS)
 
+            def stat_loop(paths: list[str] = paths) -> None:
+                for path in paths:
+                    os.path.exists(path)
+
+            floors.append(
+                results.add(
+                    Figure(
+                        "status vs cache size",
+                        f"sync os.stat loop, cache of {total}",
+                        small,
+                        time_sync(stat_loop, config.repeats),
+                    )
+                )
+            )
             runs, stall = await time_async(status, config.repeats)
             figures.append(
                 results.add(
                     Figure("status vs cache size", f"cache of {total} entries", small, runs, stall)
                 )
             )
+    results.ratio(
+        "os.stat loop per path, large vs small cache (the file system's own growth)",
+        floors[1],
+        floors[0],
+        None,
+    )
     results.ratio("status per segment, large vs small cache", figures[1], figures[0], 1.2)
 
 

@@ -126,9 +126,16 @@ class StatusPlan:
         first: dict[str, int] = {}
         for index, key in enumerate(keys):
             first.setdefault(key, index)
+            yielder.tick()
         root, extension = self._root, self._extension
-        self.paths = [f"{root}/{key[:2]}/{key[2:4]}/{key}.{extension}" for key in first]
-        self.keys, self._first = keys, first
+        distinct = list(first)
+        paths: list[str] = []
+        for start in range(0, len(distinct), CHUNK):
+            paths += [
+                f"{root}/{k[:2]}/{k[2:4]}/{k}.{extension}" for k in distinct[start : start + CHUNK]
+            ]
+            yielder.pause_if_due()
+        self.keys, self._first, self.paths = keys, first, paths
         self.found = [None] * len(self.paths)
 
     def check_range(self, start: int, stop: int) -> list[bool]:
@@ -180,4 +187,7 @@ class StatusPlan:
                 cached.append(key)
             else:
                 missing.append(self.segments[first])
+        # Free the paths and indexes here, in the worker thread: freeing 100,000 strings takes
+        # milliseconds, which the event loop thread would otherwise spend when the plan goes.
+        self.paths, self.found, self._first = [], [], {}
         return CacheStatus(self.keys, cached, missing)

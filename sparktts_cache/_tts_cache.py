@@ -110,10 +110,7 @@ class _CacheCore:
             self.traffic.writes += writes
 
     def read(self, key: str) -> npt.NDArray[np.float32] | None:
-        audio = self.store.read(check_key(key))
-        assert audio is None or isinstance(audio, np.ndarray)
-        self._count(hits=audio is not None, misses=audio is None)
-        return audio
+        return self.read_many([key])[0]
 
     def read_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
         results = self.store.read_many([check_key(key) for key in keys])

@@ -330,3 +330,36 @@ def test_fsync_option_writes_the_same_entry(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, fsync=True)
     key, _path = write_one(cache)
     np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+
+
+def test_writes_replace_a_symlink_at_the_entry_path_and_never_follow_it(
+    cache: SyncTTSCache, tmp_path: Path
+) -> None:
+    outside = tmp_path / "precious.wav"
+    outside.write_bytes(b"not the cache's")
+    key = cache.generate_cache_key("link")
+    path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
+    path.parent.mkdir(parents=True)
+    path.symlink_to(outside)
+    assert cache.cache_data(key, self_checking_audio(1), "link")
+    assert outside.read_bytes() == b"not the cache's"
+    assert not path.is_symlink()
+    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+
+
+def test_maintenance_never_touches_anything_outside(cache: SyncTTSCache, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "cd").mkdir(parents=True)
+    victim_key = "ab" + "cd" + "0" * 28
+    victim = outside / "cd" / f"{victim_key}.wav"
+    fill(cache, 5)
+    victim.write_bytes((cache.cache_dir / files_under(cache.cache_dir)[0]).read_bytes())
+    (cache.cache_dir / "ab").symlink_to(outside, target_is_directory=True)
+    old = victim.parent / f"{victim_key}.0123456789abcdef.tmp"
+    old.write_bytes(b"x")
+    os.utime(old, (0, 0))
+    assert cache.prune(max_size_bytes=0).entries == 5
+    assert cache.verify(fix=True).checked == 0
+    assert cache.clear_cache()
+    assert victim.exists() and old.exists()
+    assert (cache.cache_dir / "ab").is_symlink()
