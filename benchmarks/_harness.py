@@ -163,14 +163,16 @@ def machine_info(directory: Path) -> dict[str, Any]:
     }
 
 
-def write_results(results: Results, info: dict[str, Any], name: str) -> Path:
-    RESULTS.mkdir(exist_ok=True)
+def write_results(
+    results: Results, info: dict[str, Any], name: str, directory: Path = RESULTS
+) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     data = {
         "machine": info,
         "figures": [f.row() for f in results.figures],
         "targets": results.targets,
     }
-    path = RESULTS / f"{name}.json"
+    path = directory / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     lines = [
         f"# Benchmark results ({name})",
@@ -210,11 +212,11 @@ def write_results(results: Results, info: dict[str, Any], name: str) -> Path:
             f"| {f.scenario} | {f.implementation} | {f.size} | {f.median * 1e3:.3f} | "
             f"{min(f.runs) * 1e3:.3f} | {max(f.runs) * 1e3:.3f} | {stall} |"
         )
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (directory / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path
 
 
-def plot_status(results: Results, name: str) -> Path | None:
+def plot_status(results: Results, name: str, directory: Path = RESULTS) -> Path | None:
     """Latency of ``get_cache_status`` against segments, log-log, one line per implementation."""
     try:
         import matplotlib
@@ -242,7 +244,7 @@ def plot_status(results: Results, name: str) -> Path | None:
     ax.set_title("get_cache_status, warm page cache")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    path = RESULTS / f"{name}-status.png"
+    path = directory / f"{name}-status.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -32,6 +32,7 @@ import xxhash
 from sparktts_cache import LongTextTTS, SyncTTSCache, TextSegmenter, TTSCache, generate_cache_key
 
 from ._harness import (
+    RESULTS,
     Figure,
     Results,
     machine_info,
@@ -290,16 +291,14 @@ async def bench_read_write(config: Config, results: Results) -> None:
                 await anyio.to_thread.run_sync(write_raw, str(raw), "entry.bin", audio)
 
             w_ours = results.add(
-                Figure(
-                    "cache_data", "TTSCache", seconds, (await time_async(ours_write, repeats))[0]
-                )
+                Figure("cache_data", "TTSCache", seconds, *(await time_async(ours_write, repeats)))
             )
             w_raw = results.add(
                 Figure(
                     "cache_data",
                     "raw temp file + rename (one thread call)",
                     seconds,
-                    (await time_async(raw_write, repeats))[0],
+                    *(await time_async(raw_write, repeats)),
                 )
             )
             results.ratio("cache_data within 1.5x of raw temp+rename", w_ours, w_raw, 1.5)
@@ -315,7 +314,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "cache_data",
                     "TTSCache(fsync=True)",
                     seconds,
-                    (await time_async(durable_write, repeats))[0],
+                    *(await time_async(durable_write, repeats)),
                 )
             )
             results.add(
@@ -323,7 +322,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "cache_data",
                     "raw temp + fsync + rename",
                     seconds,
-                    (await time_async(raw_fsync, repeats))[0],
+                    *(await time_async(raw_fsync, repeats)),
                 )
             )
 
@@ -338,13 +337,11 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "cache_data",
                     "obvious design (np.save + SQLite)",
                     seconds,
-                    (await time_async(obvious_write, repeats))[0],
+                    *(await time_async(obvious_write, repeats)),
                 )
             )
             results.add(
-                Figure(
-                    "cache_data", "diskcache", seconds, (await time_async(disk_write, repeats))[0]
-                )
+                Figure("cache_data", "diskcache", seconds, *(await time_async(disk_write, repeats)))
             )
 
             obvious.put("read-me", audio, "text")
@@ -367,7 +364,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "get_cached_data",
                     "raw read + np.frombuffer (one thread call)",
                     seconds,
-                    (await time_async(raw_read, repeats))[0],
+                    *(await time_async(raw_read, repeats)),
                 )
             )
             r_ours = results.add(
@@ -375,7 +372,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "get_cached_data",
                     "TTSCache (checksum verified)",
                     seconds,
-                    (await time_async(ours_read, repeats))[0],
+                    *(await time_async(ours_read, repeats)),
                 )
             )
             r_obv = results.add(
@@ -383,7 +380,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "get_cached_data",
                     "obvious design (np.load + SQLite)",
                     seconds,
-                    (await time_async(obvious_read, repeats))[0],
+                    *(await time_async(obvious_read, repeats)),
                 )
             )
             r_disk = results.add(
@@ -391,7 +388,7 @@ async def bench_read_write(config: Config, results: Results) -> None:
                     "get_cached_data",
                     "diskcache",
                     seconds,
-                    (await time_async(disk_read, repeats))[0],
+                    *(await time_async(disk_read, repeats)),
                 )
             )
             results.ratio("get_cached_data within 1.5x of raw read", r_ours, r_raw, 1.5)
@@ -458,6 +455,7 @@ async def bench_scaling(config: Config, results: Results) -> None:
 def _process_worker(root: str, worker: int, ops: int, queue: Any, done: Any) -> None:
     cache = SyncTTSCache(root)
     audio = (np.arange(RATE, dtype=np.float32) / RATE).astype(np.float32)  # 1 s
+    done.put("ready")
     queue.get()  # start together
     began = time.perf_counter()
     for index in range(ops):
@@ -477,7 +475,8 @@ def _throughput(root: Path, processes: int, ops: int) -> float:
     ]
     for proc in workers:
         proc.start()
-    time.sleep(1.5)  # let them import
+    for _ in workers:  # every worker has imported everything and is waiting
+        assert done.get(timeout=120) == "ready"
     for _ in workers:
         queue.put(True)
     spans: list[tuple[float, float]] = [done.get(timeout=600) for _ in workers]
@@ -493,7 +492,7 @@ async def bench_processes(config: Config, results: Results) -> None:
     Command: ``.venv/bin/python -m benchmarks.run --only processes``
     """
     rates: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(3):
+    for _ in range(1 if config.quick else 3):
         for count in (1, 2):
             with fresh_dir(config, f"procs{count}") as root:
                 rates[count].append(_throughput(root, count, config.process_ops))
@@ -552,7 +551,7 @@ async def bench_long_text(config: Config, results: Results) -> None:
                 "generate, fully cached",
                 "raw reads + concatenate (one thread)",
                 count,
-                (await time_async(floor, config.repeats))[0],
+                *(await time_async(floor, config.repeats)),
             )
         )
         runs, stall = await time_async(ours, config.repeats)
@@ -604,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated scenarios of {', '.join(SCENARIOS)}")
     parser.add_argument("--name", help="results file name (default: quick or full)")
     parser.add_argument("--work-dir", help="where to build caches (default: a temp dir)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where to write results")
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
@@ -617,8 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in chosen:
             print(f"[{scenario}]", flush=True)
             asyncio.run(SCENARIOS[scenario](config, results))
-    path = write_results(results, info, name)
-    plot_status(results, name)
+    path = write_results(results, info, name, args.results_dir)
+    plot_status(results, name, args.results_dir)
     missed = [t for t in results.targets if not t["met"]]
     print(
         f"wrote {path}; {len(results.targets) - len(missed)} of {len(results.targets)} targets met"
