@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -102,6 +103,10 @@ class LongTextTTS:
             self._lock = FileSynthesisLock(self.cache.cache_dir / "locks")
         else:
             self._lock = cross_process_lock or None
+        cache_params = inspect.signature(self.cache.cache_data).parameters
+        self._cache_takes_sample_rate = "sample_rate" in cache_params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in cache_params.values()
+        )
         #: Model calls made by this instance (for tests, benchmarks and statistics).
         self.synthesis_count = 0
 
@@ -244,10 +249,13 @@ class LongTextTTS:
             self._infer, segment, model_params, limiter=self._limiter
         )
         self.synthesis_count += 1
+        params = self.key_params(tts_params)
         with anyio.CancelScope(shield=True):  # what was made is kept, even if we are cancelled
-            stored = await self.cache.cache_data(
-                key, audio, segment, self.key_params(tts_params), sample_rate=self.model.sample_rate
-            )
+            if self._cache_takes_sample_rate:
+                rate = self.model.sample_rate
+                stored = await self.cache.cache_data(key, audio, segment, params, sample_rate=rate)
+            else:  # a backend written to the seed's four-argument signature
+                stored = await self.cache.cache_data(key, audio, segment, params)
         if not stored:
             log.warning("segment %s was synthesised but could not be cached", key)
         return audio
