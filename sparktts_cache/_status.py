@@ -10,6 +10,7 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 from collections.abc import Mapping
@@ -161,6 +162,10 @@ class StatusPlan:
     def run_unless_slow(self) -> CacheStatus | None:
         """Build, then time the first checks: if they are fast, finish here and return the status;
         if slow (a network file system), return None and leave the rest to many threads."""
+        if len(self.segments) > CHUNK * 8:
+            # A worker thread that was just created is returned to by the event loop only once
+            # the loop gets the GIL back: give it up once before a long run.
+            time.sleep(0)
         self.build()
         began = time.perf_counter()
         results = self.check_range(0, PROBE_SIZE)
@@ -176,18 +181,24 @@ class StatusPlan:
         return self.result()
 
     def result(self) -> CacheStatus:
-        cached: list[str] = []
-        missing: list[str] = []
+        """The status, once every path is checked (C-level passes, with pauses between them)."""
         yielder = GilYielder()
-        for (key, first), found in zip(self._first.items(), self.found, strict=True):
-            yielder.tick()
-            if found is None:
-                raise RuntimeError("status plan is not complete")  # a bug in the caller
-            if found:
-                cached.append(key)
-            else:
-                missing.append(self.segments[first])
-        # Free the paths and indexes here, in the worker thread: freeing 100,000 strings takes
-        # milliseconds, which the event loop thread would otherwise spend when the plan goes.
-        self.paths, self.found, self._first = [], [], {}
+        found = self.found
+        if None in found:
+            raise RuntimeError("status plan is not complete")  # a bug in the caller
+        distinct = list(self._first)
+        yielder.pause_if_due()
+        cached = list(itertools.compress(distinct, found))
+        yielder.pause_if_due()
+        firsts = itertools.compress(self._first.values(), [not hit for hit in found])
+        missing = [self.segments[first] for first in firsts]
+        # Free the paths and indexes here, in the worker thread, a piece at a time: freeing
+        # 100,000 strings at once takes milliseconds during which the event loop cannot run.
+        yielder.pause_if_due()
+        self._first = {}
+        del distinct
+        for structure in (self.paths, self.found):
+            while structure:
+                del structure[-CHUNK * 16 :]
+                yielder.pause_if_due()
         return CacheStatus(self.keys, cached, missing)
