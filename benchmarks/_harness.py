@@ -128,6 +128,35 @@ async def time_async(
     return runs, max(stalls)
 
 
+async def time_interleaved(
+    makers: dict[str, Callable[[], Awaitable[object]]], repeats: int
+) -> dict[str, tuple[list[float], float]]:
+    """Time several implementations in alternation (A B C, B C A, ...), so that drift of this
+    shared machine hits them alike; the stall is the longest seen during all of them."""
+    names = list(makers)
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    stalls = [0.0]
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        while not done.is_set():
+            began = time.perf_counter()
+            await asyncio.sleep(0.001)
+            stalls.append(time.perf_counter() - began - 0.001)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.005)
+    for round_number in range(repeats):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            began = time.perf_counter()
+            await makers[name]()
+            runs[name].append(time.perf_counter() - began)
+    done.set()
+    await beat
+    return {name: (runs[name], max(stalls)) for name in names}
+
+
 def machine_info(directory: Path) -> dict[str, Any]:
     def version(name: str) -> str | None:
         try:

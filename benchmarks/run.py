@@ -38,6 +38,7 @@ from ._harness import (
     machine_info,
     plot_status,
     time_async,
+    time_interleaved,
     time_sync,
     write_results,
 )
@@ -290,41 +291,11 @@ async def bench_read_write(config: Config, results: Results) -> None:
             async def raw_write() -> None:
                 await anyio.to_thread.run_sync(write_raw, str(raw), "entry.bin", audio)
 
-            w_ours = results.add(
-                Figure("cache_data", "TTSCache", seconds, *(await time_async(ours_write, repeats)))
-            )
-            w_raw = results.add(
-                Figure(
-                    "cache_data",
-                    "raw temp file + rename (one thread call)",
-                    seconds,
-                    *(await time_async(raw_write, repeats)),
-                )
-            )
-            results.ratio("cache_data within 1.5x of raw temp+rename", w_ours, w_raw, 1.5)
-
             async def durable_write() -> None:
                 assert await durable.cache_data(key, audio, "text", PARAMS)
 
             async def raw_fsync() -> None:
                 await anyio.to_thread.run_sync(write_raw_fsync, str(raw), "entry.bin", audio)
-
-            results.add(
-                Figure(
-                    "cache_data",
-                    "TTSCache(fsync=True)",
-                    seconds,
-                    *(await time_async(durable_write, repeats)),
-                )
-            )
-            results.add(
-                Figure(
-                    "cache_data",
-                    "raw temp + fsync + rename",
-                    seconds,
-                    *(await time_async(raw_fsync, repeats)),
-                )
-            )
 
             async def obvious_write() -> None:
                 await anyio.to_thread.run_sync(obvious.put, f"{next(counter)}", audio, "text")
@@ -332,16 +303,30 @@ async def bench_read_write(config: Config, results: Results) -> None:
             async def disk_write() -> None:
                 await anyio.to_thread.run_sync(disk.set, key, audio)
 
-            results.add(
-                Figure(
-                    "cache_data",
-                    "obvious design (np.save + SQLite)",
-                    seconds,
-                    *(await time_async(obvious_write, repeats)),
-                )
+            timed = await time_interleaved(
+                {
+                    "TTSCache": ours_write,
+                    "raw temp file + rename (one thread call)": raw_write,
+                    "obvious design (np.save + SQLite)": obvious_write,
+                    "diskcache": disk_write,
+                },
+                repeats,
             )
-            results.add(
-                Figure("cache_data", "diskcache", seconds, *(await time_async(disk_write, repeats)))
+            w_ours, w_raw, _w_obvious, _w_disk = (
+                results.add(Figure("cache_data", name, seconds, *measured))
+                for name, measured in timed.items()
+            )
+            results.ratio("cache_data within 1.5x of raw temp+rename", w_ours, w_raw, 1.5)
+            timed = await time_interleaved(
+                {"TTSCache(fsync=True)": durable_write, "raw temp + fsync + rename": raw_fsync},
+                repeats,
+            )
+            w_durable, w_raw_fsync = (
+                results.add(Figure("cache_data", name, seconds, *measured))
+                for name, measured in timed.items()
+            )
+            results.ratio(
+                "cache_data(fsync=True) over raw temp+fsync+rename", w_durable, w_raw_fsync, None
             )
 
             obvious.put("read-me", audio, "text")
@@ -359,37 +344,18 @@ async def bench_read_write(config: Config, results: Results) -> None:
             async def disk_read() -> None:
                 await anyio.to_thread.run_sync(disk.get, key)
 
-            r_raw = results.add(
-                Figure(
-                    "get_cached_data",
-                    "raw read + np.frombuffer (one thread call)",
-                    seconds,
-                    *(await time_async(raw_read, repeats)),
-                )
+            timed = await time_interleaved(
+                {
+                    "raw read + np.frombuffer (one thread call)": raw_read,
+                    "TTSCache (checksum verified)": ours_read,
+                    "obvious design (np.load + SQLite)": obvious_read,
+                    "diskcache": disk_read,
+                },
+                repeats,
             )
-            r_ours = results.add(
-                Figure(
-                    "get_cached_data",
-                    "TTSCache (checksum verified)",
-                    seconds,
-                    *(await time_async(ours_read, repeats)),
-                )
-            )
-            r_obv = results.add(
-                Figure(
-                    "get_cached_data",
-                    "obvious design (np.load + SQLite)",
-                    seconds,
-                    *(await time_async(obvious_read, repeats)),
-                )
-            )
-            r_disk = results.add(
-                Figure(
-                    "get_cached_data",
-                    "diskcache",
-                    seconds,
-                    *(await time_async(disk_read, repeats)),
-                )
+            r_raw, r_ours, r_obv, r_disk = (
+                results.add(Figure("get_cached_data", name, seconds, *measured))
+                for name, measured in timed.items()
             )
             results.ratio("get_cached_data within 1.5x of raw read", r_ours, r_raw, 1.5)
             results.ratio("get_cached_data faster than the obvious design", r_ours, r_obv, 1.0)
