@@ -107,25 +107,7 @@ async def time_async(
     make: Callable[[], Awaitable[object]], repeats: int
 ) -> tuple[list[float], float]:
     """Time ``await make()`` ``repeats`` times while a heartbeat measures event-loop stalls."""
-    stalls = [0.0]
-    done = asyncio.Event()
-
-    async def heartbeat() -> None:
-        while not done.is_set():
-            began = time.perf_counter()
-            await asyncio.sleep(0.001)
-            stalls.append(time.perf_counter() - began - 0.001)
-
-    beat = asyncio.create_task(heartbeat())
-    await asyncio.sleep(0.005)
-    runs = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        await make()
-        runs.append(time.perf_counter() - began)
-    done.set()
-    await beat
-    return runs, max(stalls)
+    return (await time_interleaved({"only": make}, repeats))["only"]
 
 
 async def time_interleaved(
