@@ -116,7 +116,7 @@ def cmd_verify(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     lines.append(
         "ok" if report.ok else ("repaired" if args.fix else "damage found: run verify --fix")
     )
-    _emit(args, asdict(report) | {"ok": report.ok}, lines)
+    _emit(args, asdict(report) | {"ok": report.ok, "clean": report.clean}, lines)
     return EXIT_OK if report.ok or args.fix else EXIT_FAILED
 
 

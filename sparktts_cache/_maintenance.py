@@ -100,7 +100,14 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.corrupt or self.orphan_temp_files or self.empty_dirs)
+        """No damage: no corrupt entry and no orphan temp file (empty directories are only
+        housekeeping: writers racing a cleanup can leave some, and ``fix`` removes them)."""
+        return not (self.corrupt or self.orphan_temp_files)
+
+    @property
+    def clean(self) -> bool:
+        """:attr:`ok`, and no empty shard directory either."""
+        return self.ok and not self.empty_dirs
 
 
 # -- walking the tree ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -47,6 +48,20 @@ def is_sealed(audio: npt.NDArray[np.float32]) -> bool:
     if not seed.is_integer() or not 0 <= seed < SEAL_SCALE:
         return False
     return bool(np.array_equal(audio, sealed_audio(int(seed), len(audio))))
+
+
+class CorruptionCounter(logging.Handler):
+    """Counts the cache's "corrupt cache entry" warnings: a reader turns a corrupt file into a
+    miss (and removes it), so without this a torn entry would pass for a plain miss."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        logging.getLogger("sparktts_cache").addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "corrupt" in record.getMessage():
+            self.count += 1
 
 
 def key_for(cache: SyncTTSCache | TTSCache, name: str) -> str:
@@ -100,6 +115,7 @@ def crash(cache_dir: str, kills: int, writers: int = 3, seed: int = 0) -> dict[s
     """Kill writer processes with SIGKILL ``kills`` times at random moments, then check."""
     rnd = random.Random(seed)
     cache = SyncTTSCache(cache_dir)
+    corrupt = CorruptionCounter()
 
     def spawn() -> subprocess.Popen[str]:
         proc = subprocess.Popen(
@@ -125,8 +141,8 @@ def crash(cache_dir: str, kills: int, writers: int = 3, seed: int = 0) -> dict[s
             torn_seen += torn
     for proc in procs:
         stop(proc)
+    report = cache.verify()  # before the final reads, which would remove a corrupt file
     whole, torn = check_all(cache)
-    report = cache.verify()
     temp_files = sorted(Path(cache_dir).rglob("*.tmp"))
     for temp in temp_files:  # dead writers' temp files: cleanup removes those over an hour old
         old = time.time() - 7200
@@ -141,6 +157,7 @@ def crash(cache_dir: str, kills: int, writers: int = 3, seed: int = 0) -> dict[s
         "entries_at_end": whole + torn,
         "torn_entries_at_end": torn,
         "verify_corrupt": len(report.corrupt),
+        "corrupt_files_read": corrupt.count,
         "orphan_temp_files": len(temp_files),
         "orphans_removed_by_cleanup": pruned.temp_files,
         "temp_files_left": len(left),
@@ -155,6 +172,7 @@ def load_worker(cache_dir: str, worker: int, seconds: float, seed: int, limit: i
     import anyio
 
     cache = TTSCache(cache_dir, max_size_bytes=limit)
+    corrupt = CorruptionCounter()
     counts = {
         "writes": 0,
         "write_failures": 0,
@@ -208,6 +226,7 @@ def load_worker(cache_dir: str, worker: int, seconds: float, seed: int, limit: i
                 group.start_soon(task, number)
 
     anyio.run(main)
+    counts["corrupt_files_read"] = corrupt.count
     print(json.dumps({**counts, "errors": errors[:5]}), flush=True)
 
 
@@ -249,6 +268,7 @@ def load(
     report = SyncTTSCache(cache_dir).verify()
     totals["verify_ok"] = report.ok
     totals["verify_corrupt"] = len(report.corrupt)
+    totals["verify_empty_dirs"] = len(report.empty_dirs)
     totals["operations"] = sum(
         totals.get(k, 0)
         for k in ("writes", "write_failures", "hits", "misses", "statuses", "clears")

@@ -63,7 +63,7 @@ def test_disk_full_on_a_real_file_system(small_fs: Path, caplog: pytest.LogCaptu
     for key, _seed in written:
         audio = cache.get_cached_data(key)
         assert audio is not None and is_sealed(audio)
-    assert cache.verify().ok
+    assert cache.verify().clean
     # The fault goes away: space is freed, and writing works again.
     assert cache.prune(max_size_bytes=0).entries == len(written)
     key = cache.generate_cache_key("after")

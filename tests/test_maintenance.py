@@ -141,7 +141,7 @@ def test_large_caches_trim_the_fullest_shards(
     cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
     fill(cache, 400)
     assert disk_bytes(tmp_path) <= limit
-    assert cache.verify().ok
+    assert cache.verify().clean
 
 
 def test_counters_follow_writes_replacements_and_clear(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_verify_finds_and_fixes_each_kind_of_damage(tmp_path: Path) -> None:
     assert fixed.fixed and not corrupt.exists() and not orphan.exists() and not empty.exists()
     assert foreign.read_text() == "mine"
     again = cache.verify()
-    assert again.ok and again.checked == 5
+    assert again.clean and again.checked == 5
 
 
 def test_stats_and_traffic(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ async def test_async_front_offers_the_same(tmp_path: Path) -> None:
     key = cache.generate_cache_key("x")
     assert await cache.cache_data(key, self_checking_audio(1), "x")
     assert (await cache.stats()).entries == 1
-    assert (await cache.verify()).ok
+    assert (await cache.verify()).clean
     assert (await cache.prune(max_size_bytes=0)).entries == 1
     entry = await cache.get_entry(key)
     assert entry is None
