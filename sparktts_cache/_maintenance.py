@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ._codec import CODECS
-from ._counters import SHARDS, read_counter, write_counter
+from ._counters import COUNTER_NAME, SHARDS, read_counter, write_counter
 from ._errors import CorruptEntryError
-from ._store import _DIR_FLAGS, _ENTRY_NAME_RE, _TEMP_NAME_RE, FileStore, _read_exactly, log
+from ._store import _DIR_FLAGS, FileStore, _read_exactly, log, own_file_kind, shard_names
 
 __all__ = ["CacheStats", "PruneReport", "VerifyReport", "cleanup", "prune", "stats", "verify"]
 
@@ -126,21 +126,6 @@ def _open_root(store: FileStore) -> Iterator[int | None]:
         os.close(fd)
 
 
-def _subdirs(dir_fd: int) -> list[str]:
-    with os.scandir(dir_fd) as it:
-        return sorted(
-            i.name
-            for i in it
-            if len(i.name) == 2
-            and all(c in "0123456789abcdef" for c in i.name)
-            and i.is_dir(follow_symlinks=False)
-        )
-
-
-def outer_shards(root_fd: int) -> list[str]:
-    return _subdirs(root_fd)
-
-
 def scan_shard(root_fd: int, outer: str) -> ShardScan:
     """List one top-level shard's entries, temp files, foreign files and empty directories."""
     scan = ShardScan(outer)
@@ -149,7 +134,7 @@ def scan_shard(root_fd: int, outer: str) -> ShardScan:
     except OSError:
         return scan
     try:
-        inners = _subdirs(outer_fd)
+        inners = shard_names(outer_fd)
         for inner in inners:
             try:
                 inner_fd = os.open(inner, _DIR_FLAGS, dir_fd=outer_fd)
@@ -173,34 +158,31 @@ def scan_shard(root_fd: int, outer: str) -> ShardScan:
 
 
 def _has_other_files(outer_fd: int) -> bool:
-    from ._counters import COUNTER_NAME
-
     with os.scandir(outer_fd) as it:
         return any(i.name != COUNTER_NAME for i in it)
 
 
 def _classify(scan: ShardScan, prefix: str, item: os.DirEntry[str]) -> None:
     path = f"{prefix[:2]}/{prefix[2:]}/{item.name}"
-    entry = _ENTRY_NAME_RE.fullmatch(item.name)
-    temp = None if entry else _TEMP_NAME_RE.fullmatch(item.name)
-    match = entry or temp
+    own = own_file_kind(item.name, prefix)
     try:
         st = item.stat(follow_symlinks=False)
     except FileNotFoundError:
         return
-    if match is None or not match[1].startswith(prefix) or not stat.S_ISREG(st.st_mode):
+    if own is None or not stat.S_ISREG(st.st_mode):
         scan.foreign.append(path)
         return
-    info = FileInfo(path, st.st_size, st.st_mtime, match[1])
-    (scan.entries if entry else scan.temps).append(info)
+    kind, key = own
+    info = FileInfo(path, st.st_size, st.st_mtime, key)
+    (scan.entries if kind == "entry" else scan.temps).append(info)
 
 
-def _remove(store: FileStore, info: FileInfo, *, expected_mtime: bool = True) -> bool:
+def _remove(store: FileStore, info: FileInfo) -> bool:
     """Remove an entry or temp file unless it changed since it was scanned (replaced or used)."""
     path = os.path.join(store.root, info.path)
     try:
         st = os.stat(path, follow_symlinks=False)
-        if expected_mtime and (st.st_mtime != info.mtime or st.st_size != info.size):
+        if st.st_mtime != info.mtime or st.st_size != info.size:
             return False  # replaced or used since the scan: not the file we meant to remove
         os.unlink(path)
     except FileNotFoundError:
@@ -213,15 +195,13 @@ def _remove_empty_dirs(root_fd: int, outer: str) -> int:
 
     A writer whose directory is removed under it starts its write again.
     """
-    from ._counters import COUNTER_NAME
-
     removed = 0
     try:
         outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
     except OSError:
         return 0
     try:
-        for inner in _subdirs(outer_fd):
+        for inner in shard_names(outer_fd):
             with contextlib.suppress(OSError):  # not empty
                 os.rmdir(inner, dir_fd=outer_fd)
                 removed += 1
@@ -274,7 +254,7 @@ def cleanup(store: FileStore, limit: int) -> int | None:
     with _cleanup_lock(store, wait=False) as locked, _open_root(store) as root_fd:
         if not locked or root_fd is None:
             return None
-        outers = outer_shards(root_fd)
+        outers = shard_names(root_fd)
         counters = {}
         for outer in outers:
             with contextlib.suppress(OSError):
@@ -387,7 +367,7 @@ def prune(
     with _cleanup_lock(store, wait=True), _open_root(store) as root_fd:
         if root_fd is None:
             return PruneReport()
-        outers = outer_shards(root_fd)
+        outers = shard_names(root_fd)
         return _evict_globally(store, root_fd, outers, max_size_bytes, max_age, progress)
 
 
@@ -402,7 +382,7 @@ def verify(store: FileStore, fix: bool = False, progress: Progress | None = None
     with _open_root(store) as root_fd:
         if root_fd is None:
             return report
-        outers = outer_shards(root_fd)
+        outers = shard_names(root_fd)
         for index, outer in enumerate(outers):
             scan = scan_shard(root_fd, outer)
             bad: list[FileInfo] = []
@@ -453,7 +433,7 @@ def stats(store: FileStore, progress: Progress | None = None) -> CacheStats:
     with _open_root(store) as root_fd:
         if root_fd is None:
             return CacheStats(0, 0, None, None, 0)
-        outers = outer_shards(root_fd)
+        outers = shard_names(root_fd)
         for index, outer in enumerate(outers):
             scan = scan_shard(root_fd, outer)
             entries += len(scan.entries)
@@ -472,5 +452,5 @@ def iter_entries(store: FileStore) -> Iterator[FileInfo]:
     with _open_root(store) as root_fd:
         if root_fd is None:
             return
-        for outer in outer_shards(root_fd):
+        for outer in shard_names(root_fd):
             yield from scan_shard(root_fd, outer).entries

@@ -124,10 +124,7 @@ class StatusPlan:
                     except (ValueError, TypeError) as exc:
                         raise type(exc)(f"segment {index}: {exc}") from None
             yielder.pause_if_due()
-        first: dict[str, int] = {}
-        for index, key in enumerate(keys):
-            first.setdefault(key, index)
-            yielder.tick()
+        first = _first_occurrences(keys)
         root, extension = self._root, self._extension
         distinct = list(first)
         paths: list[str] = []

@@ -95,18 +95,16 @@ class FileStore:
         return f"{self.root}/{key[:2]}/{key[2:4]}/{key}.{self.codec.extension}"
 
     @contextlib.contextmanager
-    def _shard_dirs(self, key: str, *, create: bool) -> Iterator[tuple[int, int]]:
-        """Yield descriptors of ``key``'s two shard directories, refusing symlinks on the way."""
-        if create:
-            os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
+    def _shard_dirs(self, key: str) -> Iterator[tuple[int, int]]:
+        """Yield descriptors of ``key``'s two shard directories, creating them as needed and
+        refusing symlinks on the way (the write path; reads open entries relative to the shard)."""
+        os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
         fds = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         try:
             for part in (key[:2], key[2:4]):
                 try:
                     fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
                 except FileNotFoundError:
-                    if not create:
-                        raise
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
                     fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
@@ -209,7 +207,7 @@ class FileStore:
         shard_bytes = 0
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self._shard_dirs(key, create=True) as (outer_fd, inner_fd):
+                with self._shard_dirs(key) as (outer_fd, inner_fd):
                     added, replaced = self._publish(inner_fd, key, name, buffers)
                     if self.max_size_bytes is not None:
                         shard_bytes = add_to_counter(
@@ -308,7 +306,7 @@ class FileStore:
             return False
         ok = True
         try:
-            for outer in _shard_names(root_fd):
+            for outer in shard_names(root_fd):
                 ok &= self._clear_outer(root_fd, outer)
         finally:
             os.close(root_fd)
@@ -321,7 +319,7 @@ class FileStore:
         except OSError:  # vanished, or a symlink: not ours to walk
             return True
         try:
-            for inner in _shard_names(outer_fd):
+            for inner in shard_names(outer_fd):
                 ok &= self._clear_inner(outer_fd, outer + inner)
                 with contextlib.suppress(OSError):
                     os.rmdir(inner, dir_fd=outer_fd)
@@ -354,18 +352,32 @@ class FileStore:
 
     def own_files(self, dir_fd: int, prefix: str) -> list[str]:
         """Names of the regular files in a shard directory that this cache wrote."""
-        names = []
         with os.scandir(dir_fd) as it:
-            for item in it:
-                match = _ENTRY_NAME_RE.fullmatch(item.name) or _TEMP_NAME_RE.fullmatch(item.name)
-                if match and match[1].startswith(prefix) and item.is_file(follow_symlinks=False):
-                    names.append(item.name)
-        return names
+            return [
+                item.name
+                for item in it
+                if own_file_kind(item.name, prefix) and item.is_file(follow_symlinks=False)
+            ]
 
 
-def _shard_names(dir_fd: int) -> list[str]:
+def own_file_kind(name: str, prefix: str) -> tuple[str, str] | None:
+    """``("entry" | "temp", key)`` if ``name`` is a file this cache writes in the shard directory
+    of ``prefix`` (the key's first four characters), else None: nothing else is ever touched."""
+    if match := _ENTRY_NAME_RE.fullmatch(name):
+        kind = "entry"
+    elif match := _TEMP_NAME_RE.fullmatch(name):
+        kind = "temp"
+    else:
+        return None
+    return (kind, match[1]) if match[1].startswith(prefix) else None
+
+
+def shard_names(dir_fd: int) -> list[str]:
+    """The shard directories (two hex characters, not symlinks) in a directory, sorted."""
     with os.scandir(dir_fd) as it:
-        return [i.name for i in it if _is_shard_name(i.name) and i.is_dir(follow_symlinks=False)]
+        return sorted(
+            i.name for i in it if _is_shard_name(i.name) and i.is_dir(follow_symlinks=False)
+        )
 
 
 def _read_exactly(fd: int, size: int) -> memoryview:
