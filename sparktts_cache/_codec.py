@@ -26,6 +26,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -33,7 +35,9 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from ._errors import CorruptEntryError
+from ._audio import as_mono_float32, check_sample_rate
+from ._errors import CorruptEntryError, InvalidAudioError
+from ._keys import canonical_params, check_text
 
 __all__ = ["CODECS", "Codec", "Entry", "EntryMeta", "FlacCodec", "WavCodec"]
 
@@ -88,6 +92,34 @@ class Entry:
 
     audio: npt.NDArray[np.float32]
     meta: EntryMeta
+
+
+def new_entry(
+    key: str,
+    audio: object,
+    text: object,
+    params: Mapping[str, Any] | None,
+    sample_rate: int | None,
+    default_rate: int,
+    codec: Codec,
+) -> tuple[npt.NDArray[np.float32], EntryMeta]:
+    """Check what a caller hands to ``cache_data`` and make the entry's samples and metadata.
+
+    Every backend stores entries made here, so they all accept and refuse the same things.
+
+    Raises:
+        UnsupportedTypeError, InvalidAudioError, InvalidTextError, InvalidParamsError: for bad
+            arguments (``key`` must already be checked).
+    """
+    samples = as_mono_float32(audio)
+    rate = default_rate if sample_rate is None else check_sample_rate(sample_rate)
+    if rate > codec.max_sample_rate:
+        raise InvalidAudioError(
+            f"{codec.extension} entries cannot store {rate} Hz audio "
+            f"(at most {codec.max_sample_rate} Hz)"
+        )
+    meta = EntryMeta(key, check_text(text), canonical_params(params), rate, time.time())
+    return samples, meta
 
 
 class Codec(Protocol):

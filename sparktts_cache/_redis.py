@@ -20,11 +20,11 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from ._audio import as_mono_float32, check_sample_rate
+from ._audio import check_sample_rate
 from ._cache import Cache
-from ._codec import Entry, EntryMeta, WavCodec
+from ._codec import Entry, WavCodec, new_entry
 from ._errors import CorruptEntryError
-from ._keys import canonical_params, check_key, check_text, generate_cache_key
+from ._keys import check_key, generate_cache_key
 from ._status import CacheStatus, StatusPlan
 
 if TYPE_CHECKING:
@@ -142,9 +142,9 @@ class RedisCache(Cache):
 
     def _encode(self, key: str, audio: object, text: object, params: Mapping[str, Any] | None,
                 sample_rate: int | None) -> bytes:  # fmt: skip
-        samples = as_mono_float32(audio)
-        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
-        meta = EntryMeta(key, check_text(text), canonical_params(params), rate, time.time())
+        samples, meta = new_entry(
+            key, audio, text, params, sample_rate, self.sample_rate, self._codec
+        )
         return b"".join(bytes(buffer) for buffer in self._codec.encode(samples, meta))
 
     async def cache_data(

@@ -23,7 +23,6 @@ import secrets
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -187,21 +186,13 @@ class FileStore:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def write(
-        self,
-        key: str,
-        audio: npt.NDArray[np.float32],
-        text: str,
-        params: dict[str, Any],
-        sample_rate: int,
-    ) -> bool:
+    def write(self, key: str, audio: npt.NDArray[np.float32], meta: EntryMeta) -> bool:
         """Publish an entry atomically; return False (and log why) if the file system refuses.
 
-        ``audio`` must already be a valid 1-D float32 array (see ``as_mono_float32``). With a
-        ``max_size_bytes``, the shard's size counter is updated and, when the shard holds more than
-        its share, the cache is cleaned up (by whichever process gets the cleanup lock).
+        ``audio`` and ``meta`` come from ``new_entry``. With a ``max_size_bytes``, the shard's size
+        counter is updated and, when the shard holds more than its share, the cache is cleaned up
+        (by whichever process gets the cleanup lock).
         """
-        meta = EntryMeta(key, text, params, sample_rate, time.time())
         buffers = self.codec.encode(audio, meta)
         name = self.entry_name(key)
         shard_bytes = 0

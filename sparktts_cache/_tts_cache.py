@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _maintenance
-from ._audio import as_mono_float32, check_sample_rate
+from ._audio import check_sample_rate
 from ._cache import Cache
-from ._codec import CODECS, Entry
-from ._errors import InvalidAudioError, UnsupportedTypeError
-from ._keys import canonical_params, check_key, check_text, generate_cache_key
+from ._codec import CODECS, Entry, new_entry
+from ._errors import UnsupportedTypeError
+from ._keys import check_key, generate_cache_key
 from ._maintenance import Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
 from ._store import FileStore
@@ -141,15 +141,10 @@ class _CacheCore:
         sample_rate: int | None,
     ) -> bool:
         key = check_key(key)
-        samples = as_mono_float32(audio)
-        stored_params = canonical_params(params)
-        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate)
-        if rate > self.store.codec.max_sample_rate:
-            raise InvalidAudioError(
-                f"{self.store.codec.extension} entries cannot store {rate} Hz audio "
-                f"(at most {self.store.codec.max_sample_rate} Hz)"
-            )
-        written = self.store.write(key, samples, check_text(text), stored_params, rate)
+        samples, meta = new_entry(
+            key, audio, text, params, sample_rate, self.sample_rate, self.store.codec
+        )
+        written = self.store.write(key, samples, meta)
         self._count(writes=written)
         return written
 
