@@ -1,7 +1,9 @@
 """The library's exceptions: one base class and a few specific subclasses.
 
-Each specific error also inherits the matching built-in (``ValueError`` or ``TypeError``), so
-callers can catch either the library's class or the built-in one.
+Each specific error also inherits the matching built-in (``ValueError``, ``TypeError``,
+``ImportError`` or ``RuntimeError``), so callers can catch either the library's class or the
+built-in one. What the operating system, Redis or a model of your own raises passes through (or,
+where documented, becomes a miss or a False return).
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CorruptEntryError",
+    "EngineError",
     "InvalidAudioError",
     "InvalidKeyError",
+    "InvalidOptionError",
     "InvalidParamsError",
     "InvalidTextError",
+    "MissingDependencyError",
     "UnsupportedTypeError",
 ]
 
@@ -39,6 +44,23 @@ class InvalidAudioError(CacheError, ValueError):
 
 class UnsupportedTypeError(CacheError, TypeError):
     """A value has a type the cache does not accept (non-str text, a set in the parameters...)."""
+
+
+class InvalidOptionError(CacheError, ValueError):
+    """An option of a constructor, a method or the command line is out of range or inconsistent
+    (a negative size limit, an unknown audio format or engine name, two options that exclude
+    each other)."""
+
+
+class MissingDependencyError(CacheError, ImportError):
+    """An optional package is not installed (an engine, Redis); the message says what to install."""
+
+
+class EngineError(CacheError, RuntimeError):
+    """A TTS engine that ships with this library failed to load or to synthesise.
+
+    Errors raised by a model of your own pass through unchanged.
+    """
 
 
 class CorruptEntryError(CacheError):
