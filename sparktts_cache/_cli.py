@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _maintenance
 from ._keys import check_key
 from ._tts_cache import SyncTTSCache, default_cache_dir
 
@@ -153,7 +152,7 @@ def cmd_clear(cache: SyncTTSCache, args: argparse.Namespace) -> int:
 
 def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    for info in _maintenance.iter_entries(cache._core.store):
+    for info in cache.iter_entries():
         entry = cache.get_entry(info.key)
         if entry is None or (args.grep and args.grep.lower() not in entry.meta.text.lower()):
             continue

@@ -39,7 +39,11 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class FileInfo:
-    """One file the cache wrote: an entry or a temp file."""
+    """One file the cache wrote (an entry or a temp file), as a scan found it.
+
+    ``iter_entries`` yields these for entries: ``key``, ``size`` in bytes, ``mtime`` (the last use,
+    the LRU clock) and ``path`` relative to the cache directory.
+    """
 
     path: str  # relative to the cache directory: "ab/cd/<name>"
     size: int
@@ -447,10 +451,13 @@ def stats(store: FileStore, progress: Progress | None = None) -> CacheStats:
     return CacheStats(entries, size, oldest, newest, temps)
 
 
-def iter_entries(store: FileStore) -> Iterator[FileInfo]:
-    """Every entry in the cache, shard by shard (for listing)."""
+def list_shards(store: FileStore) -> list[str]:
+    """The top-level shard directories of the cache, sorted."""
     with _open_root(store) as root_fd:
-        if root_fd is None:
-            return
-        for outer in shard_names(root_fd):
-            yield from scan_shard(root_fd, outer).entries
+        return [] if root_fd is None else shard_names(root_fd)
+
+
+def shard_entries(store: FileStore, outer: str) -> list[FileInfo]:
+    """The entries under one top-level shard (for listing)."""
+    with _open_root(store) as root_fd:
+        return [] if root_fd is None else scan_shard(root_fd, outer).entries

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from ._cache import Cache
 from ._codec import CODECS, Entry, new_entry
 from ._errors import UnsupportedTypeError
 from ._keys import check_key, generate_cache_key
-from ._maintenance import Progress, PruneReport, VerifyReport
+from ._maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
 from ._store import FileStore
 
@@ -331,6 +331,19 @@ class TTSCache(_CacheFront, Cache):
         """
         return await anyio.to_thread.run_sync(self._core.stats, progress, abandon_on_cancel=True)
 
+    async def iter_entries(self) -> AsyncIterator[FileInfo]:
+        """Every entry in the cache (key, size, last use, path), one shard per worker-thread call.
+
+        Entries written or removed during the iteration may or may not be listed.
+        """
+        for outer in await anyio.to_thread.run_sync(
+            _maintenance.list_shards, self._core.store, abandon_on_cancel=True
+        ):
+            for info in await anyio.to_thread.run_sync(
+                _maintenance.shard_entries, self._core.store, outer, abandon_on_cancel=True
+            ):
+                yield info
+
     async def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
         """Check every entry's format and checksum, and report the damage found.
 
@@ -431,6 +444,11 @@ class SyncTTSCache(_CacheFront):
     def stats(self, progress: Progress | None = None) -> Stats:
         """As :meth:`TTSCache.stats`."""
         return self._core.stats(progress)
+
+    def iter_entries(self) -> Iterator[FileInfo]:
+        """As :meth:`TTSCache.iter_entries`."""
+        for outer in _maintenance.list_shards(self._core.store):
+            yield from _maintenance.shard_entries(self._core.store, outer)
 
     def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
         """As :meth:`TTSCache.verify`."""

@@ -97,10 +97,8 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 def check_all(cache: SyncTTSCache) -> tuple[int, int]:
     """Read every entry in the cache; return (whole entries, torn or mixed entries)."""
-    from sparktts_cache._maintenance import iter_entries
-
     whole = torn = 0
-    for info in iter_entries(cache._core.store):
+    for info in cache.iter_entries():
         audio = cache.get_cached_data(info.key)
         if audio is None:
             continue  # corrupt files are misses (and removed): counted by verify below

@@ -243,3 +243,18 @@ def test_eviction_under_concurrent_writers_from_several_processes(tmp_path: Path
     for name in files_under(tmp_path):
         if name.endswith(".wav"):
             assert read_checked(cache, Path(name).stem)
+
+
+@pytest.mark.anyio
+async def test_iter_entries_lists_every_entry_on_both_fronts(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path)
+    keys = fill(cache, 40)
+    (tmp_path / "user-file.txt").write_text("not an entry")
+    listed = {info.key: info for info in cache.iter_entries()}
+    assert set(listed) == set(keys)
+    for key, info in listed.items():
+        assert info.path == f"{key[:2]}/{key[2:4]}/{key}.wav"
+        assert info.size == (tmp_path / info.path).stat().st_size
+    async_listed = [info.key async for info in TTSCache(tmp_path).iter_entries()]
+    assert sorted(async_listed) == sorted(keys)
+    assert [info.key for info in SyncTTSCache(tmp_path / "none").iter_entries()] == []
