@@ -13,11 +13,9 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-__all__ = ["COUNTER_NAME", "SHARDS", "add_to_counter", "read_counter", "write_counter"]
+from ._layout import COUNTER_NAME, FILE_MODE, SMALL_FILE_FLAGS
 
-COUNTER_NAME = "stats"
-SHARDS = 256
-_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+__all__ = ["add_to_counter", "read_counter", "write_counter"]
 
 
 def _parse(raw: bytes) -> tuple[int, int]:
@@ -30,7 +28,7 @@ def _parse(raw: bytes) -> tuple[int, int]:
 
 @contextlib.contextmanager
 def _locked(outer_fd: int) -> Iterator[int]:
-    fd = os.open(COUNTER_NAME, _FLAGS, 0o664, dir_fd=outer_fd)
+    fd = os.open(COUNTER_NAME, SMALL_FILE_FLAGS, FILE_MODE, dir_fd=outer_fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd

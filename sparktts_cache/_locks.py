@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from ._keys import check_key
+from ._layout import DIR_MODE, FILE_MODE, SMALL_FILE_FLAGS
 
 __all__ = ["FileSynthesisLock", "SynthesisLock"]
 
@@ -73,8 +74,8 @@ class FileSynthesisLock:
 
 def _try_lock(directory: str, path: str) -> int | None:
     """Lock ``path`` without waiting; return its descriptor, or None if another process holds it."""
-    os.makedirs(directory, mode=0o775, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
+    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
+    fd = os.open(path, SMALL_FILE_FLAGS, FILE_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         locked = os.fstat(fd)

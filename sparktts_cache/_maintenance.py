@@ -13,26 +13,43 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from . import _layout as layout
 from ._codec import CODECS
-from ._counters import COUNTER_NAME, SHARDS, read_counter, write_counter
-from ._errors import CorruptEntryError
-from ._store import _DIR_FLAGS, FileStore, _read_exactly, log, own_file_kind, shard_names
+from ._counters import read_counter, write_counter
+from ._errors import CorruptEntryError, InvalidOptionError
+from ._layout import CLEANUP_LOCK, COUNTER_NAME, SHARDS, shard_names
 
-__all__ = ["CacheStats", "PruneReport", "VerifyReport", "cleanup", "prune", "stats", "verify"]
+__all__ = [
+    "CacheStats",
+    "FileInfo",
+    "PruneReport",
+    "SizeLimit",
+    "VerifyReport",
+    "cleanup",
+    "list_shards",
+    "prune",
+    "shard_entries",
+    "stats",
+    "verify",
+]
 
-CLEANUP_LOCK = "cleanup.lock"
+log = logging.getLogger("sparktts_cache")
+
 #: Temp files older than this belong to writers that died; cleanup removes them.
 ORPHAN_AGE = 3600.0
 #: Below this many entries a cleanup scans the whole cache and evicts in exact LRU order.
 FULL_SCAN_ENTRIES = 20_000
 #: Cleanup trims to this fraction of the limit.
 TRIM_TO = 0.9
+#: How long a process trusts the cache size it last counted, when others may be writing too.
+RECHECK_SECONDS = 2.0
 
 Progress = Callable[[int, int], None]
 
@@ -53,6 +70,11 @@ class FileInfo:
     @property
     def name(self) -> str:
         return self.path[6:]
+
+    @property
+    def shard(self) -> tuple[str, str]:
+        """The names of its outer and inner shard directories."""
+        return self.path[:2], self.path[3:5]
 
 
 @dataclass
@@ -90,6 +112,10 @@ class PruneReport:
     temp_files: int = 0
     empty_dirs: int = 0
 
+    def count_removed(self, entry: FileInfo) -> None:
+        self.entries += 1
+        self.bytes += entry.size
+
 
 @dataclass
 class VerifyReport:
@@ -117,47 +143,26 @@ class VerifyReport:
 # -- walking the tree ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _open_root(store: FileStore) -> Iterator[int | None]:
-    try:
-        fd = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        yield None
-        return
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def scan_shard(root_fd: int, outer: str) -> ShardScan:
     """List one top-level shard's entries, temp files, foreign files and empty directories."""
     scan = ShardScan(outer)
-    try:
-        outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
-    except OSError:
-        return scan
-    try:
+    with layout.opened_dir_or_none(outer, root_fd) as outer_fd:
+        if outer_fd is None:
+            return scan
         inners = shard_names(outer_fd)
         for inner in inners:
-            try:
-                inner_fd = os.open(inner, _DIR_FLAGS, dir_fd=outer_fd)
-            except OSError:
-                continue
-            prefix, found = outer + inner, False
-            try:
+            with layout.opened_dir_or_none(inner, outer_fd) as inner_fd:
+                if inner_fd is None:
+                    continue
+                prefix, found = outer + inner, False
                 with os.scandir(inner_fd) as it:
                     for item in it:
                         found = True
                         _classify(scan, prefix, item)
-            finally:
-                os.close(inner_fd)
             if not found:
                 scan.empty_dirs.append(f"{outer}/{inner}")
         if not inners and not _has_other_files(outer_fd):
             scan.empty_dirs.append(outer)
-    finally:
-        os.close(outer_fd)
     return scan
 
 
@@ -168,7 +173,7 @@ def _has_other_files(outer_fd: int) -> bool:
 
 def _classify(scan: ShardScan, prefix: str, item: os.DirEntry[str]) -> None:
     path = f"{prefix[:2]}/{prefix[2:]}/{item.name}"
-    own = own_file_kind(item.name, prefix)
+    own = layout.own_file_kind(item.name, prefix)
     try:
         st = item.stat(follow_symlinks=False)
     except FileNotFoundError:
@@ -181,14 +186,22 @@ def _classify(scan: ShardScan, prefix: str, item: os.DirEntry[str]) -> None:
     (scan.entries if kind == "entry" else scan.temps).append(info)
 
 
-def _remove(store: FileStore, info: FileInfo) -> bool:
-    """Remove an entry or temp file unless it changed since it was scanned (replaced or used)."""
-    path = os.path.join(store.root, info.path)
+def _remove(root_fd: int, info: FileInfo) -> bool:
+    """Remove a scanned file unless it changed since the scan (replaced or used).
+
+    Works through the shard directories' descriptors, which refuse symlinks: a shard swapped for
+    a symlink after the scan is skipped, never followed.
+    """
+    with layout.opened_shard_or_none(root_fd, *info.shard) as inner_fd:
+        return inner_fd is not None and _remove_unchanged(inner_fd, info)
+
+
+def _remove_unchanged(dir_fd: int, info: FileInfo) -> bool:
     try:
-        st = os.stat(path, follow_symlinks=False)
-        if st.st_mtime != info.mtime or st.st_size != info.size:
+        st = os.stat(info.name, dir_fd=dir_fd, follow_symlinks=False)
+        if st.st_mtime != info.mtime or st.st_size != info.size or not stat.S_ISREG(st.st_mode):
             return False  # replaced or used since the scan: not the file we meant to remove
-        os.unlink(path)
+        os.unlink(info.name, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     return True
@@ -200,11 +213,9 @@ def _remove_empty_dirs(root_fd: int, outer: str) -> int:
     A writer whose directory is removed under it starts its write again.
     """
     removed = 0
-    try:
-        outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
-    except OSError:
-        return 0
-    try:
+    with layout.opened_dir_or_none(outer, root_fd) as outer_fd:
+        if outer_fd is None:
+            return 0
         for inner in shard_names(outer_fd):
             with contextlib.suppress(OSError):  # not empty
                 os.rmdir(inner, dir_fd=outer_fd)
@@ -212,33 +223,69 @@ def _remove_empty_dirs(root_fd: int, outer: str) -> int:
         with os.scandir(outer_fd) as it:
             left = [item.name for item in it]
         if left == [COUNTER_NAME]:
-            os.unlink(COUNTER_NAME, dir_fd=outer_fd)
-    finally:
-        os.close(outer_fd)
+            with contextlib.suppress(FileNotFoundError):  # a concurrent clear was first
+                os.unlink(COUNTER_NAME, dir_fd=outer_fd)
     with contextlib.suppress(OSError):
         os.rmdir(outer, dir_fd=root_fd)
         removed += 1
     return removed
 
 
-def _write_exact_counter(root_fd: int, outer: str, size: int, count: int) -> None:
-    with contextlib.suppress(OSError):
-        outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
-        try:
-            write_counter(outer_fd, size, count)
-        finally:
-            os.close(outer_fd)
+def _write_exact_counter(root_fd: int, outer: str, kept: list[FileInfo]) -> None:
+    with contextlib.suppress(OSError), layout.opened_dir_or_none(outer, root_fd) as outer_fd:
+        if outer_fd is not None:
+            write_counter(outer_fd, sum(e.size for e in kept), len(kept))
 
 
 # -- automatic cleanup --------------------------------------------------------------------------
 
 
+class SizeLimit:
+    """The size-limit policy of one cache directory, as one process applies it after its writes.
+
+    A writer reports its shard's new size (from the shard's counter) after each write. When the
+    shard holds more than its 1/256 share, the whole cache's size is checked, unless this process
+    cannot have filled the headroom found at its last check (and that check is recent: other
+    processes write too); over the limit, :func:`cleanup` evicts.
+    """
+
+    __slots__ = ("_check_after", "max_bytes", "root")
+
+    def __init__(self, root: str, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        #: (bytes this process may still write, monotonic deadline) before the next check.
+        self._check_after = (0, 0.0)
+
+    def after_write(self, shard_bytes: int, written: int) -> None:
+        """Clean up if this write may have taken the cache over its limit."""
+        if shard_bytes <= self.max_bytes / SHARDS:
+            return
+        headroom, deadline = self._check_after
+        headroom -= written
+        if headroom > 0 and time.monotonic() < deadline:
+            self._check_after = (headroom, deadline)
+            return
+        total = self.cleanup_if_over()
+        if total is not None:
+            self._check_after = (self.max_bytes - total, time.monotonic() + RECHECK_SECONDS)
+
+    def cleanup_if_over(self) -> int | None:
+        """Evict to 90 % of the limit if over it; skipped if another process is at it.
+
+        Returns the cache's size afterwards as counted, or None if the check was skipped.
+        """
+        try:
+            return cleanup(self.root, self.max_bytes)
+        except OSError as exc:
+            log.warning("cache cleanup failed: %s", exc)
+            return None
+
+
 @contextlib.contextmanager
-def _cleanup_lock(store: FileStore, *, wait: bool) -> Iterator[bool]:
+def _cleanup_lock(root_fd: int, *, wait: bool) -> Iterator[bool]:
     """Hold the cache's cleanup lock; yields False (without waiting) if another process has it."""
-    os.makedirs(store.root, mode=0o775, exist_ok=True)
-    path = os.path.join(store.root, CLEANUP_LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o664)
+    fd = os.open(CLEANUP_LOCK, layout.SMALL_FILE_FLAGS, layout.FILE_MODE, dir_fd=root_fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -250,37 +297,42 @@ def _cleanup_lock(store: FileStore, *, wait: bool) -> Iterator[bool]:
         os.close(fd)
 
 
-def cleanup(store: FileStore, limit: int) -> int | None:
+def _read_counters(root_fd: int, outers: list[str]) -> dict[str, tuple[int, int]]:
+    counters = {}
+    for outer in outers:
+        with contextlib.suppress(OSError), layout.opened_dir_or_none(outer, root_fd) as outer_fd:
+            if outer_fd is not None:
+                counters[outer] = read_counter(outer_fd)
+    return counters
+
+
+def cleanup(root: str, limit: int) -> int | None:
     """Evict least recently used entries to 90 % of ``limit`` if the cache is over it.
 
     Returns the cache's size as counted afterwards, or None if another process holds the lock.
     """
-    with _cleanup_lock(store, wait=False) as locked, _open_root(store) as root_fd:
-        if not locked or root_fd is None:
+    with layout.opened_root(root) as root_fd:
+        if root_fd is None:
             return None
-        outers = shard_names(root_fd)
-        counters = {}
-        for outer in outers:
-            with contextlib.suppress(OSError):
-                outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
-                try:
-                    counters[outer] = read_counter(outer_fd)
-                finally:
-                    os.close(outer_fd)
-        total = sum(size for size, _count in counters.values())
-        if total <= limit:
-            return total
-        entries = sum(count for _size, count in counters.values())
-        if entries <= FULL_SCAN_ENTRIES:
-            report = _evict_globally(store, root_fd, outers, int(limit * TRIM_TO), max_age=None)
-        else:
-            report = _trim_fullest_shards(store, root_fd, counters, limit)
-        log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
-        return total - report.bytes
+        with _cleanup_lock(root_fd, wait=False) as locked:
+            if not locked:
+                return None
+            outers = shard_names(root_fd)
+            counters = _read_counters(root_fd, outers)
+            total = sum(size for size, _count in counters.values())
+            if total <= limit:
+                return total
+            entries = sum(count for _size, count in counters.values())
+            if entries <= FULL_SCAN_ENTRIES:
+                report = _evict_globally(root_fd, outers, int(limit * TRIM_TO), max_age=None)
+            else:
+                report = _trim_fullest_shards(root_fd, counters, limit)
+            log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
+            return total - report.bytes
 
 
 def _trim_fullest_shards(
-    store: FileStore, root_fd: int, counters: dict[str, tuple[int, int]], limit: int
+    root_fd: int, counters: dict[str, tuple[int, int]], limit: int
 ) -> PruneReport:
     report = PruneReport()
     share = limit * TRIM_TO / SHARDS
@@ -291,27 +343,26 @@ def _trim_fullest_shards(
             break
         scan = scan_shard(root_fd, outer)
         size = scan.size
+        gone: set[str] = set()
         for info in sorted(scan.entries, key=lambda e: e.mtime):
             if size <= share:
                 break
-            if _remove(store, info):
+            if _remove(root_fd, info):
                 size -= info.size
-                report.entries += 1
-                report.bytes += info.size
-        report.temp_files += _remove_orphans(store, scan, now)
-        kept = [e for e in scan.entries if os.path.lexists(os.path.join(store.root, e.path))]
-        _write_exact_counter(root_fd, outer, sum(e.size for e in kept), len(kept))
+                report.count_removed(info)
+                gone.add(info.path)
+        report.temp_files += _remove_orphans(root_fd, scan, now)
+        _write_exact_counter(root_fd, outer, [e for e in scan.entries if e.path not in gone])
         report.empty_dirs += _remove_empty_dirs(root_fd, outer)
         total -= counted - size
     return report
 
 
-def _remove_orphans(store: FileStore, scan: ShardScan, now: float) -> int:
-    return sum(1 for t in scan.temps if now - t.mtime > ORPHAN_AGE and _remove(store, t))
+def _remove_orphans(root_fd: int, scan: ShardScan, now: float) -> int:
+    return sum(1 for t in scan.temps if now - t.mtime > ORPHAN_AGE and _remove(root_fd, t))
 
 
 def _evict_globally(
-    store: FileStore,
     root_fd: int,
     outers: list[str],
     max_bytes: int | None,
@@ -324,25 +375,24 @@ def _evict_globally(
     scans = []
     for index, outer in enumerate(outers):
         scan = scan_shard(root_fd, outer)
-        report.temp_files += _remove_orphans(store, scan, now)
+        report.temp_files += _remove_orphans(root_fd, scan, now)
         scans.append(scan)
         if progress:
             progress(index + 1, len(outers) * 2)
     entries = sorted((e for scan in scans for e in scan.entries), key=lambda e: e.mtime)
     total = sum(e.size for e in entries)
-    removed: set[str] = set()
+    gone: set[str] = set()
     for info in entries:
         too_old = max_age is not None and now - info.mtime > max_age
         if not too_old and (max_bytes is None or total <= max_bytes):
             break
-        if _remove(store, info):
-            removed.add(info.path)
+        if _remove(root_fd, info):
+            gone.add(info.path)
             total -= info.size
-            report.entries += 1
-            report.bytes += info.size
+            report.count_removed(info)
     for index, scan in enumerate(scans):
-        kept = [e for e in scan.entries if e.path not in removed]
-        _write_exact_counter(root_fd, scan.outer, sum(e.size for e in kept), len(kept))
+        kept = [e for e in scan.entries if e.path not in gone]
+        _write_exact_counter(root_fd, scan.outer, kept)
         if len(kept) < len(scan.entries) or scan.empty_dirs:
             report.empty_dirs += _remove_empty_dirs(root_fd, scan.outer)
         if progress:
@@ -354,7 +404,7 @@ def _evict_globally(
 
 
 def prune(
-    store: FileStore,
+    root: str,
     max_size_bytes: int | None = None,
     max_age: float | None = None,
     progress: Progress | None = None,
@@ -363,19 +413,23 @@ def prune(
 
     Also removes temp files of dead writers (older than an hour) and empty shard directories, and
     rewrites every shard counter with exact figures. Waits for a cleanup in another process.
+
+    Raises:
+        InvalidOptionError: for a negative size or age.
     """
     if max_size_bytes is not None and max_size_bytes < 0:
-        raise ValueError("max_size_bytes must be >= 0")
+        raise InvalidOptionError(f"max_size_bytes must be >= 0, got {max_size_bytes}")
     if max_age is not None and max_age < 0:
-        raise ValueError("max_age must be >= 0")
-    with _cleanup_lock(store, wait=True), _open_root(store) as root_fd:
+        raise InvalidOptionError(f"max_age must be >= 0, got {max_age}")
+    with layout.opened_root(root) as root_fd:
         if root_fd is None:
             return PruneReport()
-        outers = shard_names(root_fd)
-        return _evict_globally(store, root_fd, outers, max_size_bytes, max_age, progress)
+        with _cleanup_lock(root_fd, wait=True):
+            outers = shard_names(root_fd)
+            return _evict_globally(root_fd, outers, max_size_bytes, max_age, progress)
 
 
-def verify(store: FileStore, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
+def verify(root: str, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
     """Check every entry's format and checksum; report (and with ``fix`` remove) damage.
 
     Reports corrupt entries, temp files older than an hour, empty shard directories and foreign
@@ -383,7 +437,7 @@ def verify(store: FileStore, fix: bool = False, progress: Progress | None = None
     """
     report = VerifyReport(fixed=fix)
     now = time.time()
-    with _open_root(store) as root_fd:
+    with layout.opened_root(root) as root_fd:
         if root_fd is None:
             return report
         outers = shard_names(root_fd)
@@ -392,7 +446,7 @@ def verify(store: FileStore, fix: bool = False, progress: Progress | None = None
             bad: list[FileInfo] = []
             for info in scan.entries:
                 report.checked += 1
-                if not _entry_is_whole(store, info):
+                if not _entry_is_whole(root_fd, info):
                     report.corrupt.append(info.path)
                     bad.append(info)
             orphans = [t for t in scan.temps if now - t.mtime > ORPHAN_AGE]
@@ -401,40 +455,41 @@ def verify(store: FileStore, fix: bool = False, progress: Progress | None = None
             report.foreign_files += scan.foreign
             if fix:
                 for info in bad + orphans:
-                    _remove(store, info)
+                    _remove(root_fd, info)
                 _remove_empty_dirs(root_fd, outer)
-                kept = [e for e in scan.entries if e not in bad]
-                _write_exact_counter(root_fd, outer, sum(e.size for e in kept), len(kept))
+                _write_exact_counter(root_fd, outer, [e for e in scan.entries if e not in bad])
             if progress:
                 progress(index + 1, len(outers))
     return report
 
 
-def _entry_is_whole(store: FileStore, info: FileInfo) -> bool:
-    codec = CODECS["flac" if info.path.endswith(".flac") else "wav"]
+def _entry_is_whole(root_fd: int, info: FileInfo) -> bool:
+    """Whether the scanned entry decodes, checksum and key included (True if it is gone)."""
+    codec = CODECS["flac" if info.name.endswith(".flac") else "wav"]
+    with layout.opened_shard_or_none(root_fd, *info.shard) as inner_fd:
+        if inner_fd is None:
+            return True  # its shard is gone (or was swapped for a symlink) since the scan
+        try:
+            fd = os.open(info.name, layout.READ_FLAGS, dir_fd=inner_fd)
+        except FileNotFoundError:
+            return True  # removed since the scan
+        except OSError:
+            return False
     try:
-        fd = os.open(
-            os.path.join(store.root, info.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-        )
-    except FileNotFoundError:
-        return True  # removed since the scan
-    except OSError:
-        return False
-    try:
-        entry = codec.decode(_read_exactly(fd, os.fstat(fd).st_size))
-        return entry.meta.key == info.key
+        data, _st = layout.read_regular_file(fd)
+        return codec.decode(data).meta.key == info.key
     except (CorruptEntryError, OSError):
         return False
     finally:
         os.close(fd)
 
 
-def stats(store: FileStore, progress: Progress | None = None) -> CacheStats:
+def stats(root: str, progress: Progress | None = None) -> CacheStats:
     """Count entries and bytes, and find the least and most recently used entry (a full scan)."""
     entries = size = temps = 0
     oldest: float | None = None
     newest: float | None = None
-    with _open_root(store) as root_fd:
+    with layout.opened_root(root) as root_fd:
         if root_fd is None:
             return CacheStats(0, 0, None, None, 0)
         outers = shard_names(root_fd)
@@ -451,13 +506,13 @@ def stats(store: FileStore, progress: Progress | None = None) -> CacheStats:
     return CacheStats(entries, size, oldest, newest, temps)
 
 
-def list_shards(store: FileStore) -> list[str]:
+def list_shards(root: str) -> list[str]:
     """The top-level shard directories of the cache, sorted."""
-    with _open_root(store) as root_fd:
+    with layout.opened_root(root) as root_fd:
         return [] if root_fd is None else shard_names(root_fd)
 
 
-def shard_entries(store: FileStore, outer: str) -> list[FileInfo]:
+def shard_entries(root: str, outer: str) -> list[FileInfo]:
     """The entries under one top-level shard (for listing)."""
-    with _open_root(store) as root_fd:
+    with layout.opened_root(root) as root_fd:
         return [] if root_fd is None else scan_shard(root_fd, outer).entries

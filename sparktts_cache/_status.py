@@ -21,6 +21,7 @@ from xxhash import xxh3_128_hexdigest
 from ._errors import InvalidTextError
 from ._gil import GilYielder
 from ._keys import key_prefix, key_with_prefix
+from ._layout import entry_paths
 
 __all__ = ["CacheStatus", "StatusPlan", "build_status"]
 
@@ -129,9 +130,7 @@ class StatusPlan:
         distinct = list(first)
         paths: list[str] = []
         for start in range(0, len(distinct), CHUNK):
-            paths += [
-                f"{root}/{k[:2]}/{k[2:4]}/{k}.{extension}" for k in distinct[start : start + CHUNK]
-            ]
+            paths += entry_paths(root, distinct[start : start + CHUNK], extension)
             yielder.pause_if_due()
         self.keys, self._first, self.paths = keys, first, paths
         self.found = [None] * len(self.paths)

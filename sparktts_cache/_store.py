@@ -1,14 +1,15 @@
-"""The synchronous core of the file store: sharded paths, atomic publication, reads, clearing.
+"""The synchronous core of the file store: atomic publication, reads and clearing of entries.
 
 Everything here is plain blocking code; :class:`~sparktts_cache.TTSCache` hands each operation to a
-worker thread in one call, and :class:`~sparktts_cache.SyncTTSCache` calls it directly.
+worker thread in one call, and :class:`~sparktts_cache.SyncTTSCache` calls it directly. Where files
+live is ``_layout``'s business; size limits are ``_maintenance``'s.
 
-Layout: the entry for key ``k`` is ``<root>/<k[0:2]>/<k[2:4]>/<k>.<ext>``. A writer creates
-``<k>.<random>.tmp`` in the same directory, writes the whole entry, and renames it into place, so a
-reader sees a whole entry or none. Directories are walked with ``O_NOFOLLOW`` directory descriptors,
-so a symlink planted at a shard path is never followed by a write, a read, or ``clear``.
+A writer creates ``<k>.<random>.tmp`` in the entry's directory, writes the whole entry, and renames
+it into place, so a reader sees a whole entry or none. Directories are walked with ``O_NOFOLLOW``
+directory descriptors, so a symlink planted at a shard path is never followed by a write, a read,
+or ``clear``.
 
-Thread- and process-safety: every function may run concurrently with any other, in this process or
+Thread- and process-safety: every method may run concurrently with any other, in this process or
 another one sharing the directory. ``clear`` may delete a writer's temp file or shard directory in
 the middle of a write; the writer notices (``ENOENT``) and starts its write again.
 """
@@ -18,46 +19,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
-import secrets
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from . import _layout as layout
 from ._codec import Codec, Entry, EntryMeta
-from ._counters import COUNTER_NAME, SHARDS, add_to_counter
+from ._counters import add_to_counter
 from ._errors import CorruptEntryError
-from ._gil import GilYielder
+from ._maintenance import SizeLimit
 
 __all__ = ["FileStore"]
 
 log = logging.getLogger("sparktts_cache")
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Permissions before the umask: never world-writable, whatever the umask.
-FILE_MODE = 0o664
-DIR_MODE = 0o775
-#: Entries larger than this are not cached audio (over 2 hours of 16 kHz float32 samples).
-MAX_ENTRY_BYTES = 1 << 30
 _WRITE_ATTEMPTS = 4
 #: A hit refreshes its entry's modification time (its LRU clock) when older than this.
 RECENCY_RESOLUTION = 60.0
-#: How long a process trusts the cache size it last counted, when others may be writing too.
-RECHECK_SECONDS = 2.0
-_SHARD_RE = re.compile(r"[0-9a-f]{2}")
-_TEMP_SUFFIX = ".tmp"
-#: The names this cache writes: entries of any codec, and temp files. Nothing else is touched.
-_ENTRY_NAME_RE = re.compile(r"([0-9a-f]{32})\.(?:wav|flac)")
-_TEMP_NAME_RE = re.compile(r"([0-9a-f]{32})\.[0-9a-f]{16}\.tmp")
 
-
-def _is_shard_name(name: str) -> bool:
-    return len(name) == 2 and _SHARD_RE.fullmatch(name) is not None
+_T = TypeVar("_T")
 
 
 class FileStore:
@@ -69,10 +53,10 @@ class FileStore:
         fsync: flush each entry and its directory to stable storage before publishing it. Off by
             default, as in git and ccache: a crash may then lose recent entries, never tear one.
         max_size_bytes: keep the cache near this size by evicting the least recently used entries
-            (see ``_maintenance``); None for no limit.
+            (see :class:`~sparktts_cache._maintenance.SizeLimit`); None for no limit.
     """
 
-    __slots__ = ("_check_after", "codec", "fsync", "max_size_bytes", "root")
+    __slots__ = ("codec", "fsync", "limit", "root")
 
     def __init__(
         self, root: str, codec: Codec, *, fsync: bool = False, max_size_bytes: int | None = None
@@ -80,103 +64,82 @@ class FileStore:
         self.root = root
         self.codec = codec
         self.fsync = fsync
-        self.max_size_bytes = max_size_bytes
-        #: (bytes this process may still write, monotonic deadline) before the next cleanup check.
-        self._check_after = (0, 0.0)
+        self.limit = None if max_size_bytes is None else SizeLimit(root, max_size_bytes)
 
-    # -- paths -----------------------------------------------------------------------------------
-
-    def entry_name(self, key: str) -> str:
-        return f"{key}.{self.codec.extension}"
+    @property
+    def max_size_bytes(self) -> int | None:
+        return None if self.limit is None else self.limit.max_bytes
 
     def entry_path(self, key: str) -> str:
         """The path of ``key``'s entry. ``key`` must already be checked."""
-        return f"{self.root}/{key[:2]}/{key[2:4]}/{key}.{self.codec.extension}"
-
-    @contextlib.contextmanager
-    def _shard_dirs(self, key: str) -> Iterator[tuple[int, int]]:
-        """Yield descriptors of ``key``'s two shard directories, creating them as needed and
-        refusing symlinks on the way (the write path; reads open entries relative to the shard)."""
-        os.makedirs(self.root, mode=DIR_MODE, exist_ok=True)
-        fds = [os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
-        try:
-            for part in (key[:2], key[2:4]):
-                try:
-                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-                except FileNotFoundError:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, DIR_MODE, dir_fd=fds[-1])
-                    fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
-            yield fds[1], fds[2]
-        finally:
-            for fd in fds:
-                os.close(fd)
+        return layout.entry_path(self.root, key, self.codec.extension)
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def read(self, key: str, *, with_meta: bool = False) -> Entry | npt.NDArray[np.float32] | None:
-        """Return the entry's samples (or the whole :class:`Entry`), or None on a miss.
+    def read_audio(self, key: str) -> npt.NDArray[np.float32] | None:
+        """The entry's samples, or None on a miss.
 
         A file that is not a whole, valid entry is logged, removed, and reported as a miss. A
         directory, FIFO or symlink at the entry path is a miss and left alone.
         """
-        return self.read_many([key], with_meta=with_meta)[0]
+        return self.read_audio_many([key])[0]
 
-    def read_many(
-        self, keys: Sequence[str], *, with_meta: bool = False
-    ) -> list[Entry | npt.NDArray[np.float32] | None]:
-        """:meth:`read` of each key, sharing directory descriptors between the reads."""
+    def read_audio_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`read_audio` of each key, sharing directory descriptors between the reads."""
+        return self._read_many(keys, lambda _key, data: self.codec.decode_audio(data))
+
+    def read_entry(self, key: str) -> Entry | None:
+        """The entry's samples and metadata, or None on a miss (as :meth:`read_audio`)."""
+        return self._read_many([key], self._decode_entry)[0]
+
+    def _decode_entry(self, key: str, data: memoryview) -> Entry:
+        entry = self.codec.decode(data)
+        if entry.meta.key != key:
+            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
+        return entry
+
+    def _read_many(
+        self, keys: Sequence[str], decode: Callable[[str, memoryview], _T]
+    ) -> list[_T | None]:
         outer_fds: dict[str, int] = {}
-        yielder = GilYielder()
-        results: list[Entry | npt.NDArray[np.float32] | None] = []
         try:
-            for key in keys:
-                results.append(self._read_one(outer_fds, key, with_meta))
-                yielder.tick()
+            return [self._read_one(outer_fds, key, decode) for key in keys]
         finally:
             for fd in outer_fds.values():
                 os.close(fd)
-        return results
 
     def _read_one(
-        self, outer_fds: dict[str, int], key: str, with_meta: bool
-    ) -> Entry | npt.NDArray[np.float32] | None:
-        inner, name = key[2:4], f"{key[2:4]}/{self.entry_name(key)}"
+        self, outer_fds: dict[str, int], key: str, decode: Callable[[str, memoryview], _T]
+    ) -> _T | None:
+        outer, inner = layout.shard_of(key)
+        name = f"{inner}/{layout.entry_name(key, self.codec.extension)}"
         try:
-            outer_fd = outer_fds.get(key[:2])
+            outer_fd = outer_fds.get(outer)
             if outer_fd is None:  # the shard, by path: O_NOFOLLOW refuses a symlink there
-                outer_fd = outer_fds[key[:2]] = os.open(f"{self.root}/{key[:2]}", _DIR_FLAGS)
+                outer_fd = outer_fds[outer] = os.open(f"{self.root}/{outer}", layout.DIR_FLAGS)
             # The entry relative to its outer shard; O_NOFOLLOW covers the file itself, and the
             # inner shard is checked below (an lstat is cheaper than opening it).
-            fd = os.open(name, _READ_FLAGS, dir_fd=outer_fd)
+            fd = os.open(name, layout.READ_FLAGS, dir_fd=outer_fd)
         except FileNotFoundError:
             return None
         except OSError as exc:  # a symlink or a file where a shard or the entry should be
             log.warning("cannot read cache entry %s: %s", key, exc)
             return None
+        st: os.stat_result | None = None
         try:
             if not stat.S_ISDIR(os.stat(inner, dir_fd=outer_fd, follow_symlinks=False).st_mode):
                 log.warning("shard of entry %s is not a directory; treating it as a miss", key)
                 return None
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                log.warning("entry %s is not a regular file; treating it as a miss", key)
-                return None
-            if st.st_size > MAX_ENTRY_BYTES:
-                raise CorruptEntryError(f"file is {st.st_size} bytes, larger than any entry")
-            data = _read_exactly(fd, st.st_size)
-            result: Entry | npt.NDArray[np.float32]
-            if with_meta:
-                result = self.codec.decode(data)
-                if result.meta.key != key:
-                    raise CorruptEntryError(f"entry belongs to key {result.meta.key}")
-            else:
-                result = self.codec.decode_audio(data)
+            data, st = layout.read_regular_file(fd)
+            result = decode(key, data)
             _refresh_recency(fd, st)
             return result
         except CorruptEntryError as exc:
             log.warning("corrupt cache entry %s (%s); removing it", key, exc)
-            _unlink_if_same(name, outer_fd, st)
+            _unlink_if_same(name, outer_fd, st or os.fstat(fd))
+            return None
+        except layout.NotARegularFile:
+            log.warning("entry %s is not a regular file; treating it as a miss", key)
             return None
         except OSError as exc:
             log.warning("cannot read cache entry %s: %s", key, exc)
@@ -189,20 +152,19 @@ class FileStore:
     def write(self, key: str, audio: npt.NDArray[np.float32], meta: EntryMeta) -> bool:
         """Publish an entry atomically; return False (and log why) if the file system refuses.
 
-        ``audio`` and ``meta`` come from ``new_entry``. With a ``max_size_bytes``, the shard's size
-        counter is updated and, when the shard holds more than its share, the cache is cleaned up
-        (by whichever process gets the cleanup lock).
+        ``audio`` and ``meta`` come from ``new_entry``. With a size limit, the shard's size
+        counter is updated and the limit's policy decides whether to clean up.
         """
         buffers = self.codec.encode(audio, meta)
-        name = self.entry_name(key)
-        shard_bytes = 0
+        name = layout.entry_name(key, self.codec.extension)
+        shard_bytes = written = 0
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self._shard_dirs(key) as (outer_fd, inner_fd):
-                    added, replaced = self._publish(inner_fd, key, name, buffers)
-                    if self.max_size_bytes is not None:
+                    written, replaced = self._publish(inner_fd, key, name, buffers)
+                    if self.limit is not None:
                         shard_bytes = add_to_counter(
-                            outer_fd, added - replaced, 0 if replaced else 1
+                            outer_fd, written - replaced, 0 if replaced else 1
                         )
                 break
             except FileNotFoundError as exc:
@@ -215,36 +177,43 @@ class FileStore:
                 log.error("cannot write cache entry %s: %s", key, exc)
                 self._remove_empty_shards(key)
                 return False
-        if self.max_size_bytes is not None and shard_bytes > self.max_size_bytes / SHARDS:
-            self._maybe_cleanup(added)
+        if self.limit is not None:
+            self.limit.after_write(shard_bytes, written)
         return True
 
-    def _maybe_cleanup(self, written: int) -> None:
-        """Check the whole cache's size, unless this process cannot have filled the headroom
-        found at the last check (and that check is recent: other processes write too)."""
-        headroom, deadline = self._check_after
-        headroom -= written
-        if headroom > 0 and time.monotonic() < deadline:
-            self._check_after = (headroom, deadline)
-            return
-        total = self.cleanup_if_over_limit()
-        if total is not None and self.max_size_bytes is not None:
-            self._check_after = (self.max_size_bytes - total, time.monotonic() + RECHECK_SECONDS)
+    @contextlib.contextmanager
+    def _shard_dirs(self, key: str) -> Iterator[tuple[int, int]]:
+        """Yield descriptors of ``key``'s two shard directories, creating them as needed and
+        refusing symlinks on the way (the write path; reads open entries relative to the shard)."""
+        with layout.opened_root(self.root, create=True) as root_fd, contextlib.ExitStack() as stack:
+            if root_fd is None:  # removed between creating and opening it
+                raise FileNotFoundError(f"cache directory {self.root} vanished")
+            fds = [root_fd]
+            for part in layout.shard_of(key):
+                try:
+                    fds.append(stack.enter_context(layout.opened_dir(part, fds[-1])))
+                except FileNotFoundError:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, layout.DIR_MODE, dir_fd=fds[-1])
+                    fds.append(stack.enter_context(layout.opened_dir(part, fds[-1])))
+            yield fds[1], fds[2]
 
     def _remove_empty_shards(self, key: str) -> None:
         """After a failed write, remove the shard directories it may have created, if empty."""
-        for relative in (f"{key[:2]}/{key[2:4]}", key[:2]):
-            try:
-                os.rmdir(f"{self.root}/{relative}")
-            except OSError:  # not empty (other entries, another writer), or not there
+        outer, inner = layout.shard_of(key)
+        with contextlib.suppress(OSError), layout.opened_root(self.root) as root_fd:
+            if root_fd is None:
                 return
+            with layout.opened_dir(outer, root_fd) as outer_fd:
+                os.rmdir(inner, dir_fd=outer_fd)  # raises if not empty: then keep both
+            os.rmdir(outer, dir_fd=root_fd)
 
     def _publish(
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
     ) -> tuple[int, int]:
         """Write and rename into place; return (bytes written, size of the entry replaced)."""
-        temp = f"{key}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-        fd = os.open(temp, _TEMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        temp = layout.temp_name(key)
+        fd = os.open(temp, layout.TEMP_FLAGS, layout.FILE_MODE, dir_fd=dir_fd)
         try:
             try:
                 written = _write_all(fd, buffers)
@@ -253,7 +222,7 @@ class FileStore:
             finally:
                 os.close(fd)
             replaced = 0
-            if self.max_size_bytes is not None:
+            if self.limit is not None:
                 with contextlib.suppress(FileNotFoundError):
                     replaced = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
             os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -265,21 +234,6 @@ class FileStore:
             os.fsync(dir_fd)
         return written, replaced
 
-    def cleanup_if_over_limit(self) -> int | None:
-        """Evict to 90 % of ``max_size_bytes`` if over it; skipped if another process is at it.
-
-        Returns the cache's size afterwards as counted, or None if the check was skipped.
-        """
-        if self.max_size_bytes is None:
-            return None
-        from ._maintenance import cleanup
-
-        try:
-            return cleanup(self, self.max_size_bytes)
-        except OSError as exc:
-            log.warning("cache cleanup failed: %s", exc)
-            return None
-
     # -- clearing --------------------------------------------------------------------------------
 
     def clear(self) -> bool:
@@ -288,100 +242,49 @@ class FileStore:
         Files the cache did not write (other names, other places, symlinks) are left alone.
         Returns False, after logging why, if something could not be removed.
         """
+        ok = True
         try:
-            root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return True
+            with layout.opened_root(self.root) as root_fd:
+                if root_fd is None:
+                    return True
+                for outer in layout.shard_names(root_fd):
+                    ok &= _clear_outer(root_fd, outer)
         except OSError as exc:
             log.error("cannot clear cache %s: %s", self.root, exc)
             return False
-        ok = True
-        try:
-            for outer in shard_names(root_fd):
-                ok &= self._clear_outer(root_fd, outer)
-        finally:
-            os.close(root_fd)
         return ok
 
-    def _clear_outer(self, root_fd: int, outer: str) -> bool:
-        ok = True
-        try:
-            outer_fd = os.open(outer, _DIR_FLAGS, dir_fd=root_fd)
-        except OSError:  # vanished, or a symlink: not ours to walk
+
+def _clear_outer(root_fd: int, outer: str) -> bool:
+    ok = True
+    with layout.opened_dir_or_none(outer, root_fd) as outer_fd:
+        if outer_fd is None:  # vanished, or a symlink: not ours to walk
             return True
-        try:
-            for inner in shard_names(outer_fd):
-                ok &= self._clear_inner(outer_fd, outer + inner)
-                with contextlib.suppress(OSError):
-                    os.rmdir(inner, dir_fd=outer_fd)
+        for inner in layout.shard_names(outer_fd):
+            ok &= _clear_inner(outer_fd, outer + inner)
             with contextlib.suppress(OSError):
-                os.unlink(COUNTER_NAME, dir_fd=outer_fd)
-        finally:
-            os.close(outer_fd)
+                os.rmdir(inner, dir_fd=outer_fd)
         with contextlib.suppress(OSError):
-            os.rmdir(outer, dir_fd=root_fd)
-        return ok
+            os.unlink(layout.COUNTER_NAME, dir_fd=outer_fd)
+    with contextlib.suppress(OSError):
+        os.rmdir(outer, dir_fd=root_fd)
+    return ok
 
-    def _clear_inner(self, outer_fd: int, prefix: str) -> bool:
-        try:
-            inner_fd = os.open(prefix[2:], _DIR_FLAGS, dir_fd=outer_fd)
-        except OSError:
+
+def _clear_inner(outer_fd: int, prefix: str) -> bool:
+    ok = True
+    with layout.opened_dir_or_none(prefix[2:], outer_fd) as inner_fd:
+        if inner_fd is None:
             return True
-        ok = True
-        try:
-            for name in self.own_files(inner_fd, prefix):
-                try:
-                    os.unlink(name, dir_fd=inner_fd)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    log.error("cannot remove cache file %s/%s: %s", prefix, name, exc)
-                    ok = False
-        finally:
-            os.close(inner_fd)
-        return ok
-
-    def own_files(self, dir_fd: int, prefix: str) -> list[str]:
-        """Names of the regular files in a shard directory that this cache wrote."""
-        with os.scandir(dir_fd) as it:
-            return [
-                item.name
-                for item in it
-                if own_file_kind(item.name, prefix) and item.is_file(follow_symlinks=False)
-            ]
-
-
-def own_file_kind(name: str, prefix: str) -> tuple[str, str] | None:
-    """``("entry" | "temp", key)`` if ``name`` is a file this cache writes in the shard directory
-    of ``prefix`` (the key's first four characters), else None: nothing else is ever touched."""
-    if match := _ENTRY_NAME_RE.fullmatch(name):
-        kind = "entry"
-    elif match := _TEMP_NAME_RE.fullmatch(name):
-        kind = "temp"
-    else:
-        return None
-    return (kind, match[1]) if match[1].startswith(prefix) else None
-
-
-def shard_names(dir_fd: int) -> list[str]:
-    """The shard directories (two hex characters, not symlinks) in a directory, sorted."""
-    with os.scandir(dir_fd) as it:
-        return sorted(
-            i.name for i in it if _is_shard_name(i.name) and i.is_dir(follow_symlinks=False)
-        )
-
-
-def _read_exactly(fd: int, size: int) -> memoryview:
-    """The file's bytes, read into an uninitialised buffer (zero-filling one costs as much as a
-    checksum); the audio returned is a writable view of it."""
-    view: memoryview = np.empty(size, dtype=np.uint8).data
-    filled = 0
-    while filled < size:
-        n = os.readv(fd, [view[filled:]])
-        if n == 0:
-            raise CorruptEntryError("file shrank while being read")
-        filled += n
-    return view
+        for name in layout.own_files(inner_fd, prefix):
+            try:
+                os.unlink(name, dir_fd=inner_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot remove cache file %s/%s: %s", prefix, name, exc)
+                ok = False
+    return ok
 
 
 def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:

@@ -21,7 +21,7 @@ from . import _maintenance
 from ._audio import check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry, new_entry
-from ._errors import UnsupportedTypeError
+from ._errors import InvalidOptionError, UnsupportedTypeError
 from ._keys import check_key, generate_cache_key
 from ._maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
@@ -85,14 +85,16 @@ class _CacheCore:
             or not isinstance(max_size_bytes, int)
             or max_size_bytes <= 0
         ):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_size_bytes must be a positive int or None, got {max_size_bytes!r}"
             )
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise UnsupportedTypeError(f"cache_dir must be a path, not {type(cache_dir).__name__}")
         codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
         if codec is None:
-            raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}")
+            raise InvalidOptionError(
+                f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}"
+            )
         self.cache_dir = (
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )
@@ -113,13 +115,13 @@ class _CacheCore:
         return self.read_many([key])[0]
 
     def read_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
-        results = self.store.read_many([check_key(key) for key in keys])
+        results = self.store.read_audio_many([check_key(key) for key in keys])
         hits = sum(result is not None for result in results)
         self._count(hits=hits, misses=len(results) - hits)
-        return results  # type: ignore[return-value]  # without metadata: arrays or None
+        return results
 
     def stats(self, progress: Progress | None = None) -> Stats:
-        found = _maintenance.stats(self.store, progress)
+        found = _maintenance.stats(self.store.root, progress)
         with self._lock:
             traffic = dataclasses.replace(self.traffic)
         return Stats(
@@ -128,9 +130,7 @@ class _CacheCore:
         )  # fmt: skip
 
     def read_entry(self, key: str) -> Entry | None:
-        entry = self.store.read(check_key(key), with_meta=True)
-        assert entry is None or isinstance(entry, Entry)
-        return entry
+        return self.store.read_entry(check_key(key))
 
     def write(
         self,
@@ -148,10 +148,33 @@ class _CacheCore:
         self._count(writes=written)
         return written
 
-    def status(self, segments: list[str], tts_params: Mapping[str, Any] | None) -> CacheStatus:
-        plan = StatusPlan(segments, tts_params, self.store.root, self.store.codec.extension)
+    def status_plan(self, segments: object, tts_params: Mapping[str, Any] | None) -> StatusPlan:
+        """A plan to key ``segments`` and check them, for the fronts to run (see ``_status``)."""
+        return StatusPlan(
+            _as_segment_list(segments), tts_params, self.store.root, self.store.codec.extension
+        )
+
+    def status(self, segments: object, tts_params: Mapping[str, Any] | None) -> CacheStatus:
+        plan = self.status_plan(segments, tts_params)
         plan.build()
         return plan.finish()
+
+    def verify(self, fix: bool, progress: Progress | None) -> VerifyReport:
+        return _maintenance.verify(self.store.root, fix, progress)
+
+    def prune(
+        self, max_size_bytes: int | None, max_age: float | None, progress: Progress | None
+    ) -> PruneReport:
+        return _maintenance.prune(self.store.root, max_size_bytes, max_age, progress)
+
+    def clear(self) -> bool:
+        return self.store.clear()
+
+    def list_shards(self) -> list[str]:
+        return _maintenance.list_shards(self.store.root)
+
+    def shard_entries(self, outer: str) -> list[FileInfo]:
+        return _maintenance.shard_entries(self.store.root, outer)
 
 
 def _as_segment_list(segments: object) -> list[str]:
@@ -315,8 +338,7 @@ class TTSCache(_CacheFront, Cache):
             UnsupportedTypeError, InvalidTextError: for a segment that is not a str or is blank (the
                 message gives its index); InvalidParamsError for bad parameters.
         """
-        segment_list = _as_segment_list(segments)
-        plan = StatusPlan(segment_list, tts_params, self._core.store.root, self.audio_format)
+        plan = self._core.status_plan(segments, tts_params)
         # One worker-thread call keys, probes and, when checks are fast, finishes the job.
         status = await anyio.to_thread.run_sync(plan.run_unless_slow, abandon_on_cancel=True)
         if status is not None:
@@ -336,11 +358,10 @@ class TTSCache(_CacheFront, Cache):
 
         Entries written or removed during the iteration may or may not be listed.
         """
-        for outer in await anyio.to_thread.run_sync(
-            _maintenance.list_shards, self._core.store, abandon_on_cancel=True
-        ):
+        core = self._core
+        for outer in await anyio.to_thread.run_sync(core.list_shards, abandon_on_cancel=True):
             for info in await anyio.to_thread.run_sync(
-                _maintenance.shard_entries, self._core.store, outer, abandon_on_cancel=True
+                core.shard_entries, outer, abandon_on_cancel=True
             ):
                 yield info
 
@@ -350,7 +371,7 @@ class TTSCache(_CacheFront, Cache):
         Reports corrupt entries, orphan temp files, empty shard directories and foreign files; with
         ``fix=True`` removes all but the foreign files, which are not the cache's.
         """
-        return await anyio.to_thread.run_sync(_maintenance.verify, self._core.store, fix, progress)
+        return await anyio.to_thread.run_sync(self._core.verify, fix, progress)
 
     async def prune(
         self,
@@ -362,9 +383,7 @@ class TTSCache(_CacheFront, Cache):
 
         Also removes dead writers' temp files and empty shard directories; returns what went.
         """
-        return await anyio.to_thread.run_sync(
-            _maintenance.prune, self._core.store, max_size_bytes, max_age, progress
-        )
+        return await anyio.to_thread.run_sync(self._core.prune, max_size_bytes, max_age, progress)
 
     async def clear_cache(self) -> bool:
         """Remove every entry and leftover temp file; files the cache did not write are kept.
@@ -372,7 +391,7 @@ class TTSCache(_CacheFront, Cache):
         Safe while other processes write: their writes either land after the clear or are retried.
         Returns False, after logging why, if something could not be removed.
         """
-        return await anyio.to_thread.run_sync(self._core.store.clear)
+        return await anyio.to_thread.run_sync(self._core.clear)
 
 
 async def _check_concurrently(plan: StatusPlan) -> None:
@@ -435,11 +454,11 @@ class SyncTTSCache(_CacheFront):
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
     ) -> CacheStatus:
         """Key every segment and check which distinct entries exist, in this thread."""
-        return self._core.status(_as_segment_list(segments), tts_params)
+        return self._core.status(segments, tts_params)
 
     def clear_cache(self) -> bool:
         """Remove every entry and leftover temp file."""
-        return self._core.store.clear()
+        return self._core.clear()
 
     def stats(self, progress: Progress | None = None) -> Stats:
         """As :meth:`TTSCache.stats`."""
@@ -447,12 +466,12 @@ class SyncTTSCache(_CacheFront):
 
     def iter_entries(self) -> Iterator[FileInfo]:
         """As :meth:`TTSCache.iter_entries`."""
-        for outer in _maintenance.list_shards(self._core.store):
-            yield from _maintenance.shard_entries(self._core.store, outer)
+        for outer in self._core.list_shards():
+            yield from self._core.shard_entries(outer)
 
     def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
         """As :meth:`TTSCache.verify`."""
-        return _maintenance.verify(self._core.store, fix, progress)
+        return self._core.verify(fix, progress)
 
     def prune(
         self,
@@ -461,4 +480,4 @@ class SyncTTSCache(_CacheFront):
         progress: Progress | None = None,
     ) -> PruneReport:
         """As :meth:`TTSCache.prune`."""
-        return _maintenance.prune(self._core.store, max_size_bytes, max_age, progress)
+        return self._core.prune(max_size_bytes, max_age, progress)

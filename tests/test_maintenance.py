@@ -13,6 +13,7 @@ import pytest
 
 from sparktts_cache import SyncTTSCache, TTSCache
 from sparktts_cache import _maintenance as maintenance
+from sparktts_cache._layout import CLEANUP_LOCK
 
 from ._proc import read_checked
 from .helpers import files_under, fill, self_checking_audio
@@ -120,7 +121,7 @@ def test_cleanup_is_skipped_while_another_process_holds_the_lock(tmp_path: Path)
     limit = 20 * ENTRY_BYTES
     cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
     tmp_path.mkdir(exist_ok=True)
-    lock = os.open(tmp_path / maintenance.CLEANUP_LOCK, os.O_RDWR | os.O_CREAT)
+    lock = os.open(tmp_path / CLEANUP_LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         began = time.monotonic()
@@ -258,3 +259,48 @@ async def test_iter_entries_lists_every_entry_on_both_fronts(tmp_path: Path) -> 
     async_listed = [info.key async for info in TTSCache(tmp_path).iter_entries()]
     assert sorted(async_listed) == sorted(keys)
     assert [info.key for info in SyncTTSCache(tmp_path / "none").iter_entries()] == []
+
+
+@pytest.mark.parametrize("operation", ["prune", "verify --fix", "eviction"])
+def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    """A racing process swaps a scanned shard for a symlink to outside files that look exactly
+    like the scanned ones (same names, sizes and times): nothing outside may be removed."""
+    import shutil
+
+    root = tmp_path / "cache"
+    cache = SyncTTSCache(root)
+    keys = fill(cache, 30)
+    for key in keys[:10]:  # damaged, so that verify --fix has something to remove
+        path = entry_path(cache, key)
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF
+        stamp = path.stat()
+        path.write_bytes(bytes(data))
+        os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    outside = tmp_path / "outside"
+    real_scan = maintenance.scan_shard
+
+    def scan_then_swap(root_fd: int, outer: str) -> maintenance.ShardScan:
+        scan = real_scan(root_fd, outer)
+        if not (outside / outer).exists():
+            shutil.copytree(root / outer, outside / outer)  # copies keep sizes and times
+            shutil.rmtree(root / outer)
+            (root / outer).symlink_to(outside / outer, target_is_directory=True)
+        return scan
+
+    monkeypatch.setattr(maintenance, "scan_shard", scan_then_swap)
+    if operation == "prune":
+        cache.prune(max_size_bytes=0)
+    elif operation == "verify --fix":
+        cache.verify(fix=True)
+    else:
+        limited = SyncTTSCache(root, max_size_bytes=1)
+        monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 0)  # the shard-by-shard path too
+        limited.cache_data(limited.generate_cache_key("trigger"), self_checking_audio(1), "x")
+        cache.prune(max_size_bytes=0)
+    copied = [name for name in files_under(outside) if name.endswith(".wav")]
+    assert len(copied) >= 30
+    for name in copied:
+        assert (outside / name).is_file()
