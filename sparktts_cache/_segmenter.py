@@ -24,8 +24,10 @@ _CJK = re.compile(
 )
 _CLOSERS = "\"'”’»)]}」』）】》〉"
 # A sentence end: Latin terminators then closers then whitespace, or CJK terminators then closers.
+# A Latin end starts only where a run of terminators starts: tried from inside a long run, each
+# start would scan the rest of the run again (quadratic in its length).
 _SENTENCE_END = re.compile(
-    rf"(?P<latin>\.{{3}}|[.!?;…]+)[{re.escape(_CLOSERS)}]*(?=\s|$)"
+    rf"(?<![.!?;…])(?P<latin>\.{{3}}|[.!?;…]+)[{re.escape(_CLOSERS)}]*(?=\s|$)"
     rf"|[。！？；]+[{re.escape(_CLOSERS)}]*"
 )
 _CLAUSE_END = re.compile(rf"(?:[,:;—]|--)[{re.escape(_CLOSERS)}]*(?=\s)|[，、：；]")
@@ -99,45 +101,77 @@ class TextSegmenter:
     def _segment_paragraph(self, text: str) -> list[str]:
         if self.weight(text) <= self.max_chars:
             return [text]  # what packing its sentences would give: every prefix fits too
+        paragraph = _Paragraph(text, self.cjk_weight, self.max_chars)
         pieces: list[Span] = []
         for sentence in _sentences(text):
-            pieces += self._fit(text, sentence, 0)
-        return [text[start:end].strip() for start, end in self._pack(text, pieces)]
+            pieces += paragraph.fit(sentence, 0)
+        return [text[start:end].strip() for start, end in paragraph.pack(pieces)]
 
-    def _fits(self, text: str, span: Span) -> bool:
-        return self.weight(text[span[0] : span[1]].strip()) <= self.max_chars
 
-    def _fit(self, text: str, span: Span, level: int) -> list[Span]:
+class _Paragraph:
+    """One paragraph (whitespace collapsed) being cut into spans that fit.
+
+    Weights of spans come from prefix counts of CJK characters, so a span's weight costs the same
+    whatever its length: packing thousands of tiny clauses stays linear in the paragraph's length.
+    """
+
+    __slots__ = ("_cjk_before", "_extra", "max_chars", "text")
+
+    def __init__(self, text: str, cjk_weight: float, max_chars: int) -> None:
+        self.text = text
+        self.max_chars = max_chars
+        self._extra = cjk_weight - 1.0
+        marks = bytearray(len(text))
+        if not text.isascii():
+            for match in _CJK.finditer(text):
+                marks[match.start()] = 1
+        #: The number of CJK characters before each index.
+        self._cjk_before = list(itertools.accumulate(marks, initial=0))
+
+    def weight(self, start: int, stop: int) -> float:
+        """The weight of ``text[start:stop]``, as :meth:`TextSegmenter.weight` counts it."""
+        return (stop - start) + (self._cjk_before[stop] - self._cjk_before[start]) * self._extra
+
+    def fits(self, span: Span) -> bool:
+        start, stop = span
+        text = self.text
+        while start < stop and text[start].isspace():  # whitespace is collapsed: one at most
+            start += 1
+        while stop > start and text[stop - 1].isspace():
+            stop -= 1
+        return self.weight(start, stop) <= self.max_chars
+
+    def fit(self, span: Span, level: int) -> list[Span]:
         """Split ``span`` into spans that fit, at clauses, then words, then characters."""
-        if self._fits(text, span):
+        if self.fits(span):
             return [span]
         if level < len(_SPLITTERS):
-            parts = _split(text, span, _SPLITTERS[level])
+            parts = _split(self.text, span, _SPLITTERS[level])
             if len(parts) > 1:
                 fitted: list[Span] = []
                 for part in parts:
-                    fitted += self._fit(text, part, level + 1)
-                return self._pack(text, fitted)
-            return self._fit(text, span, level + 1)
-        return self._hard_split(text, span)
+                    fitted += self.fit(part, level + 1)
+                return self.pack(fitted)
+            return self.fit(span, level + 1)
+        return self.hard_split(span)
 
-    def _hard_split(self, text: str, span: Span) -> list[Span]:
+    def hard_split(self, span: Span) -> list[Span]:
         spans = []
         start, total = span[0], 0.0
         for index in range(span[0], span[1]):
-            cost = self.weight(text[index])
+            cost = self.weight(index, index + 1)
             if total + cost > self.max_chars and index > start:
                 spans.append((start, index))
                 start, total = index, 0.0
             total += cost
         spans.append((start, span[1]))
-        return [s for s in spans if text[s[0] : s[1]].strip()]
+        return [s for s in spans if self.text[s[0] : s[1]].strip()]
 
-    def _pack(self, text: str, spans: list[Span]) -> list[Span]:
+    def pack(self, spans: list[Span]) -> list[Span]:
         """Merge adjacent spans greedily while the merged span fits."""
         packed: list[Span] = []
         for span in spans:
-            if packed and self._fits(text, (packed[-1][0], span[1])):
+            if packed and self.fits((packed[-1][0], span[1])):
                 packed[-1] = (packed[-1][0], span[1])
             else:
                 packed.append(span)

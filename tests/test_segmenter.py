@@ -140,3 +140,45 @@ def test_editing_one_paragraph_leaves_the_others_alone(
     for index in range(len(paras)):
         if index != edited:
             assert after[index] == before[index]
+
+
+#: Every class of character the segmenter's patterns look at: Latin and CJK sentence ends, clause
+#: marks, closers, ellipses, and plain letters and spaces.
+PUNCTUATION = list(".!?;…,:—-，。！？；、：\"'”’»)]}」』）】》〉") + ["--", "...", ". ", "a"]
+
+
+def _best_of(repeats: int, run: object) -> float:
+    import time
+
+    assert callable(run)
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PUNCTUATION), st.integers(min_value=1, max_value=12_000)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["", "x", " x", "\n\nx"]),
+)
+def test_long_runs_of_punctuation_take_linear_time(runs: list[tuple[str, int]], tail: str) -> None:
+    """A hostile text of long runs (the quadratic patterns took 28 s for 32,000 "!") costs a
+    bounded multiple of a plain ``str.split`` over the same text: the bound is far above what a
+    linear segmenter needs (about 2,000x) and far below what a quadratic one takes (over 10^5x
+    at these lengths)."""
+    text = "".join(unit * count for unit, count in runs) + tail
+    text = text * max(1, 30_000 // len(text))
+    segmenter = TextSegmenter()
+    segments = segmenter.segment_text(text)
+    assert squeeze("".join(segments)) == squeeze(text)
+    assert all(segmenter.weight(s) <= segmenter.max_chars for s in segments)
+    segmenting = _best_of(2, lambda: segmenter.segment_text(text))
+    splitting = _best_of(5, text.split)
+    assert segmenting <= 20_000 * max(splitting, 2e-6), (len(text), segmenting, splitting)
