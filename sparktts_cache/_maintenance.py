@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ._codec import CODECS
 from ._counters import COUNTER_NAME, SHARDS, read_counter, write_counter
-from ._errors import CorruptEntryError
+from ._errors import CorruptEntryError, InvalidOptionError
 from ._store import _DIR_FLAGS, FileStore, _read_exactly, log, own_file_kind, shard_names
 
 __all__ = ["CacheStats", "PruneReport", "VerifyReport", "cleanup", "prune", "stats", "verify"]
@@ -365,9 +365,9 @@ def prune(
     rewrites every shard counter with exact figures. Waits for a cleanup in another process.
     """
     if max_size_bytes is not None and max_size_bytes < 0:
-        raise ValueError("max_size_bytes must be >= 0")
+        raise InvalidOptionError("max_size_bytes must be >= 0")
     if max_age is not None and max_age < 0:
-        raise ValueError("max_age must be >= 0")
+        raise InvalidOptionError("max_age must be >= 0")
     with _cleanup_lock(store, wait=True), _open_root(store) as root_fd:
         if root_fd is None:
             return PruneReport()

@@ -21,7 +21,7 @@ from . import _maintenance
 from ._audio import check_sample_rate
 from ._cache import Cache
 from ._codec import CODECS, Entry, new_entry
-from ._errors import UnsupportedTypeError
+from ._errors import InvalidOptionError, UnsupportedTypeError
 from ._keys import check_key, generate_cache_key
 from ._maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from ._status import CacheStatus, StatusPlan
@@ -85,14 +85,16 @@ class _CacheCore:
             or not isinstance(max_size_bytes, int)
             or max_size_bytes <= 0
         ):
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_size_bytes must be a positive int or None, got {max_size_bytes!r}"
             )
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise UnsupportedTypeError(f"cache_dir must be a path, not {type(cache_dir).__name__}")
         codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
         if codec is None:
-            raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}")
+            raise InvalidOptionError(
+                f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}"
+            )
         self.cache_dir = (
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )
