@@ -259,7 +259,8 @@ class LongTextTTS:
             if self._cache_takes_sample_rate:
                 rate = self.model.sample_rate
                 stored = await self.cache.cache_data(key, audio, segment, params, sample_rate=rate)
-            else:  # a backend written to the seed's four-argument signature
+            else:  # a backend with the four-argument cache_data of the original Spark-TTS
+                # cache module this library re-implements
                 stored = await self.cache.cache_data(key, audio, segment, params)
         if not stored:
             log.warning("segment %s was synthesised but could not be cached", key)
