@@ -29,7 +29,7 @@ from ._segmenter import TextSegmenter
 from ._status import CacheStatus
 from ._tiered import TieredCache
 from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
-from .engines import TTSModel, load_tts_model
+from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [
     "Cache",
@@ -60,6 +60,7 @@ __all__ = [
     "as_mono_float32",
     "check_key",
     "default_cache_dir",
+    "engine_names",
     "generate_cache_key",
     "load_tts_model",
     "normalize_text",

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import CacheError, InvalidOptionError
 from ._keys import check_key
 from ._tts_cache import SyncTTSCache, default_cache_dir
+from .engines import GENDERS, LEVELS, engine_names
 
-__all__ = ["format_size", "main", "parse_duration", "parse_size"]
+__all__ = ["format_size", "main", "parse_duration", "parse_param", "parse_size"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_CACHED = 0, 1, 2, 3, 4
 
@@ -45,6 +47,22 @@ def parse_duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h or 45m)")
     return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``"top_k=50"`` -> ``("top_k", 50)``: the value as JSON if it parses, else as the string.
+
+    So ``temperature=0.7`` is a float, ``seed=3`` an int, ``flag=true`` a bool, and
+    ``emotion=HAPPY`` or ``prompt_text=hello there`` a string (``x='"3"'`` for the string "3").
+    """
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"not a parameter: {text!r} (try temperature=0.7)")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def format_size(size: float) -> str:
@@ -226,9 +244,18 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     if not text:
         print("synth needs TEXT or --file", file=sys.stderr)
         return EXIT_USAGE
-    model = load_tts_model(args.engine)
     params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
                                 ("speed", args.speed)) if v is not None}  # fmt: skip
+    for name, value in args.param:
+        if name in params:
+            print(f"synth: parameter {name!r} given twice", file=sys.stderr)
+            return EXIT_USAGE
+        params[name] = value
+    try:
+        model = load_tts_model(args.engine)
+    except InvalidOptionError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     async_cache = TTSCache(cache.cache_dir, sample_rate=model.sample_rate)
     long_text = LongTextTTS(model, cache=async_cache, segmenter=TextSegmenter(args.max_chars))
     segments = long_text.segmenter.segment_text(text)
@@ -304,11 +331,25 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("text", nargs="?", help="the text (or --file)")
     synth.add_argument("--file", type=Path, help="read the text from this file")
     synth.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
-    synth.add_argument("--engine", default="espeak", help="espeak, or a Spark-TTS model directory")
-    levels = ["very_low", "low", "moderate", "high", "very_high"]
-    synth.add_argument("--gender", choices=["female", "male"])
-    synth.add_argument("--pitch", choices=levels)
-    synth.add_argument("--speed", choices=levels)
+    synth.add_argument(
+        "--engine",
+        default="espeak",
+        help=f"one of {', '.join(engine_names())}, or NAME:ARGUMENT (espeak:en-us, "
+        "spark:<model_dir>), or a Spark-TTS model directory (default: espeak)",
+    )
+    synth.add_argument("--gender", choices=GENDERS)
+    synth.add_argument("--pitch", choices=LEVELS)
+    synth.add_argument("--speed", choices=LEVELS)
+    synth.add_argument(
+        "--param",
+        type=parse_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another TTS parameter, repeatable (JSON if it parses, else a string: "
+        "temperature=0.7, top_k=50, emotion=HAPPY); the engine gets the ones it takes, and all "
+        "count in the cache key",
+    )
     synth.add_argument("--max-chars", type=int, default=200, help="longest segment (default 200)")
     synth.add_argument(
         "--expect-cached",
@@ -324,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = SyncTTSCache(args.cache_dir)
     try:
         result: int = args.handler(cache, args)
-    except (OSError, ValueError, ImportError) as exc:
+    except (CacheError, OSError, ValueError, ImportError) as exc:
         print(f"sparktts-cache: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return result

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ._audio import as_mono_float32
 from ._cache import Cache
+from ._errors import InvalidOptionError, UnsupportedTypeError
 from ._locks import FileSynthesisLock, SynthesisLock
 from ._segmenter import TextSegmenter
 from ._tts_cache import TTSCache
@@ -82,11 +83,13 @@ class LongTextTTS:
         if not isinstance(getattr(model, "sample_rate", None), int) or not callable(
             getattr(model, "inference", None)
         ):
-            raise TypeError("model must have an int sample_rate and an inference(text, ...) method")
+            raise UnsupportedTypeError(
+                "model must have an int sample_rate and an inference(text, ...) method"
+            )
         if cache is not None and cache_dir is not None:
-            raise ValueError("pass cache_dir or cache, not both")
+            raise InvalidOptionError("pass cache_dir or cache, not both")
         if pause_seconds < 0 or max_concurrency < 1:
-            raise ValueError("pause_seconds must be >= 0 and max_concurrency >= 1")
+            raise InvalidOptionError("pause_seconds must be >= 0 and max_concurrency >= 1")
         self.model = model
         self.cache: Cache = (
             cache if cache is not None else TTSCache(cache_dir, sample_rate=model.sample_rate)
@@ -99,7 +102,9 @@ class LongTextTTS:
         self._lock: SynthesisLock | None
         if cross_process_lock is True:
             if not isinstance(self.cache, TTSCache):
-                raise ValueError("cross_process_lock=True needs a TTSCache; pass a SynthesisLock")
+                raise InvalidOptionError(
+                    "cross_process_lock=True needs a TTSCache; pass a SynthesisLock"
+                )
             self._lock = FileSynthesisLock(self.cache.cache_dir / "locks")
         else:
             self._lock = cross_process_lock or None
@@ -254,7 +259,8 @@ class LongTextTTS:
             if self._cache_takes_sample_rate:
                 rate = self.model.sample_rate
                 stored = await self.cache.cache_data(key, audio, segment, params, sample_rate=rate)
-            else:  # a backend written to the seed's four-argument signature
+            else:  # a backend with the four-argument cache_data of the original Spark-TTS
+                # cache module this library re-implements
                 stored = await self.cache.cache_data(key, audio, segment, params)
         if not stored:
             log.warning("segment %s was synthesised but could not be cached", key)

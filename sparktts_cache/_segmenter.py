@@ -15,6 +15,8 @@ import itertools
 import re
 from collections.abc import Callable
 
+from ._errors import InvalidOptionError, UnsupportedTypeError
+
 __all__ = ["TextSegmenter"]
 
 _PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n\s*|\u2029\s*")
@@ -62,9 +64,9 @@ class TextSegmenter:
 
     def __init__(self, max_chars: int = 200, *, cjk_weight: float = 2.0) -> None:
         if not isinstance(max_chars, int) or max_chars < 2 * max(1.0, cjk_weight):
-            raise ValueError(f"max_chars must be an int of at least {2 * cjk_weight}")
+            raise InvalidOptionError(f"max_chars must be an int of at least {2 * cjk_weight}")
         if not 1.0 <= cjk_weight <= max_chars / 2:
-            raise ValueError("cjk_weight must be between 1 and max_chars / 2")
+            raise InvalidOptionError("cjk_weight must be between 1 and max_chars / 2")
         self.max_chars = max_chars
         self.cjk_weight = cjk_weight
 
@@ -82,7 +84,7 @@ class TextSegmenter:
         whitespace inside a segment become one space).
         """
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise UnsupportedTypeError(f"text must be a str, not {type(text).__name__}")
         segments: list[str] = []
         for paragraph in _PARAGRAPH_BREAK.split(text):
             paragraph = " ".join(paragraph.split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import soundfile
 
 from sparktts_cache import SyncTTSCache
-from sparktts_cache._cli import format_size, parse_duration, parse_size
+from sparktts_cache._cli import format_size, parse_duration, parse_param, parse_size
 
 from .helpers import fill, self_checking_audio
 
@@ -117,6 +118,56 @@ def test_synth_twice_is_fully_cached(tmp_path: Path) -> None:
     other = cli(cache_dir, "synth", "Something new.", "-o", str(out), "--expect-cached")
     assert other.returncode == 4
     assert cli(cache_dir, "synth", "-o", str(out)).returncode == 2
+
+
+def test_synth_params_reach_the_cache_key_with_their_types(tmp_path: Path) -> None:
+    cache_dir, out = tmp_path / "cache", tmp_path / "out.wav"
+    args = ["synth", "One sentence.", "-o", str(out), "--gender", "male", "--pitch", "low",
+            "--param", "temperature=0.7", "--param", "top_k=50", "--param", "seed=3",
+            "--param", "emotion=HAPPY", "--param", "prompt_text=hello there"]  # fmt: skip
+    first = cli(cache_dir, *args)
+    assert first.returncode == 0, first.stderr
+    (row,) = json.loads(cli(cache_dir, "ls", "--json").stdout)
+    params = json.loads(cli(cache_dir, "show", row["key"], "--json").stdout)["params"]
+    assert {k: v for k, v in params.items() if k != "_engine"} == {
+        "gender": "male", "pitch": "low", "temperature": 0.7, "top_k": 50, "seed": 3,
+        "emotion": "HAPPY", "prompt_text": "hello there",
+    }  # fmt: skip
+    assert isinstance(params["top_k"], int) and isinstance(params["temperature"], float)
+    assert cli(cache_dir, *args, "--expect-cached").returncode == 0  # the same key again
+    changed = [a if a != "top_k=50" else "top_k=51" for a in args]
+    assert cli(cache_dir, *changed, "--expect-cached").returncode == 4  # another key
+    twice = cli(cache_dir, "synth", "Hi.", "-o", str(out), "--gender", "male",
+                "--param", "gender=female")  # fmt: skip
+    assert twice.returncode == 2 and "'gender' given twice" in twice.stderr
+    assert cli(cache_dir, "synth", "Hi.", "-o", str(out), "--param", "novalue").returncode == 2
+    bad_level = cli(cache_dir, "synth", "Hi.", "-o", str(out), "--param", "pitch=loud")
+    assert bad_level.returncode == 1 and "pitch must be one of very_low" in bad_level.stderr
+
+
+def test_synth_engine_names(tmp_path: Path) -> None:
+    help_text = " ".join(cli(tmp_path, "synth", "--help").stdout.split())
+    assert "one of espeak, spark," in help_text and "--param KEY=VALUE" in help_text
+    out = tmp_path / "out.wav"
+    unknown = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", "festival")
+    assert unknown.returncode == 2 and "use one of espeak, spark" in unknown.stderr
+    missing = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", f"spark:{tmp_path}/none")
+    assert missing.returncode == 2 and "no Spark-TTS model directory" in missing.stderr
+    voice = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", "espeak:en-us")
+    assert voice.returncode == 0, voice.stderr
+
+
+def test_param_parsing() -> None:
+    assert parse_param("temperature=0.7") == ("temperature", 0.7)
+    assert parse_param("top_k=50") == ("top_k", 50) and parse_param("seed=3") == ("seed", 3)
+    assert parse_param("flag=true") == ("flag", True) and parse_param("x=null") == ("x", None)
+    assert parse_param("emotion=HAPPY") == ("emotion", "HAPPY")
+    assert parse_param("prompt_text=a=b c") == ("prompt_text", "a=b c")
+    assert parse_param('digits="3"') == ("digits", "3") and parse_param("empty=") == ("empty", "")
+    assert parse_param("nested=[1, 2]") == ("nested", [1, 2])
+    for bad in ("novalue", "=3", " =3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_param(bad)
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ class TestTTSCacheFlac(CacheContract):
 
 
 class MemoryCache(Cache):
-    """The seed README's "custom cache" example, made async: a dict. Uses the default status."""
+    """The "custom cache" example from the README of the original Spark-TTS cache module this
+    library re-implements, made async: a dict. Uses the default status."""
 
     def __init__(self) -> None:
         self.entries: dict[str, npt.NDArray[np.float32]] = {}
@@ -64,7 +65,7 @@ class TestCustomCache(CacheContract):
 
 
 class SeedShapedCache(Cache):
-    """The seed README's "Extending" example as written there, with ``async def``."""
+    """That README's "Extending" example as written there, with ``async def``."""
 
     def __init__(self, cache_dir: str) -> None:
         self.cache_dir = cache_dir

@@ -11,8 +11,20 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from sparktts_cache import LongTextTTS, SyncTTSCache, TextSegmenter, load_tts_model
-from sparktts_cache.engines import EspeakModel, SparkTTSModel, accepted_params
+from sparktts_cache import (
+    CacheError,
+    EngineError,
+    InvalidOptionError,
+    InvalidParamsError,
+    LongTextTTS,
+    MissingDependencyError,
+    SyncTTSCache,
+    TextSegmenter,
+    engines,
+    load_tts_model,
+)
+from sparktts_cache._cli import main
+from sparktts_cache.engines import EspeakModel, SparkTTSModel, accepted_params, engine_names
 
 pytestmark = pytest.mark.anyio
 
@@ -35,10 +47,26 @@ def test_espeak_maps_spark_parameters() -> None:
     female = model.inference(text, gender="female")
     male = model.inference(text, gender="male")
     assert not np.array_equal(female[: len(male)], male[: len(female)])
-    with pytest.raises(ValueError, match="pitch"):
+    with pytest.raises(InvalidParamsError, match="pitch must be one of very_low, low") as caught:
         model.inference(text, pitch="extreme")
-    with pytest.raises(ValueError, match="gender"):
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(InvalidParamsError, match="gender must be one of female, male"):
         model.inference(text, gender="robot")
+    with pytest.raises(InvalidParamsError, match="speed"):
+        model.inference(text, speed=3)  # type: ignore[arg-type]
+
+
+def test_espeak_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidOptionError, match="no voice 'no-such-voice'"):
+        EspeakModel(voice="no-such-voice")
+    assert load_tts_model("espeak:en-us").voice == "en-us"  # type: ignore[attr-defined]
+    from sparktts_cache.engines import espeak
+
+    monkeypatch.setattr(espeak, "_library", None)  # as in a process that has not loaded it yet
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)
+    with pytest.raises(MissingDependencyError, match=r"sparktts_cache\[espeak\]") as caught:
+        EspeakModel()
+    assert isinstance(caught.value, ImportError)
 
 
 async def test_espeak_through_long_text_and_the_cache(tmp_path: Path) -> None:
@@ -63,8 +91,61 @@ async def test_espeak_through_long_text_and_the_cache(tmp_path: Path) -> None:
 
 
 def test_load_tts_model_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="espeak"):
-        load_tts_model(tmp_path / "missing")
+    for spec in (tmp_path / "missing", str(tmp_path / "missing"), "nope", "Espeak"):
+        with pytest.raises(InvalidOptionError, match="use one of espeak, spark,") as caught:
+            load_tts_model(spec)
+        assert isinstance(caught.value, ValueError)
+    with pytest.raises(InvalidOptionError, match="no Spark-TTS model directory at"):
+        load_tts_model(f"spark:{tmp_path / 'missing'}")
+    with pytest.raises(InvalidOptionError, match="write spark:ARGUMENT"):
+        load_tts_model("spark")
+    with pytest.raises(InvalidOptionError, match="nothing after"):
+        load_tts_model("espeak:")
+    with pytest.raises(InvalidOptionError, match="unexpected keyword argument 'device'"):
+        load_tts_model("espeak", device="cpu")
+
+
+class RecordingEngine:
+    """An engine as a new module would define it: a class taking an optional first argument."""
+
+    sample_rate = 8000
+
+    def __init__(self, voice: str | None = None, **options: Any) -> None:
+        self.voice, self.options = voice, options
+
+    def inference(self, text: str) -> npt.NDArray[np.float32]:
+        return np.zeros(80, np.float32)
+
+
+def test_a_new_engine_is_one_line_in_the_registry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(engines._ENGINES, "recording", f"{__name__}:RecordingEngine")
+    monkeypatch.setitem(engines._ENGINES, "broken", "tests.no_such_module:Engine")
+    assert engine_names() == ["broken", "espeak", "recording", "spark"]
+    plain = load_tts_model("recording", speaker=3)
+    assert isinstance(plain, RecordingEngine)
+    assert (plain.voice, plain.options) == (None, {"speaker": 3})
+    with_argument = load_tts_model("recording:voices/amy.onnx")
+    assert isinstance(with_argument, RecordingEngine) and with_argument.voice == "voices/amy.onnx"
+    # An engine whose module cannot be imported fails alone, saying so.
+    with pytest.raises(MissingDependencyError, match="engine 'broken' cannot be imported"):
+        load_tts_model("broken")
+    assert isinstance(load_tts_model("espeak"), EspeakModel)
+    # The command line's help and errors list the registered names.
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert "one of broken, espeak, recording, spark" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_directory_named_like_an_engine(
+    fake_spark: type[FakeSparkTTS], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "espeak").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(load_tts_model("espeak"), EspeakModel)  # the name wins
+    assert isinstance(load_tts_model("./espeak"), SparkTTSModel)
+    assert isinstance(load_tts_model(Path("espeak")), SparkTTSModel)  # a path is a directory
 
 
 # -- Spark-TTS, with a stand-in for upstream's class (no weights can be downloaded here) ---------
@@ -106,7 +187,7 @@ def fake_spark(monkeypatch: pytest.MonkeyPatch) -> type[FakeSparkTTS]:
 
 
 def test_spark_adapter_maps_parameters(fake_spark: type[FakeSparkTTS], tmp_path: Path) -> None:
-    model = load_tts_model(tmp_path, device="cuda:0")
+    model = load_tts_model(f"spark:{tmp_path}", device="cuda:0")
     assert isinstance(model, SparkTTSModel) and model.sample_rate == 16000
     inner = fake_spark.instances[0]
     assert inner.model_dir == str(tmp_path) and inner.device == "device(cuda:0)"
@@ -119,6 +200,37 @@ def test_spark_adapter_maps_parameters(fake_spark: type[FakeSparkTTS], tmp_path:
     model.inference("Clone me.", prompt_speech_path="/voices/a.wav", prompt_text="hello")
     assert inner.calls[1]["gender"] is None and inner.calls[1]["speed"] is None
     assert model.cache_identity["engine"] == "spark-tts"
+    with pytest.raises(InvalidParamsError, match="pitch must be one of"):
+        model.inference("Hi.", gender="male", pitch="loud")
+    assert len(inner.calls) == 2  # rejected before upstream was called
+    assert isinstance(load_tts_model(tmp_path), SparkTTSModel)  # a bare directory, as before
+
+
+class FailingSparkTTS(FakeSparkTTS):
+    """Upstream failing: at load when the directory has no weights, at inference when asked."""
+
+    def __init__(self, model_dir: Any, device: Any) -> None:
+        if not Path(model_dir, "config.yaml").exists():
+            raise FileNotFoundError(f"{model_dir}/config.yaml")
+        super().__init__(model_dir, device)
+
+    def inference(self, text: str, *args: Any, **kwargs: Any) -> npt.NDArray[np.float64]:
+        raise KeyError(text)
+
+
+def test_spark_failures_are_engine_errors_with_the_cause(
+    fake_spark: type[FakeSparkTTS], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules["spark_tts_lib"], "SparkTTS", FailingSparkTTS)
+    with pytest.raises(EngineError, match=r"failed to load .*config\.yaml") as caught:
+        load_tts_model(tmp_path)
+    assert isinstance(caught.value, RuntimeError)
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    (tmp_path / "config.yaml").write_text("sample_rate: 16000\n")
+    model = load_tts_model(tmp_path)
+    with pytest.raises(EngineError, match="Spark-TTS failed: KeyError") as failed:
+        model.inference("Hi.")
+    assert isinstance(failed.value, CacheError) and isinstance(failed.value.__cause__, KeyError)
 
 
 async def test_spark_adapter_through_long_text(
@@ -137,5 +249,6 @@ def test_spark_missing_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "spark_tts_lib", None)
     monkeypatch.setitem(sys.modules, "cli.SparkTTS", None)
-    with pytest.raises(ImportError, match=r"pip install .*sparktts_cache\[spark\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install .*sparktts_cache\[spark\]") as e:
         load_tts_model(tmp_path)
+    assert isinstance(e.value, ImportError)

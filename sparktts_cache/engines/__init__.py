@@ -1,34 +1,117 @@
-"""TTS engines behind :class:`~sparktts_cache.LongTextTTS`, and :func:`load_tts_model`."""
+"""TTS engines behind :class:`~sparktts_cache.LongTextTTS`, and :func:`load_tts_model`.
+
+An engine is one module of this package and one line in ``_ENGINES``: its name and where its class
+(or any factory returning a :class:`TTSModel`) lives, as ``"module:attribute"``. The module is
+imported only when the engine is loaded, so importing ``sparktts_cache`` never imports an engine's
+dependencies (torch, a native library...), and a missing one only fails the engine that needs it.
+(``EspeakModel`` and ``SparkTTSModel`` are re-exported here too: their modules import their
+dependencies only when a model is made.)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import inspect
 import os
+from collections.abc import Callable
 from typing import Any
 
-from ._base import TTSModel, accepted_params
+from .._errors import CacheError, InvalidOptionError, MissingDependencyError
+from ._base import GENDERS, LEVELS, TTSModel, accepted_params, check_choice
 from .espeak import EspeakModel
 from .spark import SparkTTSModel
 
-__all__ = ["EspeakModel", "SparkTTSModel", "TTSModel", "accepted_params", "load_tts_model"]
+__all__ = [
+    "GENDERS",
+    "LEVELS",
+    "EspeakModel",
+    "SparkTTSModel",
+    "TTSModel",
+    "accepted_params",
+    "check_choice",
+    "engine_names",
+    "load_tts_model",
+]
+
+#: Engine name -> ``"module:attribute"`` of its factory (a module name relative to this package).
+#: ``load_tts_model("NAME")`` calls ``factory(**options)``; ``load_tts_model("NAME:ARGUMENT")``
+#: calls ``factory(ARGUMENT, **options)``: eSpeak's voice, Spark-TTS's model directory.
+_ENGINES: dict[str, str] = {
+    "espeak": ".espeak:EspeakModel",
+    "spark": ".spark:SparkTTSModel",
+}
+#: The engine that a bare directory means, as it did before engines had names.
+_DIRECTORY_ENGINE = "spark"
+
+
+def engine_names() -> list[str]:
+    """The names :func:`load_tts_model` accepts (before an optional ``:ARGUMENT``), sorted."""
+    return sorted(_ENGINES)
 
 
 def load_tts_model(name_or_dir: str | os.PathLike[str] = "espeak", **options: Any) -> TTSModel:
-    """Return a TTS model: ``"espeak"`` (embedded eSpeak NG) or a Spark-TTS model directory.
+    """Return the TTS engine named ``name_or_dir``, made with ``options``.
+
+    Example::
+
+        load_tts_model("espeak")                                 # English eSpeak NG
+        load_tts_model("espeak:cmn")                             # its Mandarin voice
+        load_tts_model("spark:pretrained_models/Spark-TTS-0.5B", device="cuda:0")
 
     Args:
-        name_or_dir: ``"espeak"``, or the path of a Spark-TTS model directory (for example
-            ``pretrained_models/Spark-TTS-0.5B``).
-        options: passed to the model's constructor (``voice=`` for eSpeak, ``device=`` for Spark).
+        name_or_dir: an engine name (see :func:`engine_names`), ``NAME:ARGUMENT`` to pass
+            ``ARGUMENT`` as the engine's first argument, or an existing directory, which means
+            ``spark:<directory>``. A name wins over a directory of the same name (write
+            ``./espeak`` for the directory); a path object always means a directory.
+        options: keyword arguments of the engine's class (``voice=`` for eSpeak, ``device=`` for
+            Spark-TTS).
 
     Raises:
-        ImportError: if the engine's packages are missing; the message says what to install.
-        FileNotFoundError: if a model directory does not exist.
+        InvalidOptionError: for an unknown name (the message lists the known ones), a directory
+            that does not exist, or options the engine does not take.
+        MissingDependencyError: if the engine's packages are missing; the message says what to
+            install.
+        EngineError: if a bundled engine fails to load.
     """
-    if os.fspath(name_or_dir) == "espeak":
-        return EspeakModel(**options)
-    path = os.fspath(name_or_dir)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"no TTS engine named {path!r}: use 'espeak' or a Spark-TTS model directory"
-        )
-    return SparkTTSModel(path, **options)
+    spec = os.fspath(name_or_dir)
+    name, colon, argument = spec.partition(":")
+    if isinstance(name_or_dir, str) and name in _ENGINES:
+        if colon and not argument:
+            raise InvalidOptionError(f"engine {spec!r}: nothing after the ':'")
+        return _make(name, (argument,) if colon else (), options)
+    if os.path.isdir(spec):
+        return _make(_DIRECTORY_ENGINE, (spec,), options)
+    raise InvalidOptionError(
+        f"no TTS engine named {spec!r} and no directory there: use one of "
+        f"{', '.join(engine_names())}, NAME:ARGUMENT (for example spark:<model_dir>), "
+        "or a Spark-TTS model directory"
+    )
+
+
+def _make(name: str, args: tuple[str, ...], options: dict[str, Any]) -> TTSModel:
+    factory = _factory(name)
+    signature = inspect.signature(factory)
+    try:
+        signature.bind(*args, **options)
+    except TypeError as exc:  # checked before the call, so the engine's own TypeErrors pass through
+        hint = ""
+        with contextlib.suppress(TypeError):
+            if not args and signature.bind("", **options):
+                hint = f" (write {name}:ARGUMENT to pass its first argument)"
+        raise InvalidOptionError(f"engine {name!r}: {exc}{hint}") from None
+    model: TTSModel = factory(*args, **options)
+    return model
+
+
+def _factory(name: str) -> Callable[..., TTSModel]:
+    """Import the engine's module (on first use) and return its factory."""
+    module_name, _, attribute = _ENGINES[name].partition(":")
+    try:
+        module = importlib.import_module(module_name, __name__)
+    except ImportError as exc:
+        if isinstance(exc, CacheError):
+            raise
+        raise MissingDependencyError(f"engine {name!r} cannot be imported: {exc}") from exc
+    factory: Callable[..., TTSModel] = getattr(module, attribute)
+    return factory

@@ -8,7 +8,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy.typing as npt
 
-__all__ = ["TTSModel", "accepted_params"]
+from .._errors import InvalidParamsError
+
+__all__ = ["GENDERS", "LEVELS", "TTSModel", "accepted_params", "check_choice"]
+
+#: Spark-TTS's level names for ``pitch`` and ``speed``, lowest first. Every bundled engine and the
+#: command line take these, so that one text with one set of parameters means the same everywhere.
+LEVELS = ("very_low", "low", "moderate", "high", "very_high")
+#: Spark-TTS's values of ``gender``.
+GENDERS = ("female", "male")
 
 
 @runtime_checkable
@@ -40,3 +48,14 @@ def accepted_params(model: TTSModel, params: Mapping[str, Any]) -> dict[str, Any
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     return {k: v for k, v in params.items() if k in names and k != "text" and v is not None}
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str | None:
+    """Return ``value`` if it is None or one of ``choices``; raise otherwise.
+
+    Raises:
+        InvalidParamsError: naming the parameter and the values it takes.
+    """
+    if value is None or (isinstance(value, str) and value in choices):
+        return value
+    raise InvalidParamsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -13,13 +13,14 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import EngineError, InvalidOptionError, MissingDependencyError
+from ._base import GENDERS, LEVELS, check_choice
+
 __all__ = ["LEVELS", "EspeakModel"]
 
-#: Spark-TTS's level names, in order.
-LEVELS = ("very_low", "low", "moderate", "high", "very_high")
 _PITCH = dict(zip(LEVELS, (20, 35, 50, 65, 80), strict=True))  # eSpeak pitch, 0-100
 _RATE = dict(zip(LEVELS, (120, 150, 175, 210, 250), strict=True))  # words per minute
-_VARIANT = {"female": "f3", "male": "m3"}
+_VARIANT = dict(zip(GENDERS, ("f3", "m3"), strict=True))
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
@@ -52,7 +53,7 @@ def _load() -> tuple[Any, int]:
         try:
             import espeakng_loader
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependencyError(
                 'the eSpeak engine needs espeakng-loader: pip install "sparktts_cache[espeak]"'
             ) from exc
         library = ctypes.CDLL(espeakng_loader.get_library_path())
@@ -73,18 +74,14 @@ def _load() -> tuple[Any, int]:
         data = espeakng_loader.get_data_path().encode()
         rate = library.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
         if rate <= 0:
-            raise RuntimeError("eSpeak NG failed to initialise")
+            raise EngineError("eSpeak NG failed to initialise")
         library.espeak_SetSynthCallback(_collect)
         _library, _sample_rate = library, rate
     return _library, _sample_rate
 
 
 def _level(name: str, value: object, table: dict[str, int]) -> int:
-    if value is None:
-        return table["moderate"]
-    if isinstance(value, str) and value in table:
-        return table[value]
-    raise ValueError(f"{name} must be one of {', '.join(LEVELS)}, got {value!r}")
+    return table[check_choice(name, value, LEVELS) or "moderate"]
 
 
 class EspeakModel:
@@ -97,13 +94,19 @@ class EspeakModel:
 
     Args:
         voice: an eSpeak voice name (``"en"``, ``"en-us"``, ``"cmn"`` for Mandarin...).
+
+    Raises:
+        MissingDependencyError: if ``espeakng-loader`` is not installed.
+        InvalidOptionError: if eSpeak has no such voice (checked here, not at the first call).
     """
 
     name: ClassVar[str] = "espeak"
 
     def __init__(self, voice: str = "en") -> None:
         with _lock:
-            _library, rate = _load()
+            library, rate = _load()
+            if library.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise InvalidOptionError(f"eSpeak has no voice {voice!r}")
         self.voice = voice
         self.sample_rate: int = rate
 
@@ -118,15 +121,20 @@ class EspeakModel:
         pitch: str | None = None,
         speed: str | None = None,
     ) -> npt.NDArray[np.float32]:
-        """Synthesise ``text``; return mono float32 samples at :attr:`sample_rate`."""
-        if gender is not None and gender not in _VARIANT:
-            raise ValueError(f"gender must be 'female' or 'male', got {gender!r}")
+        """Synthesise ``text``; return mono float32 samples at :attr:`sample_rate`.
+
+        Raises:
+            InvalidParamsError: if ``gender``, ``pitch`` or ``speed`` is not one of Spark-TTS's
+                values (``GENDERS`` and ``LEVELS`` in :mod:`sparktts_cache.engines`).
+            EngineError: if eSpeak NG fails.
+        """
+        check_choice("gender", gender, GENDERS)
         voice = self.voice + (f"+{_VARIANT[gender]}" if gender else "")
         encoded = text.encode("utf-8") + b"\0"
         with _lock:
             library, _rate = _load()
             if library.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise ValueError(f"eSpeak has no voice {voice!r}")
+                raise EngineError(f"eSpeak could not select voice {voice!r}")
             library.espeak_SetParameter(_ESPEAK_PITCH, _level("pitch", pitch, _PITCH), 0)
             library.espeak_SetParameter(_ESPEAK_RATE, _level("speed", speed, _RATE), 0)
             _chunks.clear()
@@ -136,6 +144,6 @@ class EspeakModel:
             pcm = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)
             _chunks.clear()
         if status != _EE_OK:
-            raise RuntimeError(f"eSpeak synthesis failed with status {status}")
+            raise EngineError(f"eSpeak synthesis failed with status {status}")
         samples: npt.NDArray[np.float32] = pcm.astype(np.float32) / np.float32(32768.0)
         return samples

@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import EngineError, InvalidOptionError, MissingDependencyError
+from ._base import GENDERS, LEVELS, check_choice
+
 __all__ = ["SparkTTSModel", "find_spark_tts"]
 
 _INSTALL_HINT = (
@@ -23,7 +26,11 @@ _INSTALL_HINT = (
 
 
 def find_spark_tts() -> type[Any]:
-    """Return upstream's ``SparkTTS`` class, from ``cli.SparkTTS`` or ``spark_tts_lib``."""
+    """Return upstream's ``SparkTTS`` class, from ``cli.SparkTTS`` or ``spark_tts_lib``.
+
+    Raises:
+        MissingDependencyError: if neither is importable; the message says what to install.
+    """
     errors = []
     for module_name in ("cli.SparkTTS", "spark_tts_lib"):
         try:
@@ -35,7 +42,7 @@ def find_spark_tts() -> type[Any]:
         if isinstance(found, type):
             return found
         errors.append(f"{module_name}: has no SparkTTS class")
-    raise ImportError(f"{_INSTALL_HINT} ({'; '.join(errors)})")
+    raise MissingDependencyError(f"{_INSTALL_HINT} ({'; '.join(errors)})")
 
 
 class SparkTTSModel:
@@ -49,20 +56,32 @@ class SparkTTSModel:
     Args:
         model_dir: the model directory (holding ``config.yaml``).
         device: a torch device or its name (``"cuda:0"``, ``"cpu"``).
+
+    Raises:
+        InvalidOptionError: if ``model_dir`` is not a directory.
+        MissingDependencyError: if Spark-TTS or torch is not installed.
+        EngineError: if upstream fails to load the model (its error is chained).
     """
 
     name: ClassVar[str] = "spark-tts"
 
     def __init__(self, model_dir: str | os.PathLike[str], device: Any = "cpu") -> None:
+        self.model_dir = os.fspath(model_dir)
+        if not os.path.isdir(self.model_dir):
+            raise InvalidOptionError(f"no Spark-TTS model directory at {self.model_dir!r}")
         spark_class = find_spark_tts()
         if isinstance(device, str):
             try:
                 import torch
             except ImportError as exc:
-                raise ImportError(f"{_INSTALL_HINT} (torch is missing)") from exc
+                raise MissingDependencyError(f"{_INSTALL_HINT} (torch is missing)") from exc
             device = torch.device(device)
-        self.model_dir = os.fspath(model_dir)
-        self._model = spark_class(self.model_dir, device)
+        try:
+            self._model = spark_class(self.model_dir, device)
+        except Exception as exc:
+            raise EngineError(
+                f"Spark-TTS failed to load {self.model_dir!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         self.sample_rate: int = int(self._model.sample_rate)
 
     @property
@@ -81,21 +100,33 @@ class SparkTTSModel:
         top_k: int = 50,
         top_p: float = 0.95,
     ) -> npt.NDArray[np.float32]:
-        """Synthesise ``text`` with upstream's ``inference``; return mono float32 samples."""
+        """Synthesise ``text`` with upstream's ``inference``; return mono float32 samples.
+
+        Raises:
+            InvalidParamsError: if ``gender``, ``pitch`` or ``speed`` is not one of Spark-TTS's
+                values (upstream would fail deep inside, with a bare ``KeyError``).
+            EngineError: if upstream fails (its error is chained).
+        """
+        check_choice("gender", gender, GENDERS)
+        check_choice("pitch", pitch, LEVELS)
+        check_choice("speed", speed, LEVELS)
         if gender is not None:
             pitch = pitch or "moderate"
             speed = speed or "moderate"
-        wav = self._model.inference(
-            text,
-            prompt_speech_path=prompt_speech_path,
-            prompt_text=prompt_text,
-            gender=gender,
-            pitch=pitch,
-            speed=speed,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-        )
+        try:
+            wav = self._model.inference(
+                text,
+                prompt_speech_path=prompt_speech_path,
+                prompt_text=prompt_text,
+                gender=gender,
+                pitch=pitch,
+                speed=speed,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+            )
+        except Exception as exc:
+            raise EngineError(f"Spark-TTS failed: {type(exc).__name__}: {exc}") from exc
         if hasattr(wav, "detach"):  # a torch tensor
             wav = wav.detach().cpu().numpy()
         return np.asarray(wav, dtype=np.float32).reshape(-1)
