@@ -132,6 +132,10 @@ class _CacheCore:
         assert entry is None or isinstance(entry, Entry)
         return entry
 
+    def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        entries = self.store.read_many([check_key(key) for key in keys], with_meta=True)
+        return entries  # type: ignore[return-value]  # with metadata: entries or None
+
     def write(
         self,
         key: str,
@@ -266,6 +270,17 @@ class TTSCache(_CacheFront, Cache):
         """Return the samples together with the stored text, parameters, sample rate and time."""
         check_key(key)
         return await anyio.to_thread.run_sync(self._core.read_entry, key, abandon_on_cancel=True)
+
+    async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """:meth:`get_entry` of each key (None where missing), in one worker-thread call.
+
+        Raises:
+            InvalidKeyError: if any key is malformed (nothing is read).
+        """
+        key_list = list(keys)
+        return await anyio.to_thread.run_sync(
+            self._core.read_entries, key_list, abandon_on_cancel=True
+        )
 
     async def cache_data(
         self,
