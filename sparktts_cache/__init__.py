@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._audio import as_mono_float32
 from ._cache import Cache
-from ._codec import Entry, EntryMeta
+from ._codec import Entry, EntryMeta, decode_entry, encode_entry
 from ._errors import (
     CacheError,
     CorruptEntryError,
@@ -24,11 +24,12 @@ from ._errors import (
 from ._keys import check_key, generate_cache_key, normalize_text
 from ._locks import FileSynthesisLock, SynthesisLock
 from ._long_text import LongTextTTS
+from ._maintenance import FileInfo, PruneReport, VerifyReport
 from ._redis import RedisCache, RedisSynthesisLock
 from ._segmenter import TextSegmenter
-from ._status import CacheStatus
+from ._status import CacheStatus, build_status
 from ._tiered import TieredCache
-from ._tts_cache import SyncTTSCache, TTSCache, default_cache_dir
+from ._tts_cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
 from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "EngineError",
     "Entry",
     "EntryMeta",
+    "FileInfo",
     "FileSynthesisLock",
     "InvalidAudioError",
     "InvalidKeyError",
@@ -47,19 +49,26 @@ __all__ = [
     "InvalidTextError",
     "LongTextTTS",
     "MissingDependencyError",
+    "PruneReport",
     "RedisCache",
     "RedisSynthesisLock",
+    "Stats",
     "SyncTTSCache",
     "SynthesisLock",
     "TTSCache",
     "TTSModel",
     "TextSegmenter",
     "TieredCache",
+    "TrafficStats",
     "UnsupportedTypeError",
+    "VerifyReport",
     "__version__",
     "as_mono_float32",
+    "build_status",
     "check_key",
+    "decode_entry",
     "default_cache_dir",
+    "encode_entry",
     "engine_names",
     "generate_cache_key",
     "load_tts_model",

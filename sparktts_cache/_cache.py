@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from ._codec import Entry, EntryMeta
 from ._keys import keys_for_texts
 from ._status import CacheStatus, build_status
 
@@ -19,8 +20,14 @@ class Cache(abc.ABC):
     """An async cache of synthesised audio, addressed by keys derived from text and parameters.
 
     Implementers provide :meth:`generate_cache_key` (synchronous and pure), :meth:`get_cached_data`,
-    :meth:`cache_data` and :meth:`clear_cache`. :meth:`get_cache_status` has a correct default that
-    reads every distinct entry one after the other; a backend should override it with a bulk check.
+    :meth:`cache_data` and :meth:`clear_cache`. The other methods have correct defaults built on
+    those, one key after the other; a backend should override them where it can do better:
+    :meth:`get_cached_batch` with a bulk read, :meth:`get_entries` if it keeps the text, parameters
+    and sample rate (the defaults cannot know them), :meth:`get_cache_status` with a bulk presence
+    check (keying with :meth:`segment_keys` and answering with ``build_status``).
+    ``encode_entry`` and ``decode_entry`` turn ``cache_data``'s arguments into the self-checking
+    entry bytes and back, for a backend that stores blobs; ``sparktts_cache.testing.CacheContract``
+    is the test every backend passes.
 
     Notes:
         A backend must be safe to call from many tasks at once, and ``cache_data`` must publish an
@@ -28,6 +35,11 @@ class Cache(abc.ABC):
     """
 
     __slots__ = ()
+
+    #: The anyio backends (event loops) this class runs on. A backend whose client library works
+    #: on one event loop only declares it here, for example ``("asyncio",)``; the contract tests
+    #: run on exactly these.
+    async_backends: ClassVar[tuple[str, ...]] = ("asyncio", "trio")
 
     @abc.abstractmethod
     def generate_cache_key(self, text: str, tts_params: Mapping[str, Any] | None = None) -> str:
@@ -63,6 +75,38 @@ class Cache(abc.ABC):
         """
         return [await self.get_cached_data(key) for key in keys]
 
+    async def get_entry(self, key: str) -> Entry | None:
+        """Return the audio of ``key`` with its metadata, or None if it is not cached.
+
+        This default calls :meth:`get_entries`; override that one, not this.
+        """
+        [entry] = await self.get_entries([key])
+        return entry
+
+    async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """Return :meth:`get_entry` of each key (None where missing), in order.
+
+        This default reads the audio with :meth:`get_cached_batch` and knows nothing else: each
+        entry's metadata has the key, an empty text, empty parameters, sample rate 0 and creation
+        time 0.0, meaning "not recorded". A backend that keeps them overrides this method (with
+        ``decode_entry``, a blob backend gets them back as stored).
+        """
+        audio = await self.get_cached_batch(keys)
+        return [
+            None if samples is None else Entry(samples, EntryMeta(key, "", {}, 0, 0.0))
+            for key, samples in zip(keys, audio, strict=True)
+        ]
+
+    def segment_keys(
+        self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Return the key of each segment (aligned with ``segments``) by :meth:`generate_cache_key`.
+
+        For a ``get_cache_status`` of a backend's own: an error names the failing segment's index
+        (``"segment 3: text is blank"``). CPU work: run it in a worker thread for long lists.
+        """
+        return keys_for_texts(lambda text: self.generate_cache_key(text, tts_params), segments)
+
     async def get_cache_status(
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
     ) -> CacheStatus:
@@ -71,7 +115,7 @@ class Cache(abc.ABC):
         This default reads each distinct entry in turn; override it with a bulk presence check.
         """
         segments = list(segments)
-        keys = keys_for_texts(lambda text: self.generate_cache_key(text, tts_params), segments)
+        keys = self.segment_keys(segments, tts_params)
         found: dict[str, bool] = {}
         for key in keys:
             if key not in found:

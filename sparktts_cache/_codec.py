@@ -19,12 +19,17 @@ plus the XXH3-128 of the 16-bit samples.
 
 Any file that does not match its format exactly, is truncated or extended, or whose digest does not
 match, raises :class:`CorruptEntryError`.
+
+:func:`encode_entry` and :func:`decode_entry` are the two calls a backend that stores blobs (Redis,
+an object store) needs: the same checks on ``cache_data``'s arguments as every other backend, and
+the same WAV bytes, where anything damaged is a logged miss.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
 import time
 from collections.abc import Mapping
@@ -37,11 +42,25 @@ import xxhash
 
 from ._audio import as_mono_float32, check_sample_rate
 from ._errors import CorruptEntryError, InvalidAudioError
-from ._keys import canonical_params, check_text
+from ._keys import canonical_params, check_key, check_text
 
-__all__ = ["CODECS", "Codec", "Entry", "EntryMeta", "FlacCodec", "WavCodec"]
+__all__ = [
+    "CODECS",
+    "DEFAULT_SAMPLE_RATE",
+    "Codec",
+    "Entry",
+    "EntryMeta",
+    "FlacCodec",
+    "WavCodec",
+    "decode_entry",
+    "encode_entry",
+]
+
+log = logging.getLogger("sparktts_cache")
 
 FORMAT_VERSION = 1
+#: The sample rate recorded with entries written without one, unless a backend sets another.
+DEFAULT_SAMPLE_RATE = 16000
 
 #: A whole entry file in memory.
 EntryBytes = bytearray | memoryview
@@ -310,3 +329,60 @@ class FlacCodec:
 
 
 CODECS: dict[str, Codec] = {"wav": WavCodec(), "flac": FlacCodec()}
+
+
+def encode_entry(
+    key: str,
+    audio: npt.NDArray[Any],
+    text: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    sample_rate: int | None = None,
+    default_rate: int = DEFAULT_SAMPLE_RATE,
+) -> bytes:
+    """Check the arguments of a ``cache_data`` call and return the whole entry as bytes.
+
+    The bytes are the file store's self-checking WAV entry (metadata and XXH3-128 digest inside),
+    so a blob backend stores exactly what the file store and Redis store, and accepts and refuses
+    exactly what they do. Read it back with :func:`decode_entry`.
+
+    Args:
+        key: the entry's key (checked here).
+        audio, text, params: as given to ``cache_data``.
+        sample_rate: the audio's rate; ``default_rate`` (the backend's default) if None.
+
+    Raises:
+        InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
+        InvalidParamsError: for bad arguments.
+
+    Notes:
+        Costs a copy and a checksum of the audio: for long audio, call it in a worker thread.
+    """
+    codec = CODECS["wav"]
+    samples, meta = new_entry(
+        check_key(key), audio, text, params, sample_rate, check_sample_rate(default_rate), codec
+    )
+    return b"".join(codec.encode(samples, meta))
+
+
+def decode_entry(key: str, data: bytes | bytearray | memoryview | None) -> Entry | None:
+    """Return the entry of ``key`` held in ``data`` (from :func:`encode_entry`), or None.
+
+    None (nothing stored) is a miss. So is anything that is not a whole, checksum-valid entry of
+    ``key``: a truncated, bit-flipped or foreign blob, or another key's entry. Those are logged as
+    warnings, never raised, as every backend treats damage.
+
+    The samples are a writable view of ``data`` when it is a ``bytearray`` (hand over one nobody
+    else writes to); any other buffer is copied first, so the caller owns what it gets.
+    """
+    if data is None:
+        return None
+    buffer = data if isinstance(data, bytearray) else bytearray(data)
+    try:
+        entry = CODECS["wav"].decode(buffer)
+        if entry.meta.key != key:
+            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
+    except CorruptEntryError as exc:
+        log.warning("corrupt entry %s (%s); treating it as a miss", key, exc)
+        return None
+    return entry

@@ -9,11 +9,12 @@ call. Eviction is left to Redis (``maxmemory`` with ``allkeys-lru``; see the REA
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.to_thread
@@ -22,8 +23,8 @@ import numpy.typing as npt
 
 from ._audio import check_sample_rate
 from ._cache import Cache
-from ._codec import Entry, WavCodec, new_entry
-from ._errors import CorruptEntryError
+from ._codec import Entry, decode_entry, encode_entry
+from ._errors import InvalidOptionError, MissingDependencyError
 from ._keys import check_key, generate_cache_key
 from ._status import CacheStatus, StatusPlan
 
@@ -39,9 +40,14 @@ BATCH = 1000
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import RedisError
-
+    try:
+        from redis.exceptions import RedisError
+    except ImportError as exc:
+        raise MissingDependencyError(_INSTALL_HINT) from exc
     return (RedisError, OSError, TimeoutError)
+
+
+_INSTALL_HINT = 'Redis support needs redis: pip install "sparktts_cache[redis]"'
 
 
 def _connect(url_or_client: str | Redis) -> Redis:
@@ -50,7 +56,7 @@ def _connect(url_or_client: str | Redis) -> Redis:
     try:
         from redis.asyncio import Redis
     except ImportError as exc:
-        raise ImportError('RedisCache needs redis: pip install "sparktts_cache[redis]"') from exc
+        raise MissingDependencyError(_INSTALL_HINT) from exc
     return Redis.from_url(url_or_client, socket_timeout=5, socket_connect_timeout=5)
 
 
@@ -63,11 +69,17 @@ class RedisCache(Cache):
         ttl: seconds an entry lives (None: until Redis evicts it).
         sample_rate: recorded with entries written without an explicit one.
 
+    Raises:
+        InvalidOptionError: for an empty namespace, one with glob characters, or a ttl <= 0.
+        MissingDependencyError: if the ``redis`` package is not installed.
+
     Notes:
         Runs on asyncio only (``redis.asyncio``). ``get_cache_status`` asks about all keys with one
         pipelined round trip per 1,000 segments; ``clear_cache`` uses SCAN and UNLINK in batches,
         never FLUSHDB.
     """
+
+    async_backends: ClassVar[tuple[str, ...]] = ("asyncio",)
 
     def __init__(
         self,
@@ -78,14 +90,15 @@ class RedisCache(Cache):
         sample_rate: int = 16000,
     ) -> None:
         if not namespace or any(c in namespace for c in "*?[]"):
-            raise ValueError(f"namespace must be non-empty without glob characters: {namespace!r}")
+            raise InvalidOptionError(
+                f"namespace must be non-empty without glob characters: {namespace!r}"
+            )
         if ttl is not None and ttl <= 0:
-            raise ValueError("ttl must be positive or None")
+            raise InvalidOptionError(f"ttl must be positive or None, got {ttl!r}")
         self.client = _connect(url)
         self.namespace = namespace
         self.ttl = ttl
         self.sample_rate = check_sample_rate(sample_rate)
-        self._codec = WavCodec()
         self._errors = _redis_errors()
 
     def redis_key(self, key: str) -> str:
@@ -97,28 +110,9 @@ class RedisCache(Cache):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def _decode(self, key: str, data: bytes | str | None) -> Entry | None:
-        if data is None:
-            return None
-        if isinstance(data, str):
-            log.error("RedisCache needs a client with decode_responses=False (the default)")
-            return None
-        try:
-            entry = self._codec.decode(bytearray(data))
-            if entry.meta.key != key:
-                raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
-        except CorruptEntryError as exc:
-            log.warning("corrupt Redis entry %s (%s); treating it as a miss", key, exc)
-            return None
-        return entry
-
-    async def get_entry(self, key: str) -> Entry | None:
-        """The samples and metadata of ``key``, or None on a miss (or a Redis error)."""
-        [entry] = await self.get_entries([key])
-        return entry
-
     async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
-        """:meth:`get_entry` of each key, with one MGET round trip per 1,000 keys."""
+        """The samples and metadata of each key (None on a miss, a damaged value or a Redis
+        error), with one MGET round trip per 1,000 keys."""
         names = [self.redis_key(key) for key in keys]
         results: list[Entry | None] = []
         for start in range(0, len(names), BATCH):
@@ -129,7 +123,7 @@ class RedisCache(Cache):
                 log.warning("Redis read failed: %s", exc)
                 values = [None] * len(batch)
             results += [
-                self._decode(key, value) for key, value in zip(keys[start:], values, strict=False)
+                _decode(key, value) for key, value in zip(keys[start:], values, strict=False)
             ]
         return results
 
@@ -139,13 +133,6 @@ class RedisCache(Cache):
 
     async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
         return [None if e is None else e.audio for e in await self.get_entries(keys)]
-
-    def _encode(self, key: str, audio: object, text: object, params: Mapping[str, Any] | None,
-                sample_rate: int | None) -> bytes:  # fmt: skip
-        samples, meta = new_entry(
-            key, audio, text, params, sample_rate, self.sample_rate, self._codec
-        )
-        return b"".join(bytes(buffer) for buffer in self._codec.encode(samples, meta))
 
     async def cache_data(
         self,
@@ -157,7 +144,11 @@ class RedisCache(Cache):
         sample_rate: int | None = None,
     ) -> bool:
         name = self.redis_key(key)
-        data = await anyio.to_thread.run_sync(self._encode, key, audio, text, params, sample_rate)
+        encode = functools.partial(
+            encode_entry, key, audio, text, params,
+            sample_rate=sample_rate, default_rate=self.sample_rate,
+        )  # fmt: skip
+        data = await anyio.to_thread.run_sync(encode)
         try:
             if self.ttl is None:
                 await self.client.set(name, data)
@@ -205,6 +196,13 @@ class RedisCache(Cache):
             log.error("Redis clear failed: %s", exc)
             return False
         return True
+
+
+def _decode(key: str, value: bytes | str | None) -> Entry | None:
+    if isinstance(value, str):
+        log.error("RedisCache needs a client with decode_responses=False (the default)")
+        return None
+    return decode_entry(key, value)
 
 
 class RedisSynthesisLock:

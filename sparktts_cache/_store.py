@@ -90,7 +90,11 @@ class FileStore:
 
     def read_entry(self, key: str) -> Entry | None:
         """The entry's samples and metadata, or None on a miss (as :meth:`read_audio`)."""
-        return self._read_many([key], self._decode_entry)[0]
+        return self.read_entries([key])[0]
+
+    def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """:meth:`read_entry` of each key, sharing directory descriptors between the reads."""
+        return self._read_many(keys, self._decode_entry)
 
     def _decode_entry(self, key: str, data: memoryview) -> Entry:
         entry = self.codec.decode(data)

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ._cache import Cache
-from ._codec import Entry, EntryMeta
+from ._codec import Entry
 from ._status import CacheStatus, build_status
 
 __all__ = ["TieredCache"]
 
 log = logging.getLogger("sparktts_cache")
+
+_T = TypeVar("_T")
+
+
+def _audio_of(entry: Entry) -> npt.NDArray[np.float32]:
+    return entry.audio
+
+
+def _itself(entry: Entry) -> Entry:
+    return entry
 
 
 class TieredCache(Cache):
@@ -26,7 +36,14 @@ class TieredCache(Cache):
         cache = TieredCache(local=TTSCache("tts_cache"), shared=RedisCache("redis://cache:6379"))
 
     Both tiers must use the same keys (every cache here uses :func:`generate_cache_key`).
-    ``cache_data`` returns True if at least one tier stored the entry.
+    ``cache_data`` returns True if at least one tier stored the entry. A shared hit is copied to
+    the local tier with the text, parameters and sample rate ``shared.get_entries`` gives (from a
+    shared tier that does not record them, the :class:`Cache` default: an empty text, no
+    parameters, and the local tier's default rate).
+
+    Notes:
+        Runs on the event loops both tiers run on (``async_backends`` of the class says asyncio and
+        trio; over :class:`RedisCache`, asyncio only).
     """
 
     def __init__(self, local: Cache, shared: Cache) -> None:
@@ -41,27 +58,26 @@ class TieredCache(Cache):
         return audio
 
     async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
-        results = await self.local.get_cached_batch(keys)
-        missing = [index for index, audio in enumerate(results) if audio is None]
+        local = await self.local.get_cached_batch(keys)
+        return await self._fill_from_shared(keys, local, _audio_of)
+
+    async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """Entries from the local tier, then from the shared tier for the local misses."""
+        local = await self.local.get_entries(keys)
+        return await self._fill_from_shared(keys, local, _itself)
+
+    async def _fill_from_shared(
+        self, keys: Sequence[str], results: list[_T | None], pick: Callable[[Entry], _T]
+    ) -> list[_T | None]:
+        """Fill the local misses in ``results`` from the shared tier, copying its hits to local."""
+        missing = [index for index, result in enumerate(results) if result is None]
         if missing:
-            fetched = await self._shared_entries([keys[i] for i in missing])
+            fetched = await self.shared.get_entries([keys[index] for index in missing])
             for index, entry in zip(missing, fetched, strict=True):
                 if entry is not None:
-                    results[index] = entry.audio
+                    results[index] = pick(entry)
                     await self._copy_to_local(keys[index], entry)
         return results
-
-    async def _shared_entries(self, keys: list[str]) -> list[Entry | None]:
-        """Entries with their metadata where the shared tier can give it (text, sample rate)."""
-        get_entries = getattr(self.shared, "get_entries", None)
-        if get_entries is not None:
-            entries: list[Entry | None] = await get_entries(keys)
-            return entries
-        audio = await self.shared.get_cached_batch(keys)
-        return [
-            None if a is None else Entry(a, EntryMeta(k, "", {}, 0, 0.0))
-            for k, a in zip(keys, audio, strict=True)
-        ]
 
     async def _copy_to_local(self, key: str, entry: Entry) -> None:
         meta = entry.meta

@@ -132,6 +132,9 @@ class _CacheCore:
     def read_entry(self, key: str) -> Entry | None:
         return self.store.read_entry(check_key(key))
 
+    def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        return self.store.read_entries([check_key(key) for key in keys])
+
     def write(
         self,
         key: str,
@@ -289,6 +292,17 @@ class TTSCache(_CacheFront, Cache):
         """Return the samples together with the stored text, parameters, sample rate and time."""
         check_key(key)
         return await anyio.to_thread.run_sync(self._core.read_entry, key, abandon_on_cancel=True)
+
+    async def get_entries(self, keys: Sequence[str]) -> list[Entry | None]:
+        """:meth:`get_entry` of each key (None where missing), in one worker-thread call.
+
+        Raises:
+            InvalidKeyError: if any key is malformed (nothing is read).
+        """
+        key_list = list(keys)
+        return await anyio.to_thread.run_sync(
+            self._core.read_entries, key_list, abandon_on_cancel=True
+        )
 
     async def cache_data(
         self,

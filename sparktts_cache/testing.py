@@ -1,19 +1,25 @@
 """A reusable contract test for :class:`~sparktts_cache.Cache` backends (needs pytest and anyio).
 
-Subclass :class:`CacheContract` in a test module and provide a ``cache`` fixture; every test then
-runs against the backend on asyncio and on trio::
+Subclass :class:`CacheContract` in a test module, name the backend class, and provide a ``cache``
+fixture and a ``reopen`` fixture; every test then runs against the backend on each event loop its
+class declares in ``async_backends`` (asyncio and trio unless it says otherwise)::
 
     class TestMyCache(CacheContract):
-        lossless = True
+        cache_classes = (MyCache,)
 
         @pytest.fixture
         def cache(self, tmp_path):
             return MyCache(tmp_path)
+
+        @pytest.fixture
+        def reopen(self, tmp_path):
+            return lambda: MyCache(tmp_path)  # a new object over the same storage
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import anyio
 import numpy as np
@@ -21,6 +27,7 @@ import numpy.typing as npt
 import pytest
 
 from ._cache import Cache
+from ._codec import DEFAULT_SAMPLE_RATE
 
 __all__ = ["CacheContract", "self_checking_audio"]
 
@@ -46,14 +53,44 @@ def self_checking_audio(seed: int, seconds: float = 0.25, rate: int = 16000) -> 
 
 @pytest.mark.anyio
 class CacheContract:
-    """The behaviour every ``Cache`` backend promises. Subclasses provide the ``cache`` fixture."""
+    """The behaviour every ``Cache`` backend promises.
 
+    Subclasses set :attr:`cache_classes` and provide two fixtures: ``cache``, a backend over empty
+    storage, and ``reopen``, a callable that builds a new backend object over the same storage as
+    ``cache`` (as another process would). A backend that cannot do something the contract asks
+    (a cache kept in memory cannot be reopened) marks that test
+    ``pytest.mark.xfail(strict=True, reason=...)`` in its subclass, so it is reported, and fails
+    the run if the test ever passes.
+    """
+
+    #: The ``Cache`` classes the ``cache`` fixture builds (all of them, for a composite such as
+    #: ``TieredCache``): the tests run on the event loops that all of their ``async_backends`` name.
+    cache_classes: ClassVar[tuple[type[Cache], ...]] = (Cache,)
     #: Whether float32 samples come back bit for bit (False for lossy formats such as FLAC).
     lossless = True
+    #: The sample rate the ``cache`` fixture records when ``cache_data`` gets none.
+    default_sample_rate = DEFAULT_SAMPLE_RATE
 
-    @pytest.fixture(params=["asyncio", "trio"])
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Run each test on the event loops every class in :attr:`cache_classes` supports."""
+        if "anyio_backend" in metafunc.fixturenames:
+            loops = [
+                loop
+                for loop in ("asyncio", "trio")
+                if all(loop in cls.async_backends for cls in self.cache_classes)
+            ]
+            metafunc.parametrize("anyio_backend", loops, indirect=True)
+
+    @pytest.fixture
     def anyio_backend(self, request: pytest.FixtureRequest) -> str:
         return str(request.param)
+
+    @pytest.fixture
+    def reopen(self) -> Callable[[], Cache]:
+        pytest.fail(
+            f"{type(self).__name__} must provide a reopen fixture: a callable that builds a new "
+            "backend over the same storage as the cache fixture"
+        )
 
     def assert_audio_equal(self, got: npt.NDArray[Any] | None, expected: npt.NDArray[Any]) -> None:
         assert got is not None
@@ -207,3 +244,99 @@ class CacheContract:
         key = keys[0]
         assert await cache.cache_data(key, self_checking_audio(0), "clear 0", PARAMS)
         self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(0))
+
+    # -- batches and entries ---------------------------------------------------------------------
+
+    async def test_batch_read_gives_the_single_reads_in_order(self, cache: Cache) -> None:
+        texts = ["batch one", "batch two", "batch three"]
+        keys = [cache.generate_cache_key(text, PARAMS) for text in texts]
+        for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 20):
+            assert await cache.cache_data(key, self_checking_audio(seed), text, PARAMS)
+        missing = cache.generate_cache_key("batch missing", PARAMS)
+        asked = [keys[1], missing, keys[0], keys[1], keys[2], missing]
+        seeds: list[int | None] = [21, None, 20, 21, 22, None]
+        batch = await cache.get_cached_batch(asked)
+        singles = [await cache.get_cached_data(key) for key in asked]
+        assert len(batch) == len(asked)
+        for got, single, wanted in zip(batch, singles, seeds, strict=True):
+            if wanted is None:
+                assert got is None and single is None
+            else:
+                self.assert_audio_equal(got, self_checking_audio(wanted))
+                assert single is not None
+                self.assert_audio_equal(got, single)
+        assert await cache.get_cached_batch([]) == []
+        with pytest.raises((ValueError, TypeError)):
+            await cache.get_cached_batch([keys[0], "../" * 10 + "etc/passwd"])
+
+    async def test_get_entry_gives_the_audio_under_its_key_and_none_on_a_miss(
+        self, cache: Cache
+    ) -> None:
+        key = cache.generate_cache_key("entry audio", PARAMS)
+        audio = self_checking_audio(30)
+        assert await cache.cache_data(key, audio, "entry audio", PARAMS)
+        missing = cache.generate_cache_key("entry missing", PARAMS)
+        assert await cache.get_entry(missing) is None
+        entry = await cache.get_entry(key)
+        assert entry is not None and entry.meta.key == key
+        self.assert_audio_equal(entry.audio, audio)
+        first, *found = await cache.get_entries([missing, key, key])
+        assert first is None and len(found) == 2
+        for entry in found:
+            assert entry is not None and entry.meta.key == key
+            self.assert_audio_equal(entry.audio, audio)
+        for bad in BAD_KEYS[:3]:
+            with pytest.raises((ValueError, TypeError)):
+                await cache.get_entry(bad)  # type: ignore[arg-type]
+
+    async def test_get_entry_gives_text_and_params_as_stored(self, cache: Cache) -> None:
+        text = "Entry text, as written: Grüße!"
+        params = {**PARAMS, "temperature": 0.7, "top_k": 50}
+        key = cache.generate_cache_key(text, params)
+        assert await cache.cache_data(key, self_checking_audio(31), text, params)
+        entry = await cache.get_entry(key)
+        assert entry is not None
+        assert (entry.meta.key, entry.meta.text, entry.meta.params) == (key, text, params)
+        [again] = await cache.get_entries([key])
+        assert again is not None and (again.meta.text, again.meta.params) == (text, params)
+
+    async def test_sample_rate_round_trips_through_get_entry(self, cache: Cache) -> None:
+        key = cache.generate_cache_key("at 22050 Hz", PARAMS)
+        audio = self_checking_audio(32)
+        assert await cache.cache_data(key, audio, "at 22050 Hz", PARAMS, sample_rate=22050)
+        entry = await cache.get_entry(key)
+        assert entry is not None and entry.meta.sample_rate == 22050
+        self.assert_audio_equal(entry.audio, audio)
+        default_key = cache.generate_cache_key("at the default rate", PARAMS)
+        assert await cache.cache_data(
+            default_key, self_checking_audio(33), "at the default rate", PARAMS
+        )
+        entry = await cache.get_entry(default_key)
+        assert entry is not None and entry.meta.sample_rate == self.default_sample_rate
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    async def test_a_reopened_backend_sees_what_the_first_wrote(
+        self, cache: Cache, reopen: Callable[[], Cache]
+    ) -> None:
+        texts = [f"kept {index}" for index in range(3)]
+        keys = [cache.generate_cache_key(text, PARAMS) for text in texts]
+        for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 40):
+            assert await cache.cache_data(
+                key, self_checking_audio(seed), text, PARAMS, sample_rate=22050
+            )
+        again = reopen()
+        assert again is not cache
+        for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 40):
+            self.assert_audio_equal(await again.get_cached_data(key), self_checking_audio(seed))
+            entry = await again.get_entry(key)
+            assert entry is not None
+            assert (entry.meta.text, entry.meta.sample_rate) == (text, 22050)
+        status = await again.get_cache_status([*texts, "not kept"], PARAMS)
+        assert status.cached_keys == keys and status.segments_to_generate == ["not kept"]
+        # And the other way round: the first object sees the new one's writes and clears.
+        key = cache.generate_cache_key("written later", PARAMS)
+        assert await again.cache_data(key, self_checking_audio(43), "written later", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(43))
+        assert await again.clear_cache() is True
+        assert await cache.get_cached_batch([*keys, key]) == [None] * 4

@@ -45,10 +45,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_store.py", "FileNotFoundError"): "control flow: the write loop catches it and writes again",
     ("_status.py", "RuntimeError"): "a bug inside the library (a StatusPlan read before it is "
     "complete), like a failed assertion; no caller's input can cause it",
-    # TEMPORARY: _redis.py is converted on the Redis engineer's branch. Delete these two lines when
-    # it is merged (this test then fails on them as stale, to say so).
-    ("_redis.py", "ImportError"): "converted on the Redis branch",
-    ("_redis.py", "ValueError"): "converted on the Redis branch",
 }
 
 

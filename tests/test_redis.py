@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sparktts_cache import (
+    CacheError,
+    InvalidOptionError,
     LongTextTTS,
+    MissingDependencyError,
     RedisCache,
     RedisSynthesisLock,
     TextSegmenter,
@@ -46,9 +50,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 _namespaces = iter(range(10**6))
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # redis.asyncio runs on asyncio only
+@pytest.fixture(params=RedisCache.async_backends)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -59,27 +63,70 @@ async def redis_cache(redis_url: str) -> AsyncIterator[RedisCache]:
     await cache.aclose()
 
 
+@pytest.fixture
+async def reopen_redis(
+    redis_url: str, redis_cache: RedisCache
+) -> AsyncIterator[Callable[[], RedisCache]]:
+    """Make new clients of ``redis_cache``'s namespace (closed at the end of the test)."""
+    opened: list[RedisCache] = []
+
+    def reopen() -> RedisCache:
+        opened.append(RedisCache(redis_url, namespace=redis_cache.namespace))
+        return opened[-1]
+
+    yield reopen
+    for cache in opened:
+        await cache.aclose()
+
+
 class TestRedisCache(CacheContract):
-    @pytest.fixture(params=["asyncio"])
-    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
-        return str(request.param)
+    cache_classes = (RedisCache,)
 
     @pytest.fixture
     def cache(self, redis_cache: RedisCache) -> RedisCache:
         return redis_cache
 
+    @pytest.fixture
+    def reopen(self, reopen_redis: Callable[[], RedisCache]) -> Callable[[], RedisCache]:
+        return reopen_redis
+
 
 class TestTieredCache(CacheContract):
-    @pytest.fixture(params=["asyncio"])
-    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
-        return str(request.param)
+    cache_classes = (TieredCache, TTSCache, RedisCache)
 
     @pytest.fixture
     def cache(self, redis_cache: RedisCache, tmp_path: Path) -> TieredCache:
         return TieredCache(TTSCache(tmp_path), redis_cache)
 
+    @pytest.fixture
+    def reopen(
+        self, reopen_redis: Callable[[], RedisCache], tmp_path: Path
+    ) -> Callable[[], TieredCache]:
+        return lambda: TieredCache(TTSCache(tmp_path), reopen_redis())
+
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    "options", [{"namespace": ""}, {"namespace": "a*b"}, {"ttl": 0}, {"ttl": -1.5}]
+)
+def test_bad_options_raise_invalid_option_error(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionError) as raised:
+        RedisCache("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, CacheError)
+
+
+def test_missing_redis_package_raises_missing_dependency_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "redis", None)  # what "import redis" finds uninstalled
+    for make in (RedisCache, RedisSynthesisLock):
+        with pytest.raises(MissingDependencyError, match=r"pip install .*\[redis\]") as raised:
+            make("redis://127.0.0.1:1/0")
+        assert isinstance(raised.value, ImportError) and isinstance(raised.value, CacheError)
 
 
 async def test_entries_are_the_file_store_bytes_and_keys(
