@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._keys import keys_for_texts
+from ._keys import keys_for_segments
 from ._status import CacheStatus, build_status
 
 __all__ = ["Cache"]
@@ -71,7 +71,7 @@ class Cache(abc.ABC):
         This default reads each distinct entry in turn; override it with a bulk presence check.
         """
         segments = list(segments)
-        keys = keys_for_texts(lambda text: self.generate_cache_key(text, tts_params), segments)
+        keys = keys_for_segments(segments, tts_params, key_of=self.generate_cache_key)
         found: dict[str, bool] = {}
         for key in keys:
             if key not in found:

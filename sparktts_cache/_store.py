@@ -30,7 +30,6 @@ import numpy.typing as npt
 from ._codec import Codec, Entry, EntryMeta
 from ._counters import COUNTER_NAME, SHARDS, add_to_counter
 from ._errors import CorruptEntryError
-from ._gil import GilYielder
 
 __all__ = ["FileStore"]
 
@@ -127,16 +126,11 @@ class FileStore:
     ) -> list[Entry | npt.NDArray[np.float32] | None]:
         """:meth:`read` of each key, sharing directory descriptors between the reads."""
         outer_fds: dict[str, int] = {}
-        yielder = GilYielder()
-        results: list[Entry | npt.NDArray[np.float32] | None] = []
         try:
-            for key in keys:
-                results.append(self._read_one(outer_fds, key, with_meta))
-                yielder.tick()
+            return [self._read_one(outer_fds, key, with_meta) for key in keys]
         finally:
             for fd in outer_fds.values():
                 os.close(fd)
-        return results
 
     def _read_one(
         self, outer_fds: dict[str, int], key: str, with_meta: bool
