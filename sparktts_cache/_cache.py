@@ -6,11 +6,12 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
 from ._codec import Entry, EntryMeta
-from ._keys import keys_for_texts
+from ._keys import keys_for_segments
 from ._status import CacheStatus, build_status
 
 __all__ = ["Cache"]
@@ -105,17 +106,19 @@ class Cache(abc.ABC):
         For a ``get_cache_status`` of a backend's own: an error names the failing segment's index
         (``"segment 3: text is blank"``). CPU work: run it in a worker thread for long lists.
         """
-        return keys_for_texts(lambda text: self.generate_cache_key(text, tts_params), segments)
+        return keys_for_segments(segments, tts_params, key_of=self.generate_cache_key)
 
     async def get_cache_status(
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
     ) -> CacheStatus:
         """Key every segment and find which distinct keys are cached.
 
-        This default reads each distinct entry in turn; override it with a bulk presence check.
+        This default keys the segments in a worker thread (a speaker file named in the parameters
+        is read to key it), then reads each distinct entry in turn; override it with a bulk
+        presence check.
         """
         segments = list(segments)
-        keys = self.segment_keys(segments, tts_params)
+        keys = await anyio.to_thread.run_sync(self.segment_keys, segments, tts_params)
         found: dict[str, bool] = {}
         for key in keys:
             if key not in found:

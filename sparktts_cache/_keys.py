@@ -15,8 +15,8 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import xxhash
 
@@ -26,7 +26,7 @@ from ._errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
-from ._gil import GilYielder
+from ._gil import CHUNK, GilYielder
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -37,6 +37,7 @@ __all__ = [
     "generate_cache_key",
     "key_prefix",
     "key_with_prefix",
+    "keys_for_segments",
     "normalize_text",
 ]
 
@@ -195,16 +196,52 @@ def generate_cache_key(text: object, tts_params: Mapping[str, Any] | None = None
     return key_with_prefix(key_prefix(tts_params), text)
 
 
-def keys_for_texts(key_of: Callable[[Any], str], texts: Iterable[object]) -> list[str]:
-    """Return ``key_of(text)`` for every text, naming the index of a bad one in the error."""
-    keys = []
+def keys_for_segments(
+    segments: Sequence[object],
+    tts_params: Mapping[str, Any] | None = None,
+    key_of: Callable[[Any, Mapping[str, Any] | None], str] | None = None,
+) -> list[str]:
+    """Return the key of every segment under ``tts_params``, aligned with the segments.
+
+    CPU work for a worker thread: it pauses for the GIL once per chunk of segments (see
+    :class:`GilYielder`). Keying is most of the cost of a status call, so the common case, a chunk
+    of ASCII texts, is keyed with list comprehensions and ``map`` rather than a call per segment;
+    it gives the same keys as :func:`generate_cache_key` (NFC and UTF-8 are the identity on ASCII).
+
+    Args:
+        segments: the texts to key.
+        tts_params: the parameters they are synthesised with.
+        key_of: a backend's own ``generate_cache_key(text, tts_params)``, called for each segment
+            instead of this module's recipe (a backend may key differently, so there is no fast
+            path then).
+
+    Raises:
+        UnsupportedTypeError, InvalidTextError: for a segment that is not a str or is blank (or any
+            ``TypeError`` or ``ValueError`` of ``key_of``), as the same type with the segment's
+            index first in the message: ``"segment 3: text is blank"``.
+        InvalidParamsError: as :func:`key_prefix`.
+    """
+    prefix = key_prefix(tts_params) if key_of is None else b""
+    keys: list[str] = []
     yielder = GilYielder()
-    for index, text in enumerate(texts):
-        try:
-            keys.append(key_of(text))
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"segment {index}: {exc}") from None
-        yielder.tick()
+    for start in range(0, len(segments), CHUNK):
+        chunk = segments[start : start + CHUNK]
+        if key_of is None and all(type(text) is str and text.isascii() for text in chunk):
+            normalized = [" ".join(text.split()) for text in cast("Sequence[str]", chunk)]
+            if not all(normalized):
+                blank = start + normalized.index("")
+                raise InvalidTextError(f"segment {blank}: text is blank")
+            keys += map(xxhash.xxh3_128_hexdigest, [prefix + text.encode() for text in normalized])
+        else:
+            for index, text in enumerate(chunk, start):
+                try:
+                    if key_of is None:
+                        keys.append(key_with_prefix(prefix, text))
+                    else:
+                        keys.append(key_of(text, tts_params))
+                except (ValueError, TypeError) as exc:
+                    raise type(exc)(f"segment {index}: {exc}") from None
+        yielder.pause_if_due()
     return keys
 
 

@@ -25,8 +25,8 @@ from ._audio import check_sample_rate
 from ._cache import Cache
 from ._codec import Entry, decode_entry, encode_entry
 from ._errors import InvalidOptionError, MissingDependencyError
-from ._keys import check_key, generate_cache_key
-from ._status import CacheStatus, StatusPlan
+from ._keys import check_key, generate_cache_key, keys_for_segments
+from ._status import CacheStatus, build_status
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -163,9 +163,9 @@ class RedisCache(Cache):
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None
     ) -> CacheStatus:
         """Key the segments in a worker thread, then ask Redis about them in pipelined batches."""
-        plan = StatusPlan(list(segments), tts_params, "", "")
-        await anyio.to_thread.run_sync(plan.build)
-        distinct = list(dict.fromkeys(plan.keys))
+        segments = list(segments)
+        keys = await anyio.to_thread.run_sync(keys_for_segments, segments, tts_params)
+        distinct = list(dict.fromkeys(keys))
         found: list[bool] = []
         for start in range(0, len(distinct), BATCH):
             batch = distinct[start : start + BATCH]
@@ -178,8 +178,7 @@ class RedisCache(Cache):
             except self._errors as exc:
                 log.warning("Redis status check failed: %s", exc)
                 found += [False] * len(batch)
-        plan.record(0, found)
-        return plan.result()
+        return build_status(segments, keys, dict(zip(distinct, found, strict=True)))
 
     async def clear_cache(self) -> bool:
         """Remove this namespace's entries (SCAN and UNLINK in batches), nothing else."""

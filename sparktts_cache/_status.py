@@ -9,6 +9,7 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import os
@@ -16,17 +17,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from xxhash import xxh3_128_hexdigest
-
-from ._errors import InvalidTextError
-from ._gil import GilYielder
-from ._keys import key_prefix, key_with_prefix
+from ._gil import CHUNK, GilYielder, hand_over_gil
+from ._keys import keys_for_segments
 from ._layout import entry_paths
 
 __all__ = ["CacheStatus", "StatusPlan", "build_status"]
 
-#: Segments or paths handled between two looks at the clock (to let the event loop run).
-CHUNK = 256
 #: Paths timed before choosing how to check the rest.
 PROBE_SIZE = 8
 #: Mean seconds per check above which the rest is checked by many threads at once.
@@ -61,12 +57,18 @@ def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]
 
 
 def _first_occurrences(keys: list[str]) -> dict[str, int]:
-    """Each distinct key with the index of its first occurrence, in first-occurrence order."""
+    """Each distinct key with the index of its first occurrence, in first-occurrence order.
+
+    One C-level pass of ``setdefault`` per chunk (``deque(maxlen=0)`` consumes the map without
+    keeping its results), with a pause for the GIL between chunks.
+    """
     first: dict[str, int] = {}
+    keep_first = first.setdefault
     yielder = GilYielder()
-    for index, key in enumerate(keys):
-        first.setdefault(key, index)
-        yielder.tick()
+    for start in range(0, len(keys), CHUNK):
+        stop = min(start + CHUNK, len(keys))
+        collections.deque(map(keep_first, keys[start:stop], range(start, stop)), maxlen=0)
+        yielder.pause_if_due()
     return first
 
 
@@ -102,29 +104,11 @@ class StatusPlan:
     def build(self) -> None:
         """Key every segment and list the distinct entry paths (CPU work: run it in a thread).
 
-        This is most of the cost of a status call, so the common case, a chunk of ASCII texts, is
-        keyed with list comprehensions and ``map`` rather than a call per segment; it gives the
-        same keys as :func:`key_with_prefix` (NFC and UTF-8 are the identity on ASCII).
+        Raises:
+            as :func:`keys_for_segments`.
         """
-        segments = self.segments
-        prefix = key_prefix(self._params)
-        keys: list[str] = []
+        keys = keys_for_segments(self.segments, self._params)
         yielder = GilYielder()
-        for start in range(0, len(segments), CHUNK):
-            chunk = segments[start : start + CHUNK]
-            if all(type(text) is str and text.isascii() for text in chunk):
-                normalized = [" ".join(text.split()) for text in chunk]
-                if not all(normalized):
-                    blank = start + normalized.index("")
-                    raise InvalidTextError(f"segment {blank}: text is blank")
-                keys += map(xxh3_128_hexdigest, [prefix + text.encode() for text in normalized])
-            else:
-                for index, text in enumerate(chunk, start):
-                    try:
-                        keys.append(key_with_prefix(prefix, text))
-                    except (ValueError, TypeError) as exc:
-                        raise type(exc)(f"segment {index}: {exc}") from None
-            yielder.pause_if_due()
         first = _first_occurrences(keys)
         root, extension = self._root, self._extension
         distinct = list(first)
@@ -159,9 +143,7 @@ class StatusPlan:
         """Build, then time the first checks: if they are fast, finish here and return the status;
         if slow (a network file system), return None and leave the rest to many threads."""
         if len(self.segments) > CHUNK * 8:
-            # A worker thread that was just created is returned to by the event loop only once
-            # the loop gets the GIL back: give it up once before a long run.
-            time.sleep(0)
+            hand_over_gil()
         self.build()
         began = time.perf_counter()
         results = self.check_range(0, PROBE_SIZE)

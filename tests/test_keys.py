@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparktts_cache import (
@@ -21,6 +21,9 @@ from sparktts_cache import (
     generate_cache_key,
     normalize_text,
 )
+from sparktts_cache._gil import CHUNK
+from sparktts_cache._keys import keys_for_segments
+from sparktts_cache._status import build_status
 
 json_scalars: st.SearchStrategy[Any] = st.one_of(
     st.none(),
@@ -190,4 +193,140 @@ def test_fast_path_for_flat_params_matches_the_full_walk(params: dict[str, Any])
     assert fast == _canonical_top(params, hash_files=False)
     assert [type(v) for v in fast.values()] == [
         type(v) for v in _canonical_top(params, hash_files=False).values()
+    ]
+
+
+# -- bulk keying -----------------------------------------------------------------------------------
+
+# str.split() also splits on \x1c-\x1f, so those count as (ASCII) whitespace for the key.
+ascii_spaces = st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\x0b\x0c", "\x1c", "\x1f"])
+other_spaces = st.sampled_from(["\xa0", "\u3000", "\u2028", "\x85", " \u2009 "])
+ascii_words = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8)
+
+
+def spaced(words: st.SearchStrategy[str], spaces: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Words joined by whitespace runs, with optional whitespace around them."""
+    return st.builds(
+        lambda lead, parts, trail: lead + "".join(word + space for word, space in parts) + trail,
+        st.one_of(st.just(""), spaces),
+        st.lists(st.tuples(words, spaces), min_size=1, max_size=4),
+        st.one_of(st.just(""), spaces),
+    )
+
+
+ascii_segments = spaced(ascii_words, ascii_spaces)
+other_segments = st.one_of(
+    texts.filter(lambda text: not text.isascii()),
+    st.sampled_from(["cafe\u0301", "\u212b ngstr\u00f6m", " e\u0301\u0323 x "]),  # not NFC
+    spaced(ascii_words | st.text(min_size=1, max_size=4), ascii_spaces | other_spaces).filter(
+        lambda text: text.strip() != ""
+    ),
+)
+
+
+@st.composite
+def segment_lists(draw: st.DrawFn, min_chunks: int = 1, max_chunks: int = 3) -> list[str]:
+    """Up to ``max_chunks`` chunks' worth of segments, each chunk all-ASCII or mixed at random."""
+    ascii_pool = draw(st.lists(ascii_segments, min_size=1, max_size=6))
+    other_pool = draw(st.lists(other_segments, min_size=1, max_size=6))
+    kinds = draw(st.lists(st.booleans(), min_size=min_chunks, max_size=max_chunks))
+    last = draw(st.integers(1, CHUNK + 1))  # may spill into one more chunk
+    rnd = draw(st.randoms(use_true_random=False))
+    segments: list[str] = []
+    for number, all_ascii in enumerate(kinds):
+        size = last if number == len(kinds) - 1 else CHUNK
+        pool = ascii_pool if all_ascii else ascii_pool + other_pool
+        chunk = [rnd.choice(pool) for _ in range(size)]
+        if not all_ascii:
+            chunk[rnd.randrange(size)] = rnd.choice(other_pool)
+        segments += chunk
+    return segments
+
+
+@settings(max_examples=60, deadline=None)
+@given(segment_lists(), flat_params)
+def test_bulk_keys_equal_generate_cache_key_for_every_segment(
+    segments: list[str], params: dict[str, Any]
+) -> None:
+    expected = [generate_cache_key(text, params) for text in segments]
+    assert keys_for_segments(segments, params) == expected
+    assert keys_for_segments(segments, params, key_of=generate_cache_key) == expected
+
+
+@given(st.lists(ascii_segments | other_segments, max_size=8), params_strategy)
+def test_bulk_keys_of_few_segments_with_any_params(
+    segments: list[str], params: dict[str, Any]
+) -> None:
+    assert keys_for_segments(segments, params) == [
+        generate_cache_key(text, params) for text in segments
+    ]
+
+
+bad_segments = st.sampled_from(["", " ", "\t\n ", "\x1f", "\u3000", "\xa0\u2028", None, b"x", 3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(segment_lists(min_chunks=2, max_chunks=2), st.data(), bad_segments, st.booleans())
+def test_a_bad_segment_raises_naming_its_index(
+    segments: list[str], data: st.DataObject, bad: Any, backend_keys: bool
+) -> None:
+    index = data.draw(st.integers(0, len(segments)), label="index")
+    check_bad_segment_is_named(segments, index, bad, backend_keys)
+
+
+@pytest.mark.parametrize("index", [0, 1, CHUNK - 1, CHUNK, CHUNK + 7, 2 * CHUNK + 1])
+@pytest.mark.parametrize("bad", ["", "\t\x1f", "\u3000", None, b"x"])
+@pytest.mark.parametrize("other", ["plain words", "caf\u00e9"])
+def test_a_bad_segment_in_any_chunk_is_named(index: int, bad: object, other: str) -> None:
+    segments = [f"{other} {number}" for number in range(3 * CHUNK)]
+    check_bad_segment_is_named(segments, index, bad, backend_keys=False)
+
+
+def check_bad_segment_is_named(
+    segments: list[Any], index: int, bad: object, backend_keys: bool
+) -> None:
+    segments.insert(index, bad)
+    segments.insert(index + 2, bad)  # only the first is named
+    error = InvalidTextError if isinstance(bad, str) else UnsupportedTypeError
+    key_of = generate_cache_key if backend_keys else None
+    with pytest.raises(error, match=rf"^segment {index}: "):
+        keys_for_segments(segments, {"speed": 1.0}, key_of=key_of)
+
+
+def test_bulk_keys_use_the_backends_own_key() -> None:
+    calls: list[tuple[object, object]] = []
+
+    def backend_key(text: Any, params: Any) -> str:  # positional, as the seed's backends
+        calls.append((text, params))
+        if text == "refused":
+            raise ValueError("not this one")
+        return f"{len(calls):032x}"
+
+    segments = ["a", "b", "a"] * CHUNK
+    keys = keys_for_segments(segments, {"p": 1}, key_of=backend_key)
+    assert keys == [f"{n:032x}" for n in range(1, len(segments) + 1)]
+    assert calls == [(text, {"p": 1}) for text in segments]
+    with pytest.raises(ValueError, match=r"^segment 2: not this one$"):
+        keys_for_segments(["a", "b", "refused"], None, key_of=backend_key)
+
+
+def test_bad_params_raise_even_with_no_segments() -> None:
+    with pytest.raises(InvalidParamsError):
+        keys_for_segments([], {"f": float("nan")})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=3 * CHUNK), st.data())
+def test_status_lists_distinct_keys_in_first_occurrence_order(
+    picks: list[int], data: st.DataObject
+) -> None:
+    keys = [f"{pick:032x}" for pick in picks]
+    segments = [f"segment {pick} at {index}" for index, pick in enumerate(picks)]
+    found = {key: data.draw(st.booleans(), label=key) for key in dict.fromkeys(keys)}
+    status = build_status(segments, keys, found)
+    first_index = {key: keys.index(key) for key in found}
+    assert status.cache_keys == keys
+    assert status.cached_keys == [key for key in first_index if found[key]]
+    assert status.segments_to_generate == [
+        segments[index] for key, index in first_index.items() if not found[key]
     ]
