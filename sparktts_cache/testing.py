@@ -9,6 +9,10 @@ runs against the backend on asyncio and on trio::
         @pytest.fixture
         def cache(self, tmp_path):
             return MyCache(tmp_path)
+
+:func:`sealed_audio` makes test audio that carries its own seed and length, and :func:`is_sealed`
+tells whole audio from torn or mixed audio without any metadata: the tests and the reliability
+harnesses write it everywhere.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pytest
 
 from ._cache import Cache
 
-__all__ = ["CacheContract", "self_checking_audio"]
+__all__ = ["CacheContract", "is_sealed", "sealed_audio"]
 
 PARAMS: dict[str, Any] = {"gender": "female", "pitch": "moderate", "speed": "moderate"}
 BAD_KEYS: list[object] = [
@@ -38,10 +42,42 @@ BAD_KEYS: list[object] = [
 ]
 
 
-def self_checking_audio(seed: int, seconds: float = 0.25, rate: int = 16000) -> npt.NDArray[Any]:
-    """Deterministic audio that a reader can regenerate from ``seed`` to tell whole data."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(max(1, int(seconds * rate))) * 0.1).astype(np.float32)
+#: Seeds and lengths are stored as ``n / _SEAL_SCALE``: exact in float32 for ``n < 2**24``.
+_SEAL_SCALE = 2**24
+
+
+def sealed_audio(seed: int, samples: int = 4000) -> npt.NDArray[np.float32]:
+    """Deterministic float32 audio that carries its own seed and length.
+
+    Sample 0 is ``seed / 2**24`` and sample 1 is ``samples / 2**24`` (both exact in float32); the
+    rest is uniform noise in [-0.1, 0.1) drawn from ``seed``. :func:`is_sealed` regenerates the
+    whole array from those two samples, so any reader, in any process, can tell a whole entry from
+    a truncated, extended, zeroed or torn one, or a mix of two writers' entries, without metadata.
+    The default length is 0.25 s at 16 kHz. Every sample lies well within [-1, 1), so a lossy
+    format (FLAC) keeps the audio close, but only lossless round trips stay sealed.
+
+    Raises:
+        ValueError: unless ``0 <= seed < 2**24`` and ``2 <= samples < 2**24``.
+    """
+    if not 0 <= seed < _SEAL_SCALE or not 2 <= samples < _SEAL_SCALE:
+        raise ValueError(f"need 0 <= seed < 2**24 and 2 <= samples < 2**24, not {seed}, {samples}")
+    audio = np.empty(samples, dtype=np.float32)
+    audio[0] = seed / _SEAL_SCALE
+    audio[1] = samples / _SEAL_SCALE
+    noise = np.random.default_rng(seed).random(samples - 2, dtype=np.float32)  # fast, float32
+    audio[2:] = (noise - np.float32(0.5)) * np.float32(0.2)
+    return audio
+
+
+def is_sealed(audio: npt.NDArray[Any] | None) -> bool:
+    """Whether ``audio`` is exactly what :func:`sealed_audio` made for the seed and length it
+    carries: False for ``None`` (a miss), another dtype or shape, and any torn or mixed array."""
+    if audio is None or audio.dtype != np.float32 or audio.ndim != 1 or len(audio) < 2:
+        return False
+    seed, samples = float(audio[0]) * _SEAL_SCALE, float(audio[1]) * _SEAL_SCALE
+    if not (seed.is_integer() and 0 <= seed < _SEAL_SCALE) or samples != len(audio):
+        return False
+    return bool(np.array_equal(audio, sealed_audio(int(seed), len(audio))))
 
 
 @pytest.mark.anyio
@@ -87,13 +123,13 @@ class CacheContract:
         assert await cache.get_cached_data(cache.generate_cache_key("never", PARAMS)) is None
 
     async def test_round_trip_float32(self, cache: Cache) -> None:
-        audio = self_checking_audio(1)
+        audio = sealed_audio(1)
         key = cache.generate_cache_key("one", PARAMS)
         assert await cache.cache_data(key, audio, "one", PARAMS) is True
         self.assert_audio_equal(await cache.get_cached_data(key), audio)
 
     async def test_float64_int16_and_column_audio_are_accepted(self, cache: Cache) -> None:
-        base = self_checking_audio(2)
+        base = sealed_audio(2)
         cases: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]] = [
             (base.astype(np.float64), base),
             (base.reshape(-1, 1), base),
@@ -127,7 +163,7 @@ class CacheContract:
         assert await cache.get_cached_data(key) is None
 
     async def test_bad_keys_are_rejected_by_every_method(self, cache: Cache) -> None:
-        audio = self_checking_audio(3)
+        audio = sealed_audio(3)
         for bad in [*BAD_KEYS, 12345, None, b"0" * 32]:
             with pytest.raises((ValueError, TypeError)):
                 await cache.get_cached_data(bad)  # type: ignore[arg-type]
@@ -136,13 +172,13 @@ class CacheContract:
 
     async def test_second_write_replaces_the_first(self, cache: Cache) -> None:
         key = cache.generate_cache_key("twice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(4), "twice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(5), "twice", PARAMS)
-        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(5))
+        assert await cache.cache_data(key, sealed_audio(4), "twice", PARAMS)
+        assert await cache.cache_data(key, sealed_audio(5), "twice", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), sealed_audio(5))
 
     async def test_concurrent_writers_and_readers_see_whole_entries(self, cache: Cache) -> None:
         key = cache.generate_cache_key("contended", PARAMS)
-        candidates = {seed: self_checking_audio(seed, seconds=1.0) for seed in range(10, 16)}
+        candidates = {seed: sealed_audio(seed, 16_000) for seed in range(10, 16)}
         seen: list[npt.NDArray[Any]] = []
 
         async def write(seed: int) -> None:
@@ -173,7 +209,7 @@ class CacheContract:
         segments = ["A one.", "B two.", "A  one.", "C three.", "B two.", "D four.", "C three."]
         for text in ("B two.", "D four."):
             key = cache.generate_cache_key(text, PARAMS)
-            assert await cache.cache_data(key, self_checking_audio(len(text)), text, PARAMS)
+            assert await cache.cache_data(key, sealed_audio(len(text)), text, PARAMS)
         status = await cache.get_cache_status(segments, PARAMS)
         keys, cached, to_generate = status
         assert keys == [cache.generate_cache_key(s, PARAMS) for s in segments]
@@ -188,7 +224,7 @@ class CacheContract:
 
     async def test_status_with_different_params_is_a_miss(self, cache: Cache) -> None:
         key = cache.generate_cache_key("voice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(6), "voice", PARAMS)
+        assert await cache.cache_data(key, sealed_audio(6), "voice", PARAMS)
         status = await cache.get_cache_status(["voice"], {**PARAMS, "gender": "male"})
         assert status.cached_keys == [] and status.segments_to_generate == ["voice"]
 
@@ -198,12 +234,12 @@ class CacheContract:
         keys = []
         for index in range(5):
             key = cache.generate_cache_key(f"clear {index}", PARAMS)
-            assert await cache.cache_data(key, self_checking_audio(index), f"clear {index}", PARAMS)
+            assert await cache.cache_data(key, sealed_audio(index), f"clear {index}", PARAMS)
             keys.append(key)
         assert await cache.clear_cache() is True
         for key in keys:
             assert await cache.get_cached_data(key) is None
         assert await cache.clear_cache() is True  # clearing an empty cache is fine
         key = keys[0]
-        assert await cache.cache_data(key, self_checking_audio(0), "clear 0", PARAMS)
-        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(0))
+        assert await cache.cache_data(key, sealed_audio(0), "clear 0", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), sealed_audio(0))

@@ -16,8 +16,9 @@ import soundfile
 
 from sparktts_cache import SyncTTSCache, TTSCache, default_cache_dir
 from sparktts_cache._store import FileStore
+from sparktts_cache.testing import sealed_audio
 
-from .helpers import files_under, fill, self_checking_audio
+from .helpers import files_under, fill
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def cache(tmp_path: Path) -> SyncTTSCache:
 
 def write_one(cache: SyncTTSCache, text: str = "hello", seed: int = 1) -> tuple[str, Path]:
     key = cache.generate_cache_key(text, {})
-    assert cache.cache_data(key, self_checking_audio(seed), text, {})
+    assert cache.cache_data(key, sealed_audio(seed), text, {})
     return key, cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
 
 
@@ -41,7 +42,7 @@ def test_entry_is_a_standard_wav_with_exact_samples_and_metadata(cache: SyncTTSC
     key, path = write_one(cache, "Grüße")
     samples, rate = soundfile.read(path, dtype="float32")
     assert rate == 16000
-    np.testing.assert_array_equal(samples, self_checking_audio(1))
+    np.testing.assert_array_equal(samples, sealed_audio(1))
     entry = cache.get_entry(key)
     assert entry is not None
     assert (entry.meta.key, entry.meta.text, entry.meta.sample_rate) == (key, "Grüße", 16000)
@@ -51,16 +52,16 @@ def test_entry_is_a_standard_wav_with_exact_samples_and_metadata(cache: SyncTTSC
 def test_sample_rate_is_recorded(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, sample_rate=22050)
     key = cache.generate_cache_key("x")
-    assert cache.cache_data(key, self_checking_audio(1), "x")
+    assert cache.cache_data(key, sealed_audio(1), "x")
     assert cache.cache_data(key.replace(key[0], "f" if key[0] != "f" else "e", 1),
-                            self_checking_audio(2), "y", sample_rate=44100)  # fmt: skip
+                            sealed_audio(2), "y", sample_rate=44100)  # fmt: skip
     entry = cache.get_entry(key)
     assert entry is not None and entry.meta.sample_rate == 22050
     assert (
         soundfile.info(str(cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav")).samplerate == 22050
     )
     with pytest.raises(ValueError):
-        cache.cache_data(key, self_checking_audio(1), "x", sample_rate=0)
+        cache.cache_data(key, sealed_audio(1), "x", sample_rate=0)
 
 
 def test_no_temp_file_is_left_and_permissions_follow_the_umask(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def _damaged_variants(good: bytes) -> dict[str, bytes]:
         flipped[offset] ^= 0x10
         variants[f"bit flip at {offset}"] = bytes(flipped)
     plain = io.BytesIO()
-    soundfile.write(plain, self_checking_audio(1), 16000, format="WAV", subtype="FLOAT")
+    soundfile.write(plain, sealed_audio(1), 16000, format="WAV", subtype="FLOAT")
     variants["plain wav from another program"] = plain.getvalue()
     return variants
 
@@ -132,13 +133,13 @@ def test_every_kind_of_damage_is_a_logged_miss_and_removed(
         assert cache.get_cache_status(["hello"]).segments_to_generate == ["hello"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(good)
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_flac_damage_is_a_miss(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, audio_format="flac")
     key = cache.generate_cache_key("hello")
-    assert cache.cache_data(key, self_checking_audio(1), "hello")
+    assert cache.cache_data(key, sealed_audio(1), "hello")
     path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.flac"
     good = path.read_bytes()
     for cut in (0, 10, 100, len(good) // 2, len(good) - 1):
@@ -187,7 +188,7 @@ def test_symlinked_shard_is_never_followed(cache: SyncTTSCache, tmp_path: Path) 
     key = cache.generate_cache_key("escape", {})
     cache.cache_dir.mkdir()
     (cache.cache_dir / key[:2]).symlink_to(outside, target_is_directory=True)
-    assert cache.cache_data(key, self_checking_audio(1), "escape", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "escape", {}) is False
     assert cache.get_cached_data(key) is None
     assert list(outside.iterdir()) == []
     # A planted entry outside, reachable only through the link, is not read either.
@@ -244,11 +245,11 @@ def test_disk_full_returns_false_and_leaves_nothing(
     monkeypatch.setattr(os, "writev", full)
     key = cache.generate_cache_key("full", {})
     with caplog.at_level(logging.ERROR, logger="sparktts_cache"):
-        assert cache.cache_data(key, self_checking_audio(1), "full", {}) is False
+        assert cache.cache_data(key, sealed_audio(1), "full", {}) is False
     assert "No space left" in caplog.text
     assert files_under(cache.cache_dir) == []
     monkeypatch.setattr(os, "writev", real_writev)
-    assert cache.cache_data(key, self_checking_audio(1), "full", {}) is True
+    assert cache.cache_data(key, sealed_audio(1), "full", {}) is True
 
 
 def test_rename_failure_returns_false_and_leaves_nothing(
@@ -259,7 +260,7 @@ def test_rename_failure_returns_false_and_leaves_nothing(
 
     monkeypatch.setattr(os, "replace", broken)
     key = cache.generate_cache_key("io", {})
-    assert cache.cache_data(key, self_checking_audio(1), "io", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "io", {}) is False
     assert files_under(cache.cache_dir) == []
 
 
@@ -283,8 +284,8 @@ def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.M
         ):
             directory.chmod(0o555)
     try:
-        assert cache.cache_data(key, self_checking_audio(2), "ro", {}) is False
-        np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+        assert cache.cache_data(key, sealed_audio(2), "ro", {}) is False
+        np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
     finally:
         monkeypatch.undo()
         for directory in (
@@ -293,14 +294,14 @@ def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.M
             *cache.cache_dir.glob("*/*"),
         ):
             directory.chmod(0o755)
-    assert cache.cache_data(key, self_checking_audio(2), "ro", {}) is True
+    assert cache.cache_data(key, sealed_audio(2), "ro", {}) is True
 
 
 def test_cache_dir_that_is_a_file_returns_false(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     cache = SyncTTSCache(tmp_path / "file")
     key = cache.generate_cache_key("x", {})
-    assert cache.cache_data(key, self_checking_audio(1), "x", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "x", {}) is False
     assert cache.get_cached_data(key) is None
     assert cache.clear_cache() is False
 
@@ -323,13 +324,13 @@ def test_write_survives_a_concurrent_clear_of_its_shard(
     monkeypatch.setattr(FileStore, "_publish", publish_after_clear)
     key, _path = write_one(cache)
     assert attempts["n"] == 2
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_fsync_option_writes_the_same_entry(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, fsync=True)
     key, _path = write_one(cache)
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_writes_replace_a_symlink_at_the_entry_path_and_never_follow_it(
@@ -341,10 +342,10 @@ def test_writes_replace_a_symlink_at_the_entry_path_and_never_follow_it(
     path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
     path.parent.mkdir(parents=True)
     path.symlink_to(outside)
-    assert cache.cache_data(key, self_checking_audio(1), "link")
+    assert cache.cache_data(key, sealed_audio(1), "link")
     assert outside.read_bytes() == b"not the cache's"
     assert not path.is_symlink()
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_maintenance_never_touches_anything_outside(cache: SyncTTSCache, tmp_path: Path) -> None:
