@@ -77,12 +77,19 @@ class CacheLogCounter(logging.Handler):
     """Counts what the cache only logs: ``corrupt`` files a reader met (it turns one into a miss,
     and removes it, so without this a torn entry would pass for a plain miss), and writes
     ``given_up`` because their shard directory or temp file was removed under them at every
-    attempt (by concurrent clears or cleanups: the write returns False)."""
+    attempt (by concurrent clears or cleanups: the write returns False). Counts while in a
+    ``with`` block."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.corrupt = self.given_up = 0
+
+    def __enter__(self) -> CacheLogCounter:
         logging.getLogger("sparktts_cache").addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.getLogger("sparktts_cache").removeHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
@@ -278,7 +285,6 @@ def mixed_load(
     cache ends within its limit, but for the last writes that raced the last cleanup.
     """
     cache = TTSCache(cache_dir, max_size_bytes=limit)
-    logged = CacheLogCounter()
     counts = dict.fromkeys(("writes", "write_failures", "hits", "misses", "statuses", "clears",
                             "corrupt_reads", "unexpected_errors"), 0)  # fmt: skip
     errors: list[str] = []
@@ -326,14 +332,15 @@ def mixed_load(
             for number in range(tasks):
                 group.start_soon(task, number)
 
-    anyio.run(main)
-    gate.arrive("loaded")
-    gate.wait("loaded")
-    fresh = SyncTTSCache(cache_dir, max_size_bytes=limit)
-    name = f"private {worker} last"
-    audio = sealed_audio(random.Random(seed * 1000 + worker).randrange(2**24), 32000)
-    counts["writes" if fresh.cache_data(harness_key(fresh, name), audio, name) else
-           "write_failures"] += 1  # fmt: skip
+    with CacheLogCounter() as logged:
+        anyio.run(main)
+        gate.arrive("loaded")
+        gate.wait("loaded")
+        fresh = SyncTTSCache(cache_dir, max_size_bytes=limit)
+        name = f"private {worker} last"
+        audio = sealed_audio(random.Random(seed * 1000 + worker).randrange(2**24), 32000)
+        counts["writes" if fresh.cache_data(harness_key(fresh, name), audio, name) else
+               "write_failures"] += 1  # fmt: skip
     return {**counts, "corrupt_files_read": logged.corrupt, "writes_given_up": logged.given_up,
             "errors": errors[:5]}  # fmt: skip
 

@@ -73,43 +73,43 @@ def crash(cache_dir: str, kills: int, writers: int = 3, seed: int = 0) -> dict[s
     """
     rnd = random.Random(seed)
     cache = SyncTTSCache(cache_dir)
-    logged = CacheLogCounter()
 
     def started(target: Any) -> Worker:
         worker = Worker(target, cache_dir, rnd.randrange(2**24))
         worker.wait_ready()
         return worker
 
-    running: list[Worker] = []
-    torn_seen = checked = 0
-    began = time.monotonic()
-    try:
-        running.extend(started(writer) for _ in range(writers))  # appended as each is ready
-        for _ in range(MID_WRITE_KILLS):  # while the others write
-            started(writer_killed_mid_write).kill()
-        for kill in range(kills):
-            time.sleep(rnd.uniform(0.0, 0.08))
-            victim = rnd.randrange(writers)
-            running[victim].kill()
-            running[victim] = started(writer)
-            if kill % 25 == 24:  # read everything now and then, with writers still running
-                whole, torn = read_every_entry(cache)
-                checked += whole + torn
-                torn_seen += torn
-    finally:
-        for worker in running:
-            worker.kill()
-    report = cache.verify()  # before the final reads, which would remove a corrupt file
-    whole, torn = read_every_entry(cache)
-    orphans = temp_files(cache_dir)
-    old, young = orphans[::2], orphans[1::2]
-    for temp in old:  # dead writers' temp files: cleanup removes those over an hour old
-        then = time.time() - 7200
-        os.utime(temp, (then, then))
-    pruned = cache.prune()
-    young_kept = sum(temp.exists() for temp in young)
-    cleared = cache.clear_cache()
-    left = [name for name in files_under(cache_dir) if name.endswith((".wav", ".tmp"))]
+    with CacheLogCounter() as logged:  # corrupt files met by the reads below
+        running: list[Worker] = []
+        torn_seen = checked = 0
+        began = time.monotonic()
+        try:
+            running.extend(started(writer) for _ in range(writers))  # appended as each is ready
+            for _ in range(MID_WRITE_KILLS):  # while the others write
+                started(writer_killed_mid_write).kill()
+            for kill in range(kills):
+                time.sleep(rnd.uniform(0.0, 0.08))
+                victim = rnd.randrange(writers)
+                running[victim].kill()
+                running[victim] = started(writer)
+                if kill % 25 == 24:  # read everything now and then, with writers still running
+                    whole, torn = read_every_entry(cache)
+                    checked += whole + torn
+                    torn_seen += torn
+        finally:
+            for worker in running:
+                worker.kill()
+        report = cache.verify()  # before the final reads, which would remove a corrupt file
+        whole, torn = read_every_entry(cache)
+        orphans = temp_files(cache_dir)
+        old, young = orphans[::2], orphans[1::2]
+        for temp in old:  # dead writers' temp files: cleanup removes those over an hour old
+            then = time.time() - 7200
+            os.utime(temp, (then, then))
+        pruned = cache.prune()
+        young_kept = sum(temp.exists() for temp in young)
+        cleared = cache.clear_cache()
+        left = [name for name in files_under(cache_dir) if name.endswith((".wav", ".tmp"))]
     return {
         "kills": kills + MID_WRITE_KILLS,
         "kills_mid_write": MID_WRITE_KILLS,
