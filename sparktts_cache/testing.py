@@ -14,6 +14,10 @@ class declares in ``async_backends`` (asyncio and trio unless it says otherwise)
         @pytest.fixture
         def reopen(self, tmp_path):
             return lambda: MyCache(tmp_path)  # a new object over the same storage
+
+:func:`sealed_audio` makes test audio that carries its own seed and length, and :func:`is_sealed`
+tells whole audio from torn or mixed audio without any metadata: the tests and the reliability
+harnesses write it everywhere.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import pytest
 
 from ._cache import Cache
 from ._codec import DEFAULT_SAMPLE_RATE
+from ._errors import InvalidOptionError
 
-__all__ = ["CacheContract", "self_checking_audio"]
+__all__ = ["CacheContract", "is_sealed", "sealed_audio"]
 
 PARAMS: dict[str, Any] = {"gender": "female", "pitch": "moderate", "speed": "moderate"}
 BAD_KEYS: list[object] = [
@@ -45,10 +50,44 @@ BAD_KEYS: list[object] = [
 ]
 
 
-def self_checking_audio(seed: int, seconds: float = 0.25, rate: int = 16000) -> npt.NDArray[Any]:
-    """Deterministic audio that a reader can regenerate from ``seed`` to tell whole data."""
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(max(1, int(seconds * rate))) * 0.1).astype(np.float32)
+#: Seeds and lengths are stored as ``n / _SEAL_SCALE``: exact in float32 for ``n < 2**24``.
+_SEAL_SCALE = 2**24
+
+
+def sealed_audio(seed: int, samples: int = 4000) -> npt.NDArray[np.float32]:
+    """Deterministic float32 audio that carries its own seed and length.
+
+    Sample 0 is ``seed / 2**24`` and sample 1 is ``samples / 2**24`` (both exact in float32); the
+    rest is uniform noise in [-0.1, 0.1) drawn from ``seed``. :func:`is_sealed` regenerates the
+    whole array from those two samples, so any reader, in any process, can tell a whole entry from
+    a truncated, extended, zeroed or torn one, or a mix of two writers' entries, without metadata.
+    The default length is 0.25 s at 16 kHz. Every sample lies well within [-1, 1), so a lossy
+    format (FLAC) keeps the audio close, but only lossless round trips stay sealed.
+
+    Raises:
+        InvalidOptionError: unless ``0 <= seed < 2**24`` and ``2 <= samples < 2**24``.
+    """
+    if not 0 <= seed < _SEAL_SCALE or not 2 <= samples < _SEAL_SCALE:
+        raise InvalidOptionError(
+            f"need 0 <= seed < 2**24 and 2 <= samples < 2**24, not {seed}, {samples}"
+        )
+    audio = np.empty(samples, dtype=np.float32)
+    audio[0] = seed / _SEAL_SCALE
+    audio[1] = samples / _SEAL_SCALE
+    noise = np.random.default_rng(seed).random(samples - 2, dtype=np.float32)  # fast, float32
+    audio[2:] = (noise - np.float32(0.5)) * np.float32(0.2)
+    return audio
+
+
+def is_sealed(audio: npt.NDArray[Any] | None) -> bool:
+    """Whether ``audio`` is exactly what :func:`sealed_audio` made for the seed and length it
+    carries: False for ``None`` (a miss), another dtype or shape, and any torn or mixed array."""
+    if audio is None or audio.dtype != np.float32 or audio.ndim != 1 or len(audio) < 2:
+        return False
+    seed, samples = float(audio[0]) * _SEAL_SCALE, float(audio[1]) * _SEAL_SCALE
+    if not (seed.is_integer() and 0 <= seed < _SEAL_SCALE) or samples != len(audio):
+        return False
+    return bool(np.array_equal(audio, sealed_audio(int(seed), len(audio))))
 
 
 @pytest.mark.anyio
@@ -124,13 +163,13 @@ class CacheContract:
         assert await cache.get_cached_data(cache.generate_cache_key("never", PARAMS)) is None
 
     async def test_round_trip_float32(self, cache: Cache) -> None:
-        audio = self_checking_audio(1)
+        audio = sealed_audio(1)
         key = cache.generate_cache_key("one", PARAMS)
         assert await cache.cache_data(key, audio, "one", PARAMS) is True
         self.assert_audio_equal(await cache.get_cached_data(key), audio)
 
     async def test_float64_int16_and_column_audio_are_accepted(self, cache: Cache) -> None:
-        base = self_checking_audio(2)
+        base = sealed_audio(2)
         cases: list[tuple[npt.NDArray[Any], npt.NDArray[Any]]] = [
             (base.astype(np.float64), base),
             (base.reshape(-1, 1), base),
@@ -164,7 +203,7 @@ class CacheContract:
         assert await cache.get_cached_data(key) is None
 
     async def test_bad_keys_are_rejected_by_every_method(self, cache: Cache) -> None:
-        audio = self_checking_audio(3)
+        audio = sealed_audio(3)
         for bad in [*BAD_KEYS, 12345, None, b"0" * 32]:
             with pytest.raises((ValueError, TypeError)):
                 await cache.get_cached_data(bad)  # type: ignore[arg-type]
@@ -173,13 +212,13 @@ class CacheContract:
 
     async def test_second_write_replaces_the_first(self, cache: Cache) -> None:
         key = cache.generate_cache_key("twice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(4), "twice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(5), "twice", PARAMS)
-        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(5))
+        assert await cache.cache_data(key, sealed_audio(4), "twice", PARAMS)
+        assert await cache.cache_data(key, sealed_audio(5), "twice", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), sealed_audio(5))
 
     async def test_concurrent_writers_and_readers_see_whole_entries(self, cache: Cache) -> None:
         key = cache.generate_cache_key("contended", PARAMS)
-        candidates = {seed: self_checking_audio(seed, seconds=1.0) for seed in range(10, 16)}
+        candidates = {seed: sealed_audio(seed, 16_000) for seed in range(10, 16)}
         seen: list[npt.NDArray[Any]] = []
 
         async def write(seed: int) -> None:
@@ -210,7 +249,7 @@ class CacheContract:
         segments = ["A one.", "B two.", "A  one.", "C three.", "B two.", "D four.", "C three."]
         for text in ("B two.", "D four."):
             key = cache.generate_cache_key(text, PARAMS)
-            assert await cache.cache_data(key, self_checking_audio(len(text)), text, PARAMS)
+            assert await cache.cache_data(key, sealed_audio(len(text)), text, PARAMS)
         status = await cache.get_cache_status(segments, PARAMS)
         keys, cached, to_generate = status
         assert keys == [cache.generate_cache_key(s, PARAMS) for s in segments]
@@ -225,7 +264,7 @@ class CacheContract:
 
     async def test_status_with_different_params_is_a_miss(self, cache: Cache) -> None:
         key = cache.generate_cache_key("voice", PARAMS)
-        assert await cache.cache_data(key, self_checking_audio(6), "voice", PARAMS)
+        assert await cache.cache_data(key, sealed_audio(6), "voice", PARAMS)
         status = await cache.get_cache_status(["voice"], {**PARAMS, "gender": "male"})
         assert status.cached_keys == [] and status.segments_to_generate == ["voice"]
 
@@ -235,15 +274,15 @@ class CacheContract:
         keys = []
         for index in range(5):
             key = cache.generate_cache_key(f"clear {index}", PARAMS)
-            assert await cache.cache_data(key, self_checking_audio(index), f"clear {index}", PARAMS)
+            assert await cache.cache_data(key, sealed_audio(index), f"clear {index}", PARAMS)
             keys.append(key)
         assert await cache.clear_cache() is True
         for key in keys:
             assert await cache.get_cached_data(key) is None
         assert await cache.clear_cache() is True  # clearing an empty cache is fine
         key = keys[0]
-        assert await cache.cache_data(key, self_checking_audio(0), "clear 0", PARAMS)
-        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(0))
+        assert await cache.cache_data(key, sealed_audio(0), "clear 0", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), sealed_audio(0))
 
     # -- batches and entries ---------------------------------------------------------------------
 
@@ -251,7 +290,7 @@ class CacheContract:
         texts = ["batch one", "batch two", "batch three"]
         keys = [cache.generate_cache_key(text, PARAMS) for text in texts]
         for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 20):
-            assert await cache.cache_data(key, self_checking_audio(seed), text, PARAMS)
+            assert await cache.cache_data(key, sealed_audio(seed), text, PARAMS)
         missing = cache.generate_cache_key("batch missing", PARAMS)
         asked = [keys[1], missing, keys[0], keys[1], keys[2], missing]
         seeds: list[int | None] = [21, None, 20, 21, 22, None]
@@ -262,7 +301,7 @@ class CacheContract:
             if wanted is None:
                 assert got is None and single is None
             else:
-                self.assert_audio_equal(got, self_checking_audio(wanted))
+                self.assert_audio_equal(got, sealed_audio(wanted))
                 assert single is not None
                 self.assert_audio_equal(got, single)
         assert await cache.get_cached_batch([]) == []
@@ -273,7 +312,7 @@ class CacheContract:
         self, cache: Cache
     ) -> None:
         key = cache.generate_cache_key("entry audio", PARAMS)
-        audio = self_checking_audio(30)
+        audio = sealed_audio(30)
         assert await cache.cache_data(key, audio, "entry audio", PARAMS)
         missing = cache.generate_cache_key("entry missing", PARAMS)
         assert await cache.get_entry(missing) is None
@@ -293,7 +332,7 @@ class CacheContract:
         text = "Entry text, as written: Grüße!"
         params = {**PARAMS, "temperature": 0.7, "top_k": 50}
         key = cache.generate_cache_key(text, params)
-        assert await cache.cache_data(key, self_checking_audio(31), text, params)
+        assert await cache.cache_data(key, sealed_audio(31), text, params)
         entry = await cache.get_entry(key)
         assert entry is not None
         assert (entry.meta.key, entry.meta.text, entry.meta.params) == (key, text, params)
@@ -302,15 +341,13 @@ class CacheContract:
 
     async def test_sample_rate_round_trips_through_get_entry(self, cache: Cache) -> None:
         key = cache.generate_cache_key("at 22050 Hz", PARAMS)
-        audio = self_checking_audio(32)
+        audio = sealed_audio(32)
         assert await cache.cache_data(key, audio, "at 22050 Hz", PARAMS, sample_rate=22050)
         entry = await cache.get_entry(key)
         assert entry is not None and entry.meta.sample_rate == 22050
         self.assert_audio_equal(entry.audio, audio)
         default_key = cache.generate_cache_key("at the default rate", PARAMS)
-        assert await cache.cache_data(
-            default_key, self_checking_audio(33), "at the default rate", PARAMS
-        )
+        assert await cache.cache_data(default_key, sealed_audio(33), "at the default rate", PARAMS)
         entry = await cache.get_entry(default_key)
         assert entry is not None and entry.meta.sample_rate == self.default_sample_rate
 
@@ -322,13 +359,11 @@ class CacheContract:
         texts = [f"kept {index}" for index in range(3)]
         keys = [cache.generate_cache_key(text, PARAMS) for text in texts]
         for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 40):
-            assert await cache.cache_data(
-                key, self_checking_audio(seed), text, PARAMS, sample_rate=22050
-            )
+            assert await cache.cache_data(key, sealed_audio(seed), text, PARAMS, sample_rate=22050)
         again = reopen()
         assert again is not cache
         for seed, (key, text) in enumerate(zip(keys, texts, strict=True), 40):
-            self.assert_audio_equal(await again.get_cached_data(key), self_checking_audio(seed))
+            self.assert_audio_equal(await again.get_cached_data(key), sealed_audio(seed))
             entry = await again.get_entry(key)
             assert entry is not None
             assert (entry.meta.text, entry.meta.sample_rate) == (text, 22050)
@@ -336,7 +371,7 @@ class CacheContract:
         assert status.cached_keys == keys and status.segments_to_generate == ["not kept"]
         # And the other way round: the first object sees the new one's writes and clears.
         key = cache.generate_cache_key("written later", PARAMS)
-        assert await again.cache_data(key, self_checking_audio(43), "written later", PARAMS)
-        self.assert_audio_equal(await cache.get_cached_data(key), self_checking_audio(43))
+        assert await again.cache_data(key, sealed_audio(43), "written later", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), sealed_audio(43))
         assert await again.clear_cache() is True
         assert await cache.get_cached_batch([*keys, key]) == [None] * 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,26 @@ def audio_for(text: str, gender: str | None = None, version: int = 0) -> npt.NDA
 
 
 class CountingModel:
-    """Counts calls per text and the most calls running at once."""
+    """Counts calls per text and the most calls running at once.
+
+    ``before_call``, if set, is called with each call's number (1, 2, ...) in the calling thread
+    before the call does anything else: a test uses it to hold calls at a barrier or to cancel
+    the caller at a chosen call, instead of hoping that a delay lines things up.
+    """
 
     sample_rate = 16000
 
-    def __init__(self, delay: float = 0.0, fail_on: str | None = None, bad_on: str | None = None):
+    def __init__(
+        self,
+        delay: float = 0.0,
+        fail_on: str | None = None,
+        bad_on: str | None = None,
+        before_call: Callable[[int], object] | None = None,
+    ):
         self.delay = delay
         self.fail_on = fail_on
         self.bad_on = bad_on
+        self.before_call = before_call
         self.calls: collections.Counter[str] = collections.Counter()
         self.received: list[dict[str, Any]] = []
         self.version = 0  # bump to make the model produce different audio for the same text
@@ -48,10 +61,13 @@ class CountingModel:
     ) -> npt.NDArray[np.float32]:
         with self._lock:
             self.calls[text] += 1
+            number = self.total_calls
             self.received.append({"gender": gender, "pitch": pitch, "speed": speed})
             self._active += 1
             self.peak = max(self.peak, self._active)
         try:
+            if self.before_call is not None:
+                self.before_call(number)
             if self.delay:
                 time.sleep(self.delay)
             if self.fail_on is not None and self.fail_on in text:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from sparktts_cache import CacheStatus, SyncTTSCache, TTSCache
-
-from .helpers import self_checking_audio
+from sparktts_cache.testing import sealed_audio
 
 pytestmark = pytest.mark.anyio
 
@@ -44,18 +43,22 @@ async def longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, Any]
     return max(stalls), result[0]
 
 
-def half_cached(root: Path) -> tuple[list[str], SyncTTSCache]:
-    sync = SyncTTSCache(root)
+@pytest.fixture(scope="module")
+def half_cached(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], SyncTTSCache]:
+    """A cache holding every other one of SEGMENTS segments (made once: the tests only read it)."""
+    sync = SyncTTSCache(tmp_path_factory.mktemp("half-cached"))
     segments = [f"Sentence number {index} of a long book." for index in range(SEGMENTS)]
-    audio = self_checking_audio(1, seconds=0.01)
+    audio = sealed_audio(1, 160)
     for text in segments[::2]:
         assert sync.cache_data(sync.generate_cache_key(text, {}), audio, text, {})
     return segments, sync
 
 
-async def test_get_cache_status_of_20000_segments_does_not_stall_the_loop(tmp_path: Path) -> None:
-    segments, sync = half_cached(tmp_path)
-    cache = TTSCache(tmp_path)
+async def test_get_cache_status_of_20000_segments_does_not_stall_the_loop(
+    half_cached: tuple[list[str], SyncTTSCache],
+) -> None:
+    segments, sync = half_cached
+    cache = TTSCache(sync.cache_dir)
     stall, status = await longest_stall(lambda: cache.get_cache_status(segments, {}))
     assert isinstance(status, CacheStatus)
     assert len(status.cached_keys) == SEGMENTS // 2
@@ -73,7 +76,7 @@ async def test_get_cache_status_of_20000_segments_does_not_stall_the_loop(tmp_pa
 
 async def test_reads_and_writes_of_large_entries_do_not_stall(tmp_path: Path) -> None:
     cache = TTSCache(tmp_path)
-    audio = self_checking_audio(1, seconds=60)
+    audio = sealed_audio(1, 960_000)
 
     async def round_trips() -> None:
         for index in range(10):
@@ -91,7 +94,7 @@ async def test_slow_file_system_checks_paths_concurrently(
     segments = [f"slow {index}" for index in range(600)]
     sync = SyncTTSCache(tmp_path)
     for text in segments[::3]:
-        assert sync.cache_data(sync.generate_cache_key(text), self_checking_audio(1), text)
+        assert sync.cache_data(sync.generate_cache_key(text), sealed_audio(1), text)
     expected = sync.get_cache_status(segments)
     active = {"now": 0, "peak": 0}
     lock = threading.Lock()
@@ -130,27 +133,42 @@ async def test_fast_file_system_uses_one_thread(
     assert len(threads) <= 2 and threading.get_ident() not in threads
 
 
-async def test_cancelled_write_still_completes(tmp_path: Path) -> None:
+async def test_cancelled_write_still_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = TTSCache(tmp_path)
     key = cache.generate_cache_key("cancelled")
-    audio = self_checking_audio(3, seconds=30)
-    with anyio.move_on_after(0.0001):
-        await cache.cache_data(key, audio, "cancelled")
-    for _ in range(200):  # the write finishes in its worker thread
-        if (got := await cache.get_cached_data(key)) is not None:
-            np.testing.assert_array_equal(got, audio)
-            break
-        await anyio.sleep(0.01)
-    else:
-        pytest.fail("a cancelled write never completed")
+    audio = sealed_audio(3)
+    writing, cancelled = threading.Event(), threading.Event()
+    real_writev = os.writev
+
+    def writev_once_cancelled(fd: int, buffers: Any) -> int:
+        writing.set()
+        assert cancelled.wait(timeout=30)
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", writev_once_cancelled)
+
+    async def cancel_in_the_middle_of_the_write(scope: anyio.CancelScope) -> None:
+        assert await anyio.to_thread.run_sync(writing.wait, 30)
+        scope.cancel()
+        cancelled.set()
+
+    async with anyio.create_task_group() as group:
+        with anyio.CancelScope() as scope:
+            group.start_soon(cancel_in_the_middle_of_the_write, scope)
+            await cache.cache_data(key, audio, "cancelled")
+    assert scope.cancel_called and cancelled.is_set()
+    # The write ran to its end before the cancelled call returned: the entry is there, whole.
+    np.testing.assert_array_equal(await cache.get_cached_data(key), audio)
 
 
 async def test_sync_and_async_fronts_share_one_store(tmp_path: Path) -> None:
     sync, cache = SyncTTSCache(tmp_path), TTSCache(tmp_path)
     key = sync.generate_cache_key("shared")
     assert key == cache.generate_cache_key("shared")
-    assert sync.cache_data(key, self_checking_audio(9), "shared")
-    np.testing.assert_array_equal(await cache.get_cached_data(key), self_checking_audio(9))
+    assert sync.cache_data(key, sealed_audio(9), "shared")
+    np.testing.assert_array_equal(await cache.get_cached_data(key), sealed_audio(9))
     assert await cache.get_cache_status(["shared", "other"]) == sync.get_cache_status(
         ["shared", "other"]
     )

@@ -16,8 +16,9 @@ import soundfile
 
 from sparktts_cache import SyncTTSCache
 from sparktts_cache._cli import format_size, parse_duration, parse_param, parse_size
+from sparktts_cache.testing import sealed_audio
 
-from .helpers import fill, self_checking_audio
+from .helpers import fill
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,7 @@ def test_ls_show_and_export(filled: tuple[Path, list[str]], tmp_path: Path) -> N
     out = tmp_path / "out.wav"
     assert cli(root, "export", keys[3], str(out)).returncode == 0
     samples, _rate = soundfile.read(out, dtype="float32")
-    np.testing.assert_array_equal(samples, self_checking_audio(3))
+    np.testing.assert_array_equal(samples, sealed_audio(3))
     assert cli(root, "show", "f" * 32).returncode == 3
     assert cli(root, "show", "../../etc/passwd").returncode == 3
     assert cli(root, "export", "f" * 32, str(out)).returncode == 3

@@ -24,7 +24,7 @@ from sparktts_cache import (
     encode_entry,
     generate_cache_key,
 )
-from sparktts_cache.testing import CacheContract, self_checking_audio
+from sparktts_cache.testing import CacheContract, sealed_audio
 
 PARAMS: dict[str, Any] = {"gender": "female", "pitch": "moderate"}
 
@@ -196,7 +196,7 @@ async def test_the_seed_shaped_backend_works_with_long_text() -> None:
 async def test_default_get_entry_gives_the_audio_and_marks_the_rest_not_recorded() -> None:
     cache = MemoryCache()
     key = cache.generate_cache_key("default entry", PARAMS)
-    audio = self_checking_audio(50)
+    audio = sealed_audio(50)
     assert await cache.cache_data(key, audio, "default entry", PARAMS, sample_rate=22050)
     entry = await cache.get_entry(key)
     assert entry is not None and entry.meta == EntryMeta(key, "", {}, 0, 0.0)
@@ -210,7 +210,7 @@ async def test_default_get_entry_gives_the_audio_and_marks_the_rest_not_recorded
 async def test_tiered_copies_what_a_shared_tier_without_metadata_gives(tmp_path: Path) -> None:
     shared = MemoryCache()
     key = shared.generate_cache_key("shared only", PARAMS)
-    audio = self_checking_audio(51)
+    audio = sealed_audio(51)
     assert await shared.cache_data(key, audio, "shared only", PARAMS)
     local = TTSCache(tmp_path, sample_rate=22050)
     tiered = TieredCache(local, shared)
@@ -226,7 +226,7 @@ async def test_tiered_copies_what_a_shared_tier_without_metadata_gives(tmp_path:
 
 def test_entry_bytes_round_trip_with_their_metadata() -> None:
     key = generate_cache_key("blob", PARAMS)
-    audio = self_checking_audio(52)
+    audio = sealed_audio(52)
     data = encode_entry(key, audio, "blob", PARAMS, sample_rate=22050)
     assert isinstance(data, bytes) and data[:4] == b"RIFF"
     entry = decode_entry(key, data)
@@ -248,7 +248,7 @@ def test_damaged_or_foreign_entry_bytes_are_a_logged_miss(
 ) -> None:
     key = generate_cache_key("blob", PARAMS)
     other = generate_cache_key("another blob", PARAMS)
-    data = encode_entry(key, self_checking_audio(53), "blob", PARAMS)
+    data = encode_entry(key, sealed_audio(53), "blob", PARAMS)
     flipped = bytearray(data)
     flipped[-3] ^= 0x10
     damaged = {
@@ -282,7 +282,7 @@ def test_entry_bytes_refuse_what_cache_data_refuses(
     from sparktts_cache import CacheError
 
     arguments: dict[str, Any] = {
-        "key": generate_cache_key("blob", PARAMS), "audio": self_checking_audio(54),
+        "key": generate_cache_key("blob", PARAMS), "audio": sealed_audio(54),
         "text": "blob", "params": PARAMS, **change,
     }  # fmt: skip
     with pytest.raises(error) as raised:

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ import numpy as np
 import pytest
 
 from sparktts_cache import SyncTTSCache
+from sparktts_cache.testing import is_sealed, sealed_audio
 
-from .helpers import files_under
-from .stress import is_sealed, sealed_audio
+from .helpers import Worker, attempts_as_nobody, files_under
 
 
 @pytest.fixture
@@ -103,29 +102,9 @@ def _permission_denied(tmp_path: Path) -> None:
     key = cache.generate_cache_key("root's entry")
     assert cache.cache_data(key, sealed_audio(1, 1600), "root's entry")
     other = cache.generate_cache_key("nobody's entry")
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", DeprecationWarning
-        )  # fork with threads: the child is simple
-        pid = os.fork()
-    if pid == 0:  # the child: everything is imported already, so it needs no file of root's
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            refused = cache.cache_data(other, sealed_audio(2, 1600), "nobody's entry") is False
-            readable = is_sealed(cache.get_cached_data(key))  # type: ignore[arg-type]
-            missing = cache.get_cached_data(other) is None
-            os.write(write_end, b"ok" if refused and readable and missing else b"bad")
-        except BaseException as exc:  # report it to the parent
-            os.write(write_end, repr(exc).encode()[:200])
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    answer = os.read(read_end, 256)
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    assert answer == b"ok"
+    with Worker(attempts_as_nobody, str(cache.cache_dir), key, other) as nobody:
+        seen = nobody.result()
+    assert seen == {"write refused": True, "entry read whole": True, "refused entry missing": True}
     assert temp_files(tmp_path) == [] and not cache.entry_path(other).exists()
 
 

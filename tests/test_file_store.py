@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import soundfile
 
 from sparktts_cache import SyncTTSCache, TTSCache, default_cache_dir
 from sparktts_cache._store import FileStore
+from sparktts_cache.testing import sealed_audio
 
-from .helpers import files_under, fill, self_checking_audio
+from .helpers import files_under, fill
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def cache(tmp_path: Path) -> SyncTTSCache:
 
 def write_one(cache: SyncTTSCache, text: str = "hello", seed: int = 1) -> tuple[str, Path]:
     key = cache.generate_cache_key(text, {})
-    assert cache.cache_data(key, self_checking_audio(seed), text, {})
+    assert cache.cache_data(key, sealed_audio(seed), text, {})
     return key, cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
 
 
@@ -41,7 +43,7 @@ def test_entry_is_a_standard_wav_with_exact_samples_and_metadata(cache: SyncTTSC
     key, path = write_one(cache, "Grüße")
     samples, rate = soundfile.read(path, dtype="float32")
     assert rate == 16000
-    np.testing.assert_array_equal(samples, self_checking_audio(1))
+    np.testing.assert_array_equal(samples, sealed_audio(1))
     entry = cache.get_entry(key)
     assert entry is not None
     assert (entry.meta.key, entry.meta.text, entry.meta.sample_rate) == (key, "Grüße", 16000)
@@ -51,16 +53,16 @@ def test_entry_is_a_standard_wav_with_exact_samples_and_metadata(cache: SyncTTSC
 def test_sample_rate_is_recorded(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, sample_rate=22050)
     key = cache.generate_cache_key("x")
-    assert cache.cache_data(key, self_checking_audio(1), "x")
+    assert cache.cache_data(key, sealed_audio(1), "x")
     assert cache.cache_data(key.replace(key[0], "f" if key[0] != "f" else "e", 1),
-                            self_checking_audio(2), "y", sample_rate=44100)  # fmt: skip
+                            sealed_audio(2), "y", sample_rate=44100)  # fmt: skip
     entry = cache.get_entry(key)
     assert entry is not None and entry.meta.sample_rate == 22050
     assert (
         soundfile.info(str(cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav")).samplerate == 22050
     )
     with pytest.raises(ValueError):
-        cache.cache_data(key, self_checking_audio(1), "x", sample_rate=0)
+        cache.cache_data(key, sealed_audio(1), "x", sample_rate=0)
 
 
 def test_no_temp_file_is_left_and_permissions_follow_the_umask(tmp_path: Path) -> None:
@@ -102,51 +104,81 @@ def test_bad_constructor_arguments() -> None:
 # -- corrupt, truncated and foreign files -----------------------------------------------------
 
 
-def _damaged_variants(good: bytes) -> dict[str, bytes]:
-    variants = {"empty": b"", "foreign text": b"not audio at all\n" * 10}
-    for cut in (1, 4, 12, 40, 60, 100, len(good) // 2, len(good) - 4, len(good) - 1):
-        variants[f"truncated to {cut}"] = good[:cut]
-    variants["extended"] = good + b"\0\0\0\0"
-    for offset in (0, 5, 8, 22, 40, 62, 70, 100, len(good) // 2, len(good) - 1):
-        flipped = bytearray(good)
-        flipped[offset] ^= 0x10
-        variants[f"bit flip at {offset}"] = bytes(flipped)
+def _flipped(good: bytes, offset: int, bits: int = 0x10) -> bytes:
+    damaged = bytearray(good)
+    damaged[offset] ^= bits
+    return bytes(damaged)
+
+
+def _plain_wav() -> bytes:
     plain = io.BytesIO()
-    soundfile.write(plain, self_checking_audio(1), 16000, format="WAV", subtype="FLOAT")
-    variants["plain wav from another program"] = plain.getvalue()
-    return variants
+    soundfile.write(plain, sealed_audio(1), 16000, format="WAV", subtype="FLOAT")
+    return plain.getvalue()
 
 
+#: Ways to damage a good entry: each one must make it a miss. Offsets and cuts land in every part
+#: of the layout (RIFF header, fmt, fact, sptc with its digest and JSON, data).
+DAMAGE: dict[str, Callable[[bytes], bytes]] = {
+    "empty": lambda good: b"",
+    "foreign text": lambda good: b"not audio at all\n" * 10,
+    "truncated to 1": lambda good: good[:1],
+    "truncated to 4": lambda good: good[:4],
+    "truncated to 12": lambda good: good[:12],
+    "truncated to 40": lambda good: good[:40],
+    "truncated to 60": lambda good: good[:60],
+    "truncated to 100": lambda good: good[:100],
+    "truncated to half": lambda good: good[: len(good) // 2],
+    "truncated by 4": lambda good: good[:-4],
+    "truncated by 1": lambda good: good[:-1],
+    "extended": lambda good: good + b"\0\0\0\0",
+    "bit flip at 0": lambda good: _flipped(good, 0),
+    "bit flip at 5": lambda good: _flipped(good, 5),
+    "bit flip at 8": lambda good: _flipped(good, 8),
+    "bit flip at 22": lambda good: _flipped(good, 22),
+    "bit flip at 40": lambda good: _flipped(good, 40),
+    "bit flip at 62": lambda good: _flipped(good, 62),
+    "bit flip at 70": lambda good: _flipped(good, 70),
+    "bit flip at 100": lambda good: _flipped(good, 100),
+    "bit flip at half": lambda good: _flipped(good, len(good) // 2),
+    "bit flip in the last byte": lambda good: _flipped(good, len(good) - 1),
+    "plain wav from another program": lambda good: _plain_wav(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
 def test_every_kind_of_damage_is_a_logged_miss_and_removed(
-    cache: SyncTTSCache, caplog: pytest.LogCaptureFixture
+    cache: SyncTTSCache, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     key, path = write_one(cache)
     good = path.read_bytes()
-    for name, damaged in _damaged_variants(good).items():
-        path.write_bytes(damaged)
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="sparktts_cache"):
-            assert cache.get_cached_data(key) is None, name
-        assert "corrupt" in caplog.text, name
-        assert not path.exists(), f"{name}: damaged file was not removed"
-        assert cache.get_cache_status(["hello"]).segments_to_generate == ["hello"]
+    path.write_bytes(DAMAGE[damage](good))
+    with caplog.at_level(logging.WARNING, logger="sparktts_cache"):
+        assert cache.get_cached_data(key) is None
+    assert "corrupt" in caplog.text
+    assert not path.exists(), "the damaged file was not removed"
+    assert cache.get_cache_status(["hello"]).segments_to_generate == ["hello"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(good)
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
-def test_flac_damage_is_a_miss(tmp_path: Path) -> None:
+FLAC_DAMAGE: dict[str, Callable[[bytes], bytes]] = {
+    "empty": lambda good: b"",
+    "truncated to 10": lambda good: good[:10],
+    "truncated to 100": lambda good: good[:100],
+    "truncated to half": lambda good: good[: len(good) // 2],
+    "truncated by 1": lambda good: good[:-1],
+    "byte flipped at half": lambda good: _flipped(good, len(good) // 2, 0xFF),
+}
+
+
+@pytest.mark.parametrize("damage", FLAC_DAMAGE)
+def test_flac_damage_is_a_miss(tmp_path: Path, damage: str) -> None:
     cache = SyncTTSCache(tmp_path, audio_format="flac")
     key = cache.generate_cache_key("hello")
-    assert cache.cache_data(key, self_checking_audio(1), "hello")
+    assert cache.cache_data(key, sealed_audio(1), "hello")
     path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.flac"
-    good = path.read_bytes()
-    for cut in (0, 10, 100, len(good) // 2, len(good) - 1):
-        path.write_bytes(good[:cut])
-        assert cache.get_cached_data(key) is None, cut
-    flipped = bytearray(good)
-    flipped[len(good) // 2] ^= 0xFF
-    path.write_bytes(bytes(flipped))
+    path.write_bytes(FLAC_DAMAGE[damage](path.read_bytes()))
     assert cache.get_cached_data(key) is None
 
 
@@ -159,25 +191,25 @@ def test_entry_under_the_wrong_key_is_a_miss(cache: SyncTTSCache) -> None:
     assert cache.get_entry(other) is None
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
 def test_directory_fifo_and_symlink_at_entry_path_are_misses(
-    cache: SyncTTSCache, tmp_path: Path
+    cache: SyncTTSCache, tmp_path: Path, kind: str
 ) -> None:
     outside = tmp_path / "outside.wav"
     _key, good_path = write_one(cache, "good")
     outside.write_bytes(good_path.read_bytes())
-    for kind in ("directory", "fifo", "symlink"):
-        key = cache.generate_cache_key(f"hostile {kind}", {})
-        path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "directory":
-            path.mkdir()
-        elif kind == "fifo":
-            os.mkfifo(path)
-        else:
-            path.symlink_to(outside)
-        assert cache.get_cached_data(key) is None, kind
-        assert cache.get_entry(key) is None, kind
-        assert os.path.lexists(path), f"{kind} should be left alone"
+    key = cache.generate_cache_key(f"hostile {kind}", {})
+    path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(outside)
+    assert cache.get_cached_data(key) is None
+    assert cache.get_entry(key) is None
+    assert os.path.lexists(path), f"the {kind} should be left alone"
     assert outside.read_bytes() == good_path.read_bytes()
 
 
@@ -187,7 +219,7 @@ def test_symlinked_shard_is_never_followed(cache: SyncTTSCache, tmp_path: Path) 
     key = cache.generate_cache_key("escape", {})
     cache.cache_dir.mkdir()
     (cache.cache_dir / key[:2]).symlink_to(outside, target_is_directory=True)
-    assert cache.cache_data(key, self_checking_audio(1), "escape", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "escape", {}) is False
     assert cache.get_cached_data(key) is None
     assert list(outside.iterdir()) == []
     # A planted entry outside, reachable only through the link, is not read either.
@@ -244,11 +276,11 @@ def test_disk_full_returns_false_and_leaves_nothing(
     monkeypatch.setattr(os, "writev", full)
     key = cache.generate_cache_key("full", {})
     with caplog.at_level(logging.ERROR, logger="sparktts_cache"):
-        assert cache.cache_data(key, self_checking_audio(1), "full", {}) is False
+        assert cache.cache_data(key, sealed_audio(1), "full", {}) is False
     assert "No space left" in caplog.text
     assert files_under(cache.cache_dir) == []
     monkeypatch.setattr(os, "writev", real_writev)
-    assert cache.cache_data(key, self_checking_audio(1), "full", {}) is True
+    assert cache.cache_data(key, sealed_audio(1), "full", {}) is True
 
 
 def test_rename_failure_returns_false_and_leaves_nothing(
@@ -259,7 +291,7 @@ def test_rename_failure_returns_false_and_leaves_nothing(
 
     monkeypatch.setattr(os, "replace", broken)
     key = cache.generate_cache_key("io", {})
-    assert cache.cache_data(key, self_checking_audio(1), "io", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "io", {}) is False
     assert files_under(cache.cache_dir) == []
 
 
@@ -283,8 +315,8 @@ def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.M
         ):
             directory.chmod(0o555)
     try:
-        assert cache.cache_data(key, self_checking_audio(2), "ro", {}) is False
-        np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+        assert cache.cache_data(key, sealed_audio(2), "ro", {}) is False
+        np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
     finally:
         monkeypatch.undo()
         for directory in (
@@ -293,14 +325,14 @@ def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.M
             *cache.cache_dir.glob("*/*"),
         ):
             directory.chmod(0o755)
-    assert cache.cache_data(key, self_checking_audio(2), "ro", {}) is True
+    assert cache.cache_data(key, sealed_audio(2), "ro", {}) is True
 
 
 def test_cache_dir_that_is_a_file_returns_false(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     cache = SyncTTSCache(tmp_path / "file")
     key = cache.generate_cache_key("x", {})
-    assert cache.cache_data(key, self_checking_audio(1), "x", {}) is False
+    assert cache.cache_data(key, sealed_audio(1), "x", {}) is False
     assert cache.get_cached_data(key) is None
     assert cache.clear_cache() is False
 
@@ -323,13 +355,13 @@ def test_write_survives_a_concurrent_clear_of_its_shard(
     monkeypatch.setattr(FileStore, "_publish", publish_after_clear)
     key, _path = write_one(cache)
     assert attempts["n"] == 2
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_fsync_option_writes_the_same_entry(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, fsync=True)
     key, _path = write_one(cache)
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_writes_replace_a_symlink_at_the_entry_path_and_never_follow_it(
@@ -341,10 +373,10 @@ def test_writes_replace_a_symlink_at_the_entry_path_and_never_follow_it(
     path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.wav"
     path.parent.mkdir(parents=True)
     path.symlink_to(outside)
-    assert cache.cache_data(key, self_checking_audio(1), "link")
+    assert cache.cache_data(key, sealed_audio(1), "link")
     assert outside.read_bytes() == b"not the cache's"
     assert not path.is_symlink()
-    np.testing.assert_array_equal(cache.get_cached_data(key), self_checking_audio(1))
+    np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 
 
 def test_maintenance_never_touches_anything_outside(cache: SyncTTSCache, tmp_path: Path) -> None:

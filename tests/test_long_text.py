@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import collections
+import contextlib
 import os
-import subprocess
-import sys
+import threading
 from pathlib import Path
 
 import anyio
@@ -21,6 +21,7 @@ from sparktts_cache import (
     TTSCache,
 )
 
+from .helpers import Gate, Worker, hold_lock, long_text_worker
 from .models import CountingModel, audio_for
 
 pytestmark = pytest.mark.anyio
@@ -134,7 +135,10 @@ async def test_stream_stopped_early_keeps_what_it_made(tmp_path: Path) -> None:
 
 
 async def test_concurrent_requests_share_segments(tmp_path: Path) -> None:
-    model = CountingModel(delay=0.01)
+    # The first three calls wait for each other: three run at once for certain (or, were the
+    # concurrency not honoured, the barrier breaks after its timeout and the test fails).
+    meet = threading.Barrier(3)
+    model = CountingModel(delay=0.01, before_call=lambda n: n > 3 or meet.wait(timeout=30))
     tts = make(tmp_path, model, max_concurrency=3)
     texts = [TEXT, TEXT + " And one more sentence.", "Yes, it does. " + TEXT]
     results: list[tuple[np.ndarray, bool]] = []
@@ -147,7 +151,7 @@ async def test_concurrent_requests_share_segments(tmp_path: Path) -> None:
             group.start_soon(request, texts[index % 3])
     distinct = {s for text in texts for s in SEGMENTER.segment_text(text)}
     assert dict(model.calls) == dict.fromkeys(distinct, 1)
-    assert 1 < model.peak <= 3
+    assert model.peak == 3
 
 
 async def test_max_concurrency_one_is_the_default(tmp_path: Path) -> None:
@@ -185,14 +189,13 @@ async def test_bad_model_output_is_never_cached(tmp_path: Path) -> None:
 
 
 async def test_interrupted_generate_resumes(tmp_path: Path) -> None:
-    model = CountingModel(delay=0.05)
+    model = CountingModel()
     tts = make(tmp_path, model)
-    with anyio.move_on_after(0.12):
+    with anyio.CancelScope() as scope:  # cancelled while the second segment is being made
+        model.before_call = lambda n: n == 2 and anyio.from_thread.run_sync(scope.cancel)
         await tts.generate(TEXT, PARAMS)
-    made = model.total_calls
-    assert 0 < made < len(set(SEGMENTER.segment_text(TEXT)))
-    await anyio.sleep(0.1)  # let the shielded write of the segment in flight land
-    await tts.generate(TEXT, PARAMS)
+    assert scope.cancelled_caught and model.total_calls == 2
+    await tts.generate(TEXT, PARAMS)  # the segment in flight was cached all the same
     assert model.total_calls == len(set(SEGMENTER.segment_text(TEXT)))
 
 
@@ -209,58 +212,67 @@ async def test_constructor_checks(tmp_path: Path) -> None:
 
 # -- cross-process lock ------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parent.parent
+WORKERS = 3
 
 
-def run_long_text_workers(cache_dir: Path, locked: bool, workers: int = 3) -> list[dict[str, int]]:
-    """Run ``generate`` of TEXT in several processes at once; return each one's model calls."""
-    args = [sys.executable, "-m", "tests._proc", "long-text", str(cache_dir), str(int(locked))]
-    procs = [
-        subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(workers)
-    ]
-    calls = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        calls.append(json.loads(out))
-    return calls
+def run_long_text_workers(tmp_path: Path, locked: bool) -> dict[str, int]:
+    """``generate`` of TEXT in WORKERS processes at once, every segment's synthesis overlapping
+    in all of them (see ``long_text_worker``); return the model calls of all, per segment."""
+    (tmp_path / "gate").mkdir()
+    gate = Gate(str(tmp_path / "gate"), WORKERS)
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                Worker(
+                    long_text_worker,
+                    str(tmp_path / "cache"),
+                    gate,
+                    locked=locked,
+                    text=TEXT,
+                    params=PARAMS,
+                    max_chars=SEGMENTER.max_chars,
+                )
+            )
+            for _ in range(WORKERS)
+        ]
+        calls: collections.Counter[str] = collections.Counter()
+        for worker in workers:
+            calls.update(worker.result(timeout=120))
+    return dict(calls)
 
 
 def test_processes_sharing_a_directory_synthesise_each_segment_once(tmp_path: Path) -> None:
-    calls: dict[str, int] = {}
-    for worker_calls in run_long_text_workers(tmp_path, locked=True):
-        for text, count in worker_calls.items():
-            calls[text] = calls.get(text, 0) + count
-    assert calls == dict.fromkeys(set(SEGMENTER.segment_text(TEXT)), 1)
-    assert not (tmp_path / "locks").exists() or list((tmp_path / "locks").iterdir()) == []
+    calls = run_long_text_workers(tmp_path, locked=True)
+    assert calls == dict.fromkeys(SEGMENTER.segment_text(TEXT), 1)
+    assert os.listdir(tmp_path / "cache" / "locks") == []
 
 
 def test_without_the_lock_processes_duplicate_work(tmp_path: Path) -> None:
-    # The control for the test above: it shows the lock is what prevents duplicates.
-    total = sum(sum(c.values()) for c in run_long_text_workers(tmp_path, locked=False))
-    assert total > len(set(SEGMENTER.segment_text(TEXT)))
+    # The control for the test above, in the same forced overlap: the lock is what prevents
+    # duplicates.
+    calls = run_long_text_workers(tmp_path, locked=False)
+    assert calls == dict.fromkeys(SEGMENTER.segment_text(TEXT), WORKERS)
+
+
+async def test_cross_process_lock_true_locks_files_in_the_cache_directory(tmp_path: Path) -> None:
+    tts = make(tmp_path, cross_process_lock=True)
+    assert (await tts.generate(TEXT, PARAMS))[1] is False
+    assert tts.synthesis_count == len(set(SEGMENTER.segment_text(TEXT)))
+    assert os.listdir(tmp_path / "locks") == []  # made there, and released
 
 
 async def test_lock_of_a_crashed_holder_is_free_and_a_hung_holder_times_out(tmp_path: Path) -> None:
     lock = FileSynthesisLock(tmp_path / "locks", stale_after=0.3, poll=0.01)
     key = "0" * 32
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "tests._proc", "hold-lock", str(tmp_path / "locks"), key],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    began = anyio.current_time()
-    async with lock.hold(key) as held:  # the holder hangs: we go ahead after stale_after
-        assert held is False
-    assert anyio.current_time() - began >= 0.3
-    holder.kill()
-    holder.wait()
-    holder.stdout.close()
-    began = anyio.current_time()
-    async with lock.hold(key) as held:  # the holder died: the kernel released its lock
-        assert held is True
-    assert anyio.current_time() - began < 0.3
+    with Worker(hold_lock, str(tmp_path / "locks"), key) as holder:
+        holder.wait_ready()
+        began = anyio.current_time()
+        async with lock.hold(key) as held:  # the holder hangs: we go ahead after stale_after
+            assert held is False
+        assert anyio.current_time() - began >= 0.3
+        holder.kill()
+        async with lock.hold(key) as held:  # the holder died: the kernel released its lock
+            assert held is True
     assert os.listdir(tmp_path / "locks") == []
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from pathlib import Path
@@ -14,10 +13,9 @@ import pytest
 from sparktts_cache import SyncTTSCache, TTSCache
 from sparktts_cache import _maintenance as maintenance
 from sparktts_cache._layout import CLEANUP_LOCK
+from sparktts_cache.testing import sealed_audio
 
-from ._proc import read_checked
-from .helpers import files_under, fill, self_checking_audio
-from .test_processes import spawn
+from .helpers import files_under, fill
 
 ENTRY_BYTES = 16_000 * 4 // 4 + 400  # 0.25 s of float32 audio plus the header, roughly
 
@@ -114,7 +112,7 @@ def test_eviction_keeps_foreign_files_and_open_readers_keep_their_data(tmp_path:
     from sparktts_cache._codec import WavCodec
 
     entry = WavCodec().decode(bytearray(head + rest))  # whole and checksum-valid
-    np.testing.assert_array_equal(entry.audio, self_checking_audio(1))
+    np.testing.assert_array_equal(entry.audio, sealed_audio(1))
 
 
 def test_cleanup_is_skipped_while_another_process_holds_the_lock(tmp_path: Path) -> None:
@@ -124,9 +122,7 @@ def test_cleanup_is_skipped_while_another_process_holds_the_lock(tmp_path: Path)
     lock = os.open(tmp_path / CLEANUP_LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        began = time.monotonic()
-        fill(cache, 60)
-        assert time.monotonic() - began < 30  # nobody waited for the lock
+        fill(cache, 60)  # a writer waiting for this thread's lock would never return
         assert disk_bytes(tmp_path) > limit  # and nobody cleaned
     finally:
         os.close(lock)
@@ -220,30 +216,12 @@ def test_stats_and_traffic(tmp_path: Path) -> None:
 async def test_async_front_offers_the_same(tmp_path: Path) -> None:
     cache = TTSCache(tmp_path, max_size_bytes=10**6)
     key = cache.generate_cache_key("x")
-    assert await cache.cache_data(key, self_checking_audio(1), "x")
+    assert await cache.cache_data(key, sealed_audio(1), "x")
     assert (await cache.stats()).entries == 1
     assert (await cache.verify()).clean
     assert (await cache.prune(max_size_bytes=0)).entries == 1
     entry = await cache.get_entry(key)
     assert entry is None
-
-
-def test_eviction_under_concurrent_writers_from_several_processes(tmp_path: Path) -> None:
-    limit = 400_000  # about 12 entries of 0.5 s: constant eviction
-    workers = [spawn("mixed-limited", tmp_path, worker, 250, 40, limit) for worker in range(4)]
-    for proc in workers:
-        out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, err  # every read was whole, every write True
-        assert json.loads(out)["writes"] > 50
-    cache = SyncTTSCache(tmp_path)
-    largest = max(
-        (tmp_path / n).stat().st_size for n in files_under(tmp_path) if n.endswith(".wav")
-    )
-    assert disk_bytes(tmp_path) <= limit + 4 * largest
-    assert cache.verify().ok
-    for name in files_under(tmp_path):
-        if name.endswith(".wav"):
-            assert read_checked(cache, Path(name).stem)
 
 
 @pytest.mark.anyio
@@ -298,7 +276,7 @@ def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
     else:
         limited = SyncTTSCache(root, max_size_bytes=1)
         monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 0)  # the shard-by-shard path too
-        limited.cache_data(limited.generate_cache_key("trigger"), self_checking_audio(1), "x")
+        limited.cache_data(limited.generate_cache_key("trigger"), sealed_audio(1), "x")
         cache.prune(max_size_bytes=0)
     copied = [name for name in files_under(outside) if name.endswith(".wav")]
     assert len(copied) >= 30

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.resources
 import inspect
 
+import pytest
+
 import sparktts_cache
 
 
@@ -20,10 +22,12 @@ def test_package_is_typed() -> None:
     assert importlib.resources.files("sparktts_cache").joinpath("py.typed").is_file()
 
 
-def test_every_error_is_a_cache_error_and_a_builtin() -> None:
-    errors = [sparktts_cache.InvalidKeyError, sparktts_cache.InvalidTextError,
-              sparktts_cache.InvalidParamsError, sparktts_cache.InvalidAudioError,
-              sparktts_cache.UnsupportedTypeError]  # fmt: skip
-    for error in errors:
-        assert issubclass(error, sparktts_cache.CacheError)
-        assert issubclass(error, (ValueError, TypeError))
+@pytest.mark.parametrize(
+    "error",
+    [sparktts_cache.InvalidKeyError, sparktts_cache.InvalidTextError,
+     sparktts_cache.InvalidParamsError, sparktts_cache.InvalidAudioError,
+     sparktts_cache.UnsupportedTypeError],
+)  # fmt: skip
+def test_every_error_is_a_cache_error_and_a_builtin(error: type[Exception]) -> None:
+    assert issubclass(error, sparktts_cache.CacheError)
+    assert issubclass(error, (ValueError, TypeError))

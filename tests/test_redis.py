@@ -21,11 +21,10 @@ from sparktts_cache import (
     TieredCache,
     TTSCache,
 )
-from sparktts_cache.testing import CacheContract
+from sparktts_cache.testing import CacheContract, is_sealed, sealed_audio
 
 from .models import CountingModel
 from .redis_server import RedisServer, in_ci
-from .stress import is_sealed, sealed_audio
 
 
 @pytest.fixture(scope="module")
@@ -305,10 +304,10 @@ async def test_long_text_over_tiers_with_a_redis_lock(redis_url: str, tmp_path: 
 async def test_redis_lock_expires_for_a_dead_holder(redis_url: str) -> None:
     lock = RedisSynthesisLock(redis_url, namespace="lock-test", stale_after=0.3, poll=0.01)
     key = "a" * 32
-    await lock.client.set(f"lock-test:lock:{key}", "someone who died", px=300)
     import anyio
 
-    began = anyio.current_time()
+    began = anyio.current_time()  # before the lock is set: it expires at least 0.3 s after this
+    await lock.client.set(f"lock-test:lock:{key}", "someone who died", px=300)
     async with lock.hold(key) as held:
         assert held is True
         assert anyio.current_time() - began >= 0.2

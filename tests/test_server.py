@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import anyio
@@ -24,6 +25,10 @@ TEXTS = [
     "A new sentence here. The server streams audio. One more at the end.",
 ]
 SEGMENTER = TextSegmenter(max_chars=40)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, allow_nan=True).encode()
 
 
 def make_app(tmp_path: Path, model: CountingModel) -> tuple[httpx.AsyncClient, LongTextTTS]:
@@ -68,23 +73,22 @@ async def test_fifty_concurrent_requests_synthesise_each_segment_once(tmp_path: 
         assert body == bodies[number % 3]  # the same text always streams the same audio
 
 
-async def test_bad_requests_and_stats(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [_json({"params": {}}), _json({"text": 5}),
+     _json({"text": "x", "params": {"v": float("inf")}}), b"not json"],
+    ids=["no text", "text not a string", "infinite parameter", "not json"],
+)  # fmt: skip
+async def test_bad_requests_are_refused(tmp_path: Path, body: bytes) -> None:
     client, _long_text = make_app(tmp_path, CountingModel())
     async with client:
-        bad_requests: list[dict[str, object]] = [
-            {"params": {}}, {"text": 5}, {"text": "x", "params": {"v": float("inf")}},
-        ]  # fmt: skip
-        for bad in bad_requests:
-            response = await client.post("/tts", content=_json(bad))
-            assert response.status_code == 400, bad
-        assert (await client.post("/tts", content=b"not json")).status_code == 400
+        assert (await client.post("/tts", content=body)).status_code == 400
+
+
+async def test_stats(tmp_path: Path) -> None:
+    client, _long_text = make_app(tmp_path, CountingModel())
+    async with client:
         await client.post("/tts", json={"text": "One. Two."})
         await client.post("/tts", json={"text": "One. Two."})
         stats = (await client.get("/cache/stats")).json()
     assert stats["syntheses"] == 1 and stats["writes"] == 1 and stats["hits"] >= 1
-
-
-def _json(value: object) -> bytes:
-    import json
-
-    return json.dumps(value, allow_nan=True).encode()
