@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("text", nargs="?", help="the text (or --file)")
     synth.add_argument("--file", type=Path, help="read the text from this file")
     synth.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
-    synth.add_argument("--engine", default="espeak", help="espeak, or a Spark-TTS model directory")
+    engines = "espeak, piper, piper:VOICE.onnx, or a Spark-TTS model directory"
+    synth.add_argument("--engine", default="espeak", help=engines)
     levels = ["very_low", "low", "moderate", "high", "very_high"]
     synth.add_argument("--gender", choices=["female", "male"])
     synth.add_argument("--pitch", choices=levels)
