@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sparktts_cache import (
+    EngineError,
     InvalidOptionError,
     InvalidParamsError,
     LongTextTTS,
@@ -192,7 +193,7 @@ def test_missing_bundled_voice_says_what_to_install(monkeypatch: pytest.MonkeyPa
 def test_bad_voice_files_and_options(tmp_path: Path) -> None:
     with pytest.raises(InvalidOptionError, match="cannot read"):
         load_tts_model("piper", voice=tmp_path / "missing.onnx")
-    model_path, _config = bundled_voice()
+    model_path, config_path = bundled_voice()
     with pytest.raises(InvalidOptionError, match="cannot read"):
         PiperModel(model_path, config_path=tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text('{"audio": {}}')
@@ -200,6 +201,10 @@ def test_bad_voice_files_and_options(tmp_path: Path) -> None:
         PiperModel(model_path, config_path=tmp_path / "bad.json")
     with pytest.raises(InvalidOptionError, match="intra_op_num_threads"):
         PiperModel(intra_op_num_threads=-1)
+    (tmp_path / "garbage.onnx").write_bytes(b"not a model")
+    shutil.copyfile(config_path, tmp_path / "garbage.onnx.json")
+    with pytest.raises(EngineError, match="onnxruntime cannot load"):
+        load_tts_model(f"piper:{tmp_path / 'garbage.onnx'}")
 
 
 async def test_piper_through_long_text_and_the_cache(joe: PiperModel, tmp_path: Path) -> None:
