@@ -564,7 +564,7 @@ async def bench_piper(config: Config, results: Results) -> None:
     cached ``generate`` against the uncached one; ``stream``'s first chunk against the first
     segment's own synthesis; uncached throughput by ``max_concurrency`` and onnxruntime's
     ``intra_op_num_threads`` (on the first 12 segments); and voice stability (two uncached
-    syntheses differ, every cached read is bit-identical). About 5 minutes on 2 idle cores.
+    syntheses differ, every cached read is bit-identical). About 8 minutes on 2 busy cores.
 
     Command: ``.venv/bin/python -m benchmarks.run --only piper``
     """

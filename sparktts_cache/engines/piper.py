@@ -90,9 +90,9 @@ class PiperModel:
         voice: the path of a Piper ``.onnx`` voice, or None for the bundled ``en_US-joe-medium``.
         config_path: its JSON configuration (default: ``<voice>.json`` beside it).
         intra_op_num_threads: onnxruntime's threads per synthesis. The default, 1, measured
-            fastest on 2 cores: the parallelism that pays is ``max_concurrency`` (one synthesis
-            per worker thread), and more threads per synthesis only fight over the same cores.
-            0 lets onnxruntime use one per physical core.
+            best on 2 cores: a second thread gained nothing alone (0.98x the time) and cost
+            with ``max_concurrency=2``; the parallelism that pays is ``max_concurrency`` (one
+            synthesis per worker thread, 1.6x with 2). 0 lets onnxruntime use one per core.
 
     Raises:
         MissingDependencyError: if ``piper-tts`` (or, for the bundled voice,
