@@ -168,6 +168,8 @@ def machine_info(directory: Path) -> dict[str, Any]:
                 "soundfile",
                 "aiofiles",
                 "diskcache",
+                "piper-tts",
+                "onnxruntime",
             )
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

@@ -1,6 +1,6 @@
 """The benchmark suite: every figure side by side with its baselines, in the same run.
 
-Command: ``.venv/bin/python -m benchmarks.run`` (the full suite, about 15 minutes, writes
+Command: ``.venv/bin/python -m benchmarks.run`` (the full suite, about 20 minutes, writes
 ``benchmarks/results/full.{json,md}`` and ``full-status.png``), or ``--quick`` for a seconds-long
 smoke version (``quick.*``), or ``--only status,read`` for some scenarios.
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -19,10 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiofiles.os
 import anyio.to_thread
@@ -552,6 +554,155 @@ async def bench_keys(config: Config, results: Results) -> None:
     results.ratio("generate_cache_key within 1.5x of json.dumps+xxh3", mine, base, 1.5)
 
 
+DEMO_TEXT = Path(__file__).parent.parent / "examples" / "texts" / "founding-documents.txt"
+
+
+async def bench_piper(config: Config, results: Results) -> None:
+    """What the cache is worth in front of a real neural engine: Piper and its bundled voice.
+
+    On the bundled public-domain text (the whole of it; ``--quick``: its first segment): a fully
+    cached ``generate`` against the uncached one; ``stream``'s first chunk against the first
+    segment's own synthesis; uncached throughput by ``max_concurrency`` and onnxruntime's
+    ``intra_op_num_threads`` (on the first 12 segments); and voice stability (two uncached
+    syntheses differ, every cached read is bit-identical). About 8 minutes on 2 busy cores.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only piper``
+    """
+    from sparktts_cache import MissingDependencyError
+    from sparktts_cache.engines import PiperModel
+
+    try:
+        models = {1: PiperModel(intra_op_num_threads=1)}
+    except MissingDependencyError as exc:
+        print(f"  skipped: {exc}", flush=True)
+        return
+    if not config.quick:
+        models[2] = PiperModel(intra_op_num_threads=2)
+    segmenter = TextSegmenter()
+    segments = segmenter.segment_text(DEMO_TEXT.read_text(encoding="utf-8"))
+    whole = "\n\n".join(segments[:1] if config.quick else segments)
+    part = "\n\n".join(segments[:1] if config.quick else segments[:12])
+    count, part_count = len(segmenter.segment_text(whole)), len(segmenter.segment_text(part))
+    runs = itertools.count()
+
+    async def uncached(text: str, threads: int, concurrency: int) -> tuple[float, LongTextTTS]:
+        root = config.work / f"piper-{next(runs)}"
+        tts = LongTextTTS(models[threads], cache_dir=root, max_concurrency=concurrency)
+        began = time.perf_counter()
+        _, cached = await tts.generate(text)
+        elapsed = time.perf_counter() - began
+        assert not cached
+        return elapsed, tts
+
+    # Throughput of uncached synthesis, interleaved so that drift hits every setting alike.
+    settings = [(1, 1), (1, 2)] if config.quick else [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    timings: dict[tuple[int, int], list[float]] = {setting: [] for setting in settings}
+    for round_number in range(1 if config.quick else 2):
+        shift = round_number % len(settings)
+        for setting in settings[shift:] + settings[:shift]:
+            timings[setting].append((await uncached(part, *setting))[0])
+    figures = {
+        setting: results.add(
+            Figure(
+                "piper: uncached generate",
+                f"intra_op_num_threads={setting[0]}, max_concurrency={setting[1]}",
+                part_count,
+                timings[setting],
+            )
+        )
+        for setting in settings
+    }
+    base = figures[(1, 1)]
+    best_setting = min(settings, key=lambda setting: figures[setting].median)
+    results.ratio(
+        f"piper: uncached throughput, best setting (intra_op {best_setting[0]}, "
+        f"max_concurrency {best_setting[1]}) over max_concurrency 1",
+        base,
+        figures[best_setting],
+        1.5,
+        lower_is_better=False,
+    )
+    for setting in settings[1:]:
+        results.ratio(
+            f"piper: uncached time, intra_op {setting[0]} max_concurrency {setting[1]} "
+            "over intra_op 1 max_concurrency 1",
+            figures[setting],
+            base,
+            None,
+        )
+
+    # The whole text: uncached once (with the best setting), then fully cached.
+    elapsed, tts = await uncached(whole, *best_setting)
+    slow = results.add(
+        Figure(
+            "piper: generate",
+            f"uncached (intra_op {best_setting[0]}, max_concurrency {best_setting[1]})",
+            count,
+            [elapsed],
+        )
+    )
+    first_audio, cached = await tts.generate(whole)
+    assert cached
+
+    async def cached_generate() -> None:
+        audio, cached = await tts.generate(whole)
+        assert cached and np.array_equal(audio, first_audio)  # every cached read bit-identical
+
+    timed, stall = await time_async(cached_generate, config.repeats)
+    fast = results.add(Figure("piper: generate", "fully cached", count, timed, stall))
+    results.ratio("piper: cached generate speed-up over uncached", slow, fast, 300,
+                  lower_is_better=False)  # fmt: skip
+
+    # stream: time to the first chunk against the first segment's own synthesis.
+    model = models[1]
+    first_segment = segments[0]
+
+    async def first_chunk() -> None:
+        root = config.work / f"piper-{next(runs)}"
+        stream = LongTextTTS(model, cache_dir=root).stream(whole)
+        async with contextlib.aclosing(cast(AsyncGenerator[np.ndarray, None], stream)):
+            chunk = await anext(stream)
+        assert len(chunk) > 0
+
+    async def own_synthesis() -> None:
+        await anyio.to_thread.run_sync(model.inference, first_segment)
+
+    timed_both = await time_interleaved(
+        {"first chunk of stream (fresh cache)": first_chunk,
+         "the first segment's own synthesis": own_synthesis},
+        2 if config.quick else 7,
+    )  # fmt: skip
+    chunk_figure, own_figure = (
+        results.add(Figure("piper: stream", name, count, *measured))
+        for name, measured in timed_both.items()
+    )
+    results.ratio("piper: stream's first chunk over the first segment's synthesis",
+                  chunk_figure, own_figure, 1.3)  # fmt: skip
+    results.ratio("piper: stream's first chunk over the whole uncached text",
+                  chunk_figure, slow, None)  # fmt: skip
+
+    # Voice stability: the engine is random, the cache is not.
+    made = [await anyio.to_thread.run_sync(model.inference, first_segment) for _ in range(2)]
+    differ = not np.array_equal(made[0], made[1])
+    key = tts.cache.generate_cache_key(first_segment, tts.key_params(None))
+    reads = [await tts.cache.get_cached_data(key) for _ in range(5 if config.quick else 50)]
+    assert reads[0] is not None
+    identical = sum(read is not None and np.array_equal(read, reads[0]) for read in reads)
+    results.targets.append(
+        {
+            "target": "piper: two uncached syntheses differ; cached reads bit-identical",
+            "size": len(reads),
+            "ours": f"uncached {'differ' if differ else 'EQUAL'}, "
+            f"{identical}/{len(reads)} cached reads identical",
+            "baseline": "-",
+            "ratio": identical / len(reads),
+            "goal": "differ, all identical",
+            "met": differ and identical == len(reads),
+        }
+    )
+    print(f"  -> voice stability: uncached differ {differ}, {identical}/{len(reads)} identical")
+
+
 SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
     "keys": bench_keys,
     "status": bench_status,
@@ -560,6 +711,7 @@ SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
     "scaling": bench_scaling,
     "processes": bench_processes,
     "long_text": bench_long_text,
+    "piper": bench_piper,
 }
 
 

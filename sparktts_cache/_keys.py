@@ -4,7 +4,10 @@ A key is the same for the same request in every process and on every machine: pa
 encoded as JSON with sorted keys and shortest-round-trip floats, integral floats are written as
 integers (``1.0`` and ``1`` are the same request), and ``None`` values are dropped. A parameter that
 names an audio file (``prompt_speech_path``) contributes the XXH3-128 of the file's *content*, so
-replacing the speaker file changes the key while copying or moving it does not.
+replacing the speaker file changes the key while copying or moving it does not. An array-like
+parameter (a numpy array, a torch tensor, anything with ``__array__`` or ``.numpy()``) contributes a
+digest record of its dtype, shape and content, so that a megabyte of speaker tokens neither bloats
+the key's input nor the metadata stored with every entry.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+import numpy as np
 import xxhash
 
 from ._errors import (
@@ -284,10 +288,78 @@ def _canonical(value: object, depth: int, where: str) -> Any:
         return [_canonical(item, depth + 1, where) for item in value]
     if isinstance(value, Mapping):
         return _canonical_mapping(value, depth)
+    if isinstance(value, np.generic):  # a numpy scalar asks for what its Python value does
+        return _canonical(value.item(), depth, where)
+    array = _as_array(value, where)
+    if array is not None:
+        return _array_record(array, where)
     raise UnsupportedTypeError(
         f"parameter {where!r} has type {type(value).__name__}; "
-        "only str, int, float, bool, None and lists or dicts of them are allowed"
+        "only str, int, float, bool, None, arrays and lists or dicts of them are allowed"
     )
+
+
+#: Array kinds with a canonical byte form: bool, signed and unsigned integers, floats, complex.
+_ARRAY_KINDS = frozenset("biufc")
+
+
+def _as_array(value: object, where: str) -> np.ndarray[Any, Any] | None:
+    """``value`` as a numpy array if it is array-like, else None; never imports torch.
+
+    A torch tensor is recognised by its methods (``detach``, ``cpu``, ``numpy``), so that one
+    on a GPU or one that requires grad is keyed like the same values on the CPU.
+    """
+    if isinstance(value, np.ndarray):
+        return value
+    to_numpy = getattr(value, "numpy", None)
+    if not callable(to_numpy) and not hasattr(value, "__array__"):
+        return None
+    try:
+        if callable(to_numpy):
+            for method in ("detach", "cpu"):  # torch: off the autograd graph, off the GPU
+                convert = getattr(value, method, None)
+                if callable(convert):
+                    value = convert()
+            array = value.numpy()  # type: ignore[attr-defined]
+        else:
+            array = np.asarray(value)
+    except Exception as exc:  # bfloat16 tensors, objects whose conversion fails
+        raise UnsupportedTypeError(
+            f"parameter {where!r} ({type(value).__name__}) cannot be converted to a numpy "
+            f"array: {exc}"
+        ) from None
+    if not isinstance(array, np.ndarray):
+        raise UnsupportedTypeError(
+            f"parameter {where!r}: {type(value).__name__} converted to "
+            f"{type(array).__name__}, not a numpy array"
+        )
+    return array
+
+
+def _array_record(array: np.ndarray[Any, Any], where: str) -> dict[str, Any]:
+    """The canonical form of an array: its dtype, shape and the XXH3-128 of its content.
+
+    The content is hashed little-endian and C-ordered, with -0.0 folded into 0.0 as scalars are,
+    so the same values give the same record whatever the array's memory layout. The record, not
+    the array, is what the key hashes and what an entry's metadata stores.
+    """
+    if array.dtype.kind not in _ARRAY_KINDS:
+        raise UnsupportedTypeError(
+            f"parameter {where!r} is an array of {array.dtype}; only bool, integer, float and "
+            "complex arrays have a key"
+        )
+    if array.dtype.kind in "fc":
+        if not np.isfinite(array).all():
+            raise InvalidParamsError(
+                f"parameter {where!r} holds NaN or infinity: NaN and infinity have no key"
+            )
+        array = np.asarray(array + array.dtype.type(0))  # -0.0 + 0.0 is 0.0
+    canonical = np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")
+    return {
+        "array": "xxh3-128:" + xxhash.xxh3_128_hexdigest(canonical.tobytes()),
+        "dtype": canonical.dtype.str,
+        "shape": list(canonical.shape),
+    }
 
 
 def _path_str(name: str, value: object) -> str:

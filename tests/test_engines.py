@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import sys
 import types
+from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +28,13 @@ from sparktts_cache import (
     load_tts_model,
 )
 from sparktts_cache._cli import main
-from sparktts_cache.engines import EspeakModel, SparkTTSModel, accepted_params, engine_names
+from sparktts_cache.engines import (
+    EspeakModel,
+    SparkTTSModel,
+    accepted_params,
+    engine_names,
+    spark,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -90,9 +100,17 @@ async def test_espeak_through_long_text_and_the_cache(tmp_path: Path) -> None:
     assert entry.meta.params["_engine"]["engine"] == "espeak-ng"
 
 
+def test_espeak_identity_names_library_and_data_versions() -> None:
+    identity = EspeakModel().cache_identity
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", identity["version"]), identity
+    assert identity["data"] == "espeakng-loader " + metadata.version("espeakng-loader")
+    assert (identity["voice"], identity["sample_rate"]) == ("en", 22050)
+    assert EspeakModel("en-us").cache_identity["voice"] == "en-us"
+
+
 def test_load_tts_model_errors(tmp_path: Path) -> None:
     for spec in (tmp_path / "missing", str(tmp_path / "missing"), "nope", "Espeak"):
-        with pytest.raises(InvalidOptionError, match="use one of espeak, spark,") as caught:
+        with pytest.raises(InvalidOptionError, match="use one of espeak, piper, spark,") as caught:
             load_tts_model(spec)
         assert isinstance(caught.value, ValueError)
     with pytest.raises(InvalidOptionError, match="no Spark-TTS model directory at"):
@@ -122,7 +140,7 @@ def test_a_new_engine_is_one_line_in_the_registry(
 ) -> None:
     monkeypatch.setitem(engines._ENGINES, "recording", f"{__name__}:RecordingEngine")
     monkeypatch.setitem(engines._ENGINES, "broken", "tests.no_such_module:Engine")
-    assert engine_names() == ["broken", "espeak", "recording", "spark"]
+    assert engine_names() == ["broken", "espeak", "piper", "recording", "spark"]
     plain = load_tts_model("recording", speaker=3)
     assert isinstance(plain, RecordingEngine)
     assert (plain.voice, plain.options) == (None, {"speaker": 3})
@@ -135,7 +153,9 @@ def test_a_new_engine_is_one_line_in_the_registry(
     # The command line's help and errors list the registered names.
     with pytest.raises(SystemExit):
         main(["synth", "--help"])
-    assert "one of broken, espeak, recording, spark" in " ".join(capsys.readouterr().out.split())
+    assert "one of broken, espeak, piper, recording, spark" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_a_directory_named_like_an_engine(
@@ -155,6 +175,7 @@ class FakeSparkTTS:
     """Mimics upstream ``cli.SparkTTS.SparkTTS``: same constructor and ``inference`` signature."""
 
     instances: ClassVar[list[FakeSparkTTS]] = []
+    seeds: ClassVar[list[int]] = []  # what torch.manual_seed was called with
 
     def __init__(self, model_dir: Any, device: Any) -> None:
         self.model_dir, self.device = model_dir, device
@@ -181,8 +202,10 @@ def fake_spark(monkeypatch: pytest.MonkeyPatch) -> type[FakeSparkTTS]:
     monkeypatch.setitem(sys.modules, "cli.SparkTTS", None)  # not on sys.path
     torch = types.ModuleType("torch")
     torch.device = lambda name: f"device({name})"  # type: ignore[attr-defined]
+    torch.manual_seed = FakeSparkTTS.seeds.append  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "torch", torch)
     FakeSparkTTS.instances.clear()
+    FakeSparkTTS.seeds.clear()
     return FakeSparkTTS
 
 
@@ -252,3 +275,106 @@ def test_spark_missing_says_what_to_install(
     with pytest.raises(MissingDependencyError, match=r"pip install .*sparktts_cache\[spark\]") as e:
         load_tts_model(tmp_path)
     assert isinstance(e.value, ImportError)
+
+
+def test_spark_passes_a_seed_through(fake_spark: type[FakeSparkTTS], tmp_path: Path) -> None:
+    model = load_tts_model(tmp_path)
+    assert accepted_params(model, {"seed": 1234, "emotion": "HAPPY"}) == {"seed": 1234}
+    model.inference("Seeded.", seed=1234)
+    model.inference("Not seeded.")
+    assert fake_spark.seeds == [1234]  # and upstream, which has no seed argument, was called
+    assert [call["text"] for call in fake_spark.instances[0].calls] == ["Seeded.", "Not seeded."]
+
+
+def spark_identity(model_dir: Path) -> dict[str, Any]:
+    model = load_tts_model(model_dir)
+    assert isinstance(model, SparkTTSModel)
+    return model.cache_identity
+
+
+def make_model_dir(root: Path) -> Path:
+    """A directory shaped like Spark-TTS-0.5B, with small stand-ins for its files."""
+    files = {
+        "config.yaml": b"sample_rate: 16000\n",
+        "BiCodec/config.yaml": b"audio_tokenizer: {}\n",
+        "BiCodec/model.safetensors": bytes(range(256)) * 64,
+        "LLM/config.json": b'{"hidden_size": 896}',
+        "LLM/tokenizer.json": b'{"model": {}}',
+        "LLM/merges.txt": b"a b\n",
+        "LLM/model.safetensors": bytes(range(255, -1, -1)) * 64,
+        "README.md": b"# Spark-TTS\n",
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_spark_identity_is_the_model_directory_by_content(
+    fake_spark: type[FakeSparkTTS], tmp_path: Path
+) -> None:
+    model_dir = make_model_dir(tmp_path / "Spark-TTS-0.5B")
+    identity = spark_identity(model_dir)
+    assert identity["engine"] == "spark-tts" and identity["model"].startswith("xxh3-128:")
+    assert str(tmp_path) not in str(identity)  # the path does not count...
+    copy = shutil.copytree(model_dir, tmp_path / "elsewhere")
+    assert spark_identity(copy) == identity  # ...so a copy shares entries
+
+    (model_dir / "README.md").write_text("# edited\n")  # documentation does not count
+    (model_dir / ".cache").mkdir()
+    (model_dir / ".cache" / "lock.json").write_text("{}")
+    assert spark.model_dir_fingerprint(model_dir) == identity["model"]
+
+    weights = model_dir / "LLM" / "model.safetensors"  # another model at the same path
+    data = bytearray(weights.read_bytes())
+    data[5000] ^= 0xFF
+    weights.write_bytes(data)
+    assert spark_identity(model_dir)["model"] != identity["model"]
+    (copy / "LLM" / "config.json").write_text('{"hidden_size": 897}')
+    edited = spark.model_dir_fingerprint(copy)
+    assert edited != identity["model"]
+    os.remove(copy / "BiCodec" / "config.yaml")
+    assert spark.model_dir_fingerprint(copy) != edited
+
+
+def test_spark_fingerprint_samples_big_weights_and_is_memoised(tmp_path: Path) -> None:
+    model_dir = make_model_dir(tmp_path / "model")
+    big = model_dir / "LLM" / "model.safetensors"
+    size = spark.WHOLE_FILE_LIMIT + (1 << 20)
+    big.write_bytes(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    spark._file_fingerprint.cache_clear()
+    first = spark.model_dir_fingerprint(model_dir)
+    files = spark._file_fingerprint.cache_info().misses
+    assert spark.model_dir_fingerprint(model_dir) == first  # all from the memo: only stat
+    assert spark._file_fingerprint.cache_info().misses == files
+    assert spark._file_fingerprint.cache_info().hits == files
+    with big.open("r+b") as file:  # a byte inside the first and inside the last sampled block
+        file.seek(10)
+        file.write(b"\x00\x01")
+    changed = spark.model_dir_fingerprint(model_dir)
+    assert changed != first
+    with big.open("r+b") as file:
+        file.seek(size - 10)
+        file.write(b"\x02\x03")
+    assert spark.model_dir_fingerprint(model_dir) not in (first, changed)
+
+
+def test_spark_fingerprint_uses_hugging_face_blob_names(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    sha = "ab" * 32
+    (blobs / sha).write_bytes(b"weights")
+    snapshot = tmp_path / "snapshots" / "main"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blobs / sha)
+    assert (
+        spark._file_fingerprint(str(snapshot / "model.safetensors"), 7, 0, 0, 0) == "sha256:" + sha
+    )
+
+
+def test_spark_fingerprint_of_an_unreadable_directory(tmp_path: Path) -> None:
+    model_dir = make_model_dir(tmp_path / "model")
+    (model_dir / "config.yaml").unlink()
+    (model_dir / "config.yaml").symlink_to(tmp_path / "missing.yaml")
+    with pytest.raises(InvalidOptionError, match="cannot fingerprint"):
+        spark.model_dir_fingerprint(model_dir)

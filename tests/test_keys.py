@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +25,7 @@ from sparktts_cache import (
     normalize_text,
 )
 from sparktts_cache._gil import CHUNK
-from sparktts_cache._keys import keys_for_segments
+from sparktts_cache._keys import canonical_params, keys_for_segments
 from sparktts_cache._status import build_status
 
 json_scalars: st.SearchStrategy[Any] = st.one_of(
@@ -330,3 +333,157 @@ def test_status_lists_distinct_keys_in_first_occurrence_order(
     assert status.segments_to_generate == [
         segments[index] for key, index in first_index.items() if not found[key]
     ]
+
+
+# -- array-like parameters (speaker tokens): dtype, shape and content ------------------------
+
+
+class ArrayLike:
+    """Anything with ``__array__`` (as pandas, xarray, JAX... objects have)."""
+
+    def __init__(self, values: Any) -> None:
+        self.values = np.asarray(values)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.values
+
+
+class FakeTensor:
+    """Quacks like a torch tensor on a GPU: ``numpy()`` works only after ``detach().cpu()``."""
+
+    def __init__(self, values: Any, where: str = "cuda") -> None:
+        self.values, self.where = np.asarray(values), where
+
+    def detach(self) -> FakeTensor:
+        return FakeTensor(self.values, self.where)
+
+    def cpu(self) -> FakeTensor:
+        return FakeTensor(self.values, "cpu")
+
+    def numpy(self) -> np.ndarray:
+        if self.where != "cpu":
+            raise TypeError("can't convert cuda tensor to numpy")
+        return self.values
+
+
+TOKENS = np.arange(32, dtype=np.int32).reshape(1, 32)
+
+
+def test_array_golden_keys() -> None:
+    # If these change, every cache keyed by speaker tokens is invalidated: bump the schema.
+    assert generate_cache_key("Hello world", {"global_tokens": TOKENS}) == (
+        "f08940394c52bdc35c4ef349e7fba1bc"
+    )
+    assert generate_cache_key("Hello world", {"global_tokens": TOKENS.tolist()}) == (
+        "d2f1820f82850a90275a5356f5ec6d03"
+    )
+    ramp = ArrayLike(np.linspace(0, 1, 5, dtype=np.float32))
+    assert generate_cache_key("Hello world", {"global_tokens": ramp}) == (
+        "ef3df0ba086cddfb2c10bf4da7e32cea"
+    )
+
+
+def test_array_key_is_its_documented_record() -> None:
+    digest = xxhash.xxh3_128_hexdigest(TOKENS.astype("<i4").tobytes())
+    record = {"array": f"xxh3-128:{digest}", "dtype": "<i4", "shape": [1, 32]}
+    params = json.dumps({"global_tokens": record}, sort_keys=True, separators=(",", ":"))
+    expected = xxhash.xxh3_128_hexdigest(f"sparktts-cache-key/1\n{params}\nHello world".encode())
+    assert generate_cache_key("Hello world", {"global_tokens": TOKENS}) == expected
+    # The record, not the array, is what an entry's metadata stores.
+    assert canonical_params({"global_tokens": TOKENS, "gender": "male"}) == {
+        "global_tokens": record,
+        "gender": "male",
+    }
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda a: a,
+        lambda a: a.tolist(),
+        ArrayLike,
+        FakeTensor,
+        lambda a: {"nested": [a]},
+    ],
+    ids=["numpy", "list", "__array__", "tensor", "nested"],
+)
+def test_same_content_same_key_one_element_changed_another(wrap: Any) -> None:
+    tokens = np.random.default_rng(3).integers(0, 8192, size=(1, 32), dtype=np.int64)
+    key = generate_cache_key("hi", {"global_tokens": wrap(tokens)})
+    assert generate_cache_key("hi", {"global_tokens": wrap(tokens.copy())}) == key
+    changed = tokens.copy()
+    changed[0, 17] += 1
+    assert generate_cache_key("hi", {"global_tokens": wrap(changed)}) != key
+
+
+def test_arrays_are_keyed_by_dtype_shape_and_values_not_layout() -> None:
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    key = generate_cache_key("hi", {"t": values})
+    assert generate_cache_key("hi", {"t": np.asfortranarray(values)}) == key
+    assert generate_cache_key("hi", {"t": values.astype(">f4")}) == key  # big-endian
+    strided = np.arange(24, dtype=np.float32).reshape(3, 8)[:, ::2]  # a view with strides
+    assert generate_cache_key("hi", {"t": strided}) == generate_cache_key("hi", {"t": strided + 0})
+    assert generate_cache_key("hi", {"t": FakeTensor(values)}) == key  # a tensor = its values
+    assert generate_cache_key("hi", {"t": ArrayLike(values)}) == key
+    assert generate_cache_key("hi", {"t": values.reshape(4, 3)}) != key  # shape counts
+    assert generate_cache_key("hi", {"t": values.astype(np.float64)}) != key  # dtype counts
+    assert generate_cache_key("hi", {"t": values.tolist()}) != key  # a list is JSON, not an array
+    zeros = np.zeros(3, dtype=np.float32)
+    assert generate_cache_key("hi", {"t": -zeros}) == generate_cache_key("hi", {"t": zeros})
+    # A numpy scalar asks for what its Python value does.
+    assert generate_cache_key("hi", {"top_k": np.int64(50)}) == generate_cache_key(
+        "hi", {"top_k": 50}
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (np.array([1.0, np.nan]), InvalidParamsError),
+        (np.array([np.inf], dtype=np.float32), InvalidParamsError),
+        (np.array(["a", "b"]), UnsupportedTypeError),
+        (np.array([object()]), UnsupportedTypeError),
+        (np.array(["2020-01-01"], dtype="datetime64[D]"), UnsupportedTypeError),
+        (FakeTensor(np.zeros(2), where="cpu").detach(), None),  # converts fine
+    ],
+)
+def test_bad_arrays_raise_documented_errors(value: Any, error: type[Exception] | None) -> None:
+    if error is None:
+        assert len(generate_cache_key("x", {"t": value})) == 32
+        return
+    with pytest.raises(error):
+        generate_cache_key("x", {"t": value})
+
+
+def test_unconvertible_array_like_is_a_type_error() -> None:
+    class Broken:
+        def numpy(self) -> np.ndarray:
+            raise TypeError("Got unsupported ScalarType BFloat16")
+
+    with pytest.raises(UnsupportedTypeError, match="BFloat16"):
+        generate_cache_key("x", {"t": Broken()})
+
+
+def test_keying_an_array_does_not_import_torch() -> None:
+    code = (
+        "import sys, numpy as np;"
+        "from sparktts_cache import generate_cache_key;"
+        "generate_cache_key('x', {'t': np.zeros(4, np.float32)});"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_megabyte_array_is_stored_as_its_record(tmp_path: Path) -> None:
+    from sparktts_cache import SyncTTSCache
+
+    cache = SyncTTSCache(tmp_path)
+    big = np.random.default_rng(1).standard_normal(1 << 17)  # 1 MiB of float64
+    params = {"global_tokens": big}
+    key = cache.generate_cache_key("hi", params)
+    assert cache.cache_data(key, np.zeros(100, np.float32), "hi", params)
+    entry = cache.get_entry(key)
+    assert entry is not None
+    assert entry.meta.params["global_tokens"]["shape"] == [1 << 17]
+    assert cache.entry_path(key).stat().st_size < 10_000

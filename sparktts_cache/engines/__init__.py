@@ -20,12 +20,14 @@ from typing import Any
 from .._errors import CacheError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, TTSModel, accepted_params, check_choice
 from .espeak import EspeakModel
+from .piper import PiperModel
 from .spark import SparkTTSModel
 
 __all__ = [
     "GENDERS",
     "LEVELS",
     "EspeakModel",
+    "PiperModel",
     "SparkTTSModel",
     "TTSModel",
     "accepted_params",
@@ -40,6 +42,7 @@ __all__ = [
 _ENGINES: dict[str, str] = {
     "espeak": ".espeak:EspeakModel",
     "spark": ".spark:SparkTTSModel",
+    "piper": ".piper:PiperModel",
 }
 #: The engine that a bare directory means, as it did before engines had names.
 _DIRECTORY_ENGINE = "spark"
@@ -57,6 +60,8 @@ def load_tts_model(name_or_dir: str | os.PathLike[str] = "espeak", **options: An
 
         load_tts_model("espeak")                                 # English eSpeak NG
         load_tts_model("espeak:cmn")                             # its Mandarin voice
+        load_tts_model("piper")                                  # Piper, its bundled voice
+        load_tts_model("piper:voices/en_GB-alan-medium.onnx")    # any Piper voice file
         load_tts_model("spark:pretrained_models/Spark-TTS-0.5B", device="cuda:0")
 
     Args:
@@ -65,7 +70,7 @@ def load_tts_model(name_or_dir: str | os.PathLike[str] = "espeak", **options: An
             ``spark:<directory>``. A name wins over a directory of the same name (write
             ``./espeak`` for the directory); a path object always means a directory.
         options: keyword arguments of the engine's class (``voice=`` for eSpeak, ``device=`` for
-            Spark-TTS).
+            Spark-TTS, ``config_path=`` and ``intra_op_num_threads=`` for Piper).
 
     Raises:
         InvalidOptionError: for an unknown name (the message lists the known ones), a directory

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from importlib import metadata
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,6 +37,7 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
 _lock = threading.Lock()
 _library: Any = None
 _sample_rate = 0
+_version = ""
 _chunks: list[npt.NDArray[np.int16]] = []
 
 
@@ -48,7 +50,7 @@ def _collect(wav: Any, samples: int, _events: Any) -> int:
 
 def _load() -> tuple[Any, int]:
     """Load and initialise libespeak-ng once per process (call with ``_lock`` held)."""
-    global _library, _sample_rate
+    global _library, _sample_rate, _version
     if _library is None:
         try:
             import espeakng_loader
@@ -67,6 +69,8 @@ def _load() -> tuple[Any, int]:
         library.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
         library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         library.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        library.espeak_Info.restype = ctypes.c_char_p
+        library.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
         library.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -76,8 +80,17 @@ def _load() -> tuple[Any, int]:
         if rate <= 0:
             raise EngineError("eSpeak NG failed to initialise")
         library.espeak_SetSynthCallback(_collect)
+        data_path = ctypes.c_char_p()
+        _version = (library.espeak_Info(ctypes.byref(data_path)) or b"").decode(errors="replace")
         _library, _sample_rate = library, rate
     return _library, _sample_rate
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _level(name: str, value: object, table: dict[str, int]) -> int:
@@ -109,10 +122,22 @@ class EspeakModel:
                 raise InvalidOptionError(f"eSpeak has no voice {voice!r}")
         self.voice = voice
         self.sample_rate: int = rate
+        #: libespeak-ng's version, as ``espeak_Info`` reports it (``"1.52.0"``).
+        self.library_version: str = _version
+        #: The version of the espeakng-loader wheel that ships the library's data.
+        self.data_version: str = "espeakng-loader " + _package_version("espeakng-loader")
 
     @property
     def cache_identity(self) -> dict[str, Any]:
-        return {"engine": "espeak-ng", "voice": self.voice, "sample_rate": self.sample_rate}
+        """The library's version (``espeak_Info``), the data's (the espeakng-loader wheel that
+        ships it, read once per process) and the voice: a new eSpeak NG pronounces differently."""
+        return {
+            "engine": "espeak-ng",
+            "version": self.library_version,
+            "data": self.data_version,
+            "voice": self.voice,
+            "sample_rate": self.sample_rate,
+        }
 
     def inference(
         self,

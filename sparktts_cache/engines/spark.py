@@ -7,17 +7,32 @@ when a model is loaded; torch and the model weights are needed then, never befor
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import re
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import xxhash
 
 from .._errors import EngineError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, check_choice
 
-__all__ = ["SparkTTSModel", "find_spark_tts"]
+__all__ = ["SparkTTSModel", "find_spark_tts", "model_dir_fingerprint"]
+
+#: The files of a model directory that decide what it synthesises: configuration, tokenizers and
+#: weights. Documentation, licences and hidden files (``.git``, ``.cache``) do not count.
+FINGERPRINT_SUFFIXES = frozenset(
+    {".json", ".yaml", ".yml", ".txt", ".model", ".tiktoken",
+     ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx"}
+)  # fmt: skip
+#: Files up to this size are hashed whole; larger ones (weights) by sampled blocks.
+WHOLE_FILE_LIMIT = 8 << 20
+_SAMPLE_BLOCKS = 64
+_SAMPLE_BLOCK_SIZE = 64 << 10
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
 
 _INSTALL_HINT = (
     'Spark-TTS is not installed: pip install "sparktts_cache[spark]" (spark-tts-lib and torch), '
@@ -45,13 +60,71 @@ def find_spark_tts() -> type[Any]:
     raise MissingDependencyError(f"{_INSTALL_HINT} ({'; '.join(errors)})")
 
 
+def model_dir_fingerprint(model_dir: str | os.PathLike[str]) -> str:
+    """An XXH3-128 fingerprint of a model directory's configuration and weight files.
+
+    Each file counts by its path relative to the directory, its size and its content: whole for
+    files up to :data:`WHOLE_FILE_LIMIT` (configuration, tokenizers), and for larger ones (weights)
+    the content of 64 blocks of 64 KiB spread evenly over the file, or, for a Hugging Face cache
+    snapshot, the SHA-256 the blob it links to is named after. Each file's part is memoised on
+    its (path, size, mtime, inode, device), so a second load of the same directory reads nothing
+    but its ``stat``. A copied or moved directory has the same fingerprint; a different model at the
+    same path has another.
+
+    Raises:
+        InvalidOptionError: if a file of the directory cannot be read.
+    """
+    root = os.path.abspath(os.fspath(model_dir))
+    manifest = []
+    try:
+        for directory, subdirs, names in os.walk(root):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            for name in sorted(names):
+                if name.startswith(".") or os.path.splitext(name)[1] not in FINGERPRINT_SUFFIXES:
+                    continue
+                path = os.path.join(directory, name)
+                st = os.stat(path)
+                part = _file_fingerprint(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+                relative = os.path.relpath(path, root).replace(os.sep, "/")
+                manifest.append(f"{relative}\t{st.st_size}\t{part}")
+    except OSError as exc:
+        raise InvalidOptionError(
+            f"cannot fingerprint the model directory {root!r}: {exc.filename}: {exc.strerror}"
+        ) from exc
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest("\n".join(manifest).encode())
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_fingerprint(path: str, size: int, mtime_ns: int, ino: int, dev: int) -> str:
+    """One file's part of the fingerprint (memoised on its identity and modification stamp)."""
+    target = os.path.basename(os.path.realpath(path))
+    if os.path.islink(path) and _SHA256_NAME.fullmatch(target):
+        return "sha256:" + target  # a Hugging Face cache snapshot links to blobs named so
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as file:
+        if size <= WHOLE_FILE_LIMIT:
+            while block := file.read(1 << 20):
+                hasher.update(block)
+        else:
+            span = size - _SAMPLE_BLOCK_SIZE
+            for index in range(_SAMPLE_BLOCKS):  # from the first block to the last
+                file.seek(index * span // (_SAMPLE_BLOCKS - 1))
+                hasher.update(file.read(_SAMPLE_BLOCK_SIZE))
+    return "xxh3-128:" + hasher.hexdigest()
+
+
 class SparkTTSModel:
     """Spark-TTS behind the :class:`~sparktts_cache.engines.TTSModel` interface.
 
     With ``gender`` set Spark-TTS is "controllable TTS" and needs ``pitch`` and ``speed`` too
     (``moderate`` is used for whichever is missing); without it, it clones the voice in
     ``prompt_speech_path``. Spark-TTS has no ``emotion`` control: such parameters only count in the
-    cache key. Samples are random: the cache is what keeps a voice stable across requests.
+    cache key. Samples are random: the cache is what keeps a voice stable across requests. A
+    ``seed`` seeds torch's generators before the call (process-wide: reproducible only while one
+    synthesis runs at a time, ``max_concurrency=1``).
+
+    The cache identity is the model directory's :func:`model_dir_fingerprint`, computed when the
+    model is loaded: a different model downloaded to the same path does not reuse its audio.
 
     Args:
         model_dir: the model directory (holding ``config.yaml``).
@@ -76,6 +149,7 @@ class SparkTTSModel:
             except ImportError as exc:
                 raise MissingDependencyError(f"{_INSTALL_HINT} (torch is missing)") from exc
             device = torch.device(device)
+        self.fingerprint = model_dir_fingerprint(self.model_dir)  # before loading what it names
         try:
             self._model = spark_class(self.model_dir, device)
         except Exception as exc:
@@ -86,7 +160,8 @@ class SparkTTSModel:
 
     @property
     def cache_identity(self) -> dict[str, Any]:
-        return {"engine": "spark-tts", "model_dir": os.path.abspath(self.model_dir)}
+        """The model directory by content (its fingerprint), not by path."""
+        return {"engine": "spark-tts", "model": self.fingerprint, "sample_rate": self.sample_rate}
 
     def inference(
         self,
@@ -99,6 +174,7 @@ class SparkTTSModel:
         temperature: float = 0.8,
         top_k: int = 50,
         top_p: float = 0.95,
+        seed: int | None = None,
     ) -> npt.NDArray[np.float32]:
         """Synthesise ``text`` with upstream's ``inference``; return mono float32 samples.
 
@@ -110,6 +186,10 @@ class SparkTTSModel:
         check_choice("gender", gender, GENDERS)
         check_choice("pitch", pitch, LEVELS)
         check_choice("speed", speed, LEVELS)
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)  # also seeds every CUDA device
         if gender is not None:
             pitch = pitch or "moderate"
             speed = speed or "moderate"
