@@ -19,6 +19,7 @@ from ._errors import (
     InvalidParamsError,
     InvalidTextError,
     MissingDependencyError,
+    NotACacheDirectoryError,
     UnsupportedTypeError,
 )
 from ._keys import check_key, generate_cache_key, normalize_text
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidTextError",
     "LongTextTTS",
     "MissingDependencyError",
+    "NotACacheDirectoryError",
     "RedisCache",
     "RedisSynthesisLock",
     "SyncTTSCache",

@@ -7,7 +7,6 @@ from that seed, so a reader can tell a whole entry from a torn or mixed one.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 from typing import Any
@@ -94,7 +93,7 @@ def hold_lock(directory: str, key: str) -> None:
 
     from sparktts_cache._locks import _try_lock
 
-    assert _try_lock(directory, os.path.join(directory, f"{key}.lock")) is not None
+    assert _try_lock(directory, f"{key}.lock") is not None
     print("locked", flush=True)
     time.sleep(600)
 
