@@ -19,6 +19,7 @@ from ._errors import (
     InvalidParamsError,
     InvalidTextError,
     MissingDependencyError,
+    NotACacheDirectoryError,
     UnsupportedTypeError,
 )
 from ._keys import check_key, generate_cache_key, normalize_text
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidTextError",
     "LongTextTTS",
     "MissingDependencyError",
+    "NotACacheDirectoryError",
     "PruneReport",
     "RedisCache",
     "RedisSynthesisLock",

@@ -1,6 +1,8 @@
 """The ``sparktts-cache`` command: inspect, maintain and fill a cache from the shell.
 
-Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage; 3 no
+Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage,
+including ``clear``, ``prune`` or ``verify --fix`` refused in a directory that is not marked as a
+cache and holds files that are not the cache's (one line on stderr says which and what to do); 3 no
 such entry (``show``, ``export``); 4 ``synth --expect-cached`` had to synthesise.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import CacheError, InvalidOptionError
+from ._errors import CacheError, InvalidOptionError, NotACacheDirectoryError
 from ._keys import check_key
 from ._tts_cache import SyncTTSCache, default_cache_dir
 from .engines import GENDERS, LEVELS, engine_names
@@ -130,6 +132,7 @@ def cmd_verify(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     lines += [f"orphan temp file {verb}: {p}" for p in report.orphan_temp_files]
     lines += [f"empty directory {verb}: {p}" for p in report.empty_dirs]
     lines += [f"foreign file (left alone): {p}" for p in report.foreign_files]
+    lines += [f"squatter at the cache's own path {verb}: {p}" for p in report.squatters]
     lines.append(
         "ok" if report.ok else ("repaired" if args.fix else "damage found: run verify --fix")
     )
@@ -365,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = SyncTTSCache(args.cache_dir)
     try:
         result: int = args.handler(cache, args)
+    except NotACacheDirectoryError as exc:  # clear, prune, verify --fix: a wrong --cache-dir
+        print(f"sparktts-cache: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (CacheError, OSError, ValueError, ImportError) as exc:
         print(f"sparktts-cache: {exc}", file=sys.stderr)
         return EXIT_FAILED

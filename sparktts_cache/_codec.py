@@ -43,6 +43,7 @@ import xxhash
 from ._audio import as_mono_float32, check_sample_rate
 from ._errors import CorruptEntryError, InvalidAudioError
 from ._keys import canonical_params, check_key, check_text
+from ._layout import MAX_ENTRY_BYTES
 
 __all__ = [
     "CODECS",
@@ -113,6 +114,10 @@ class Entry:
     meta: EntryMeta
 
 
+#: Room for an entry's headers and the codec's own metadata fields, besides the JSON (generous).
+_METADATA_ALLOWANCE = 1 << 16
+
+
 def new_entry(
     key: str,
     audio: object,
@@ -128,7 +133,9 @@ def new_entry(
 
     Raises:
         UnsupportedTypeError, InvalidAudioError, InvalidTextError, InvalidParamsError: for bad
-            arguments (``key`` must already be checked).
+            arguments (``key`` must already be checked). InvalidAudioError also for an entry
+            larger than ``MAX_ENTRY_BYTES`` (1 GiB, about 4.6 hours of 16 kHz float32 audio): no
+            reader would take it, and past 4 GiB the WAV header cannot even say its size.
     """
     samples = as_mono_float32(audio)
     rate = default_rate if sample_rate is None else check_sample_rate(sample_rate)
@@ -138,6 +145,15 @@ def new_entry(
             f"(at most {codec.max_sample_rate} Hz)"
         )
     meta = EntryMeta(key, check_text(text), canonical_params(params), rate, time.time())
+    # The metadata's size is only worth computing when the entry may be near the limit (a text's
+    # JSON takes at most 6 bytes a character).
+    if samples.nbytes + 6 * len(meta.text) + _METADATA_ALLOWANCE > MAX_ENTRY_BYTES:
+        size = samples.nbytes + len(meta.to_json(len(samples))) + _METADATA_ALLOWANCE
+        if size > MAX_ENTRY_BYTES:
+            raise InvalidAudioError(
+                f"an entry of {len(samples)} samples and this text would take about {size} bytes, "
+                f"more than the {MAX_ENTRY_BYTES} bytes (1 GiB) an entry may hold"
+            )
     return samples, meta
 
 

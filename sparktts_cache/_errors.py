@@ -18,6 +18,7 @@ __all__ = [
     "InvalidParamsError",
     "InvalidTextError",
     "MissingDependencyError",
+    "NotACacheDirectoryError",
     "UnsupportedTypeError",
 ]
 
@@ -61,6 +62,31 @@ class EngineError(CacheError, RuntimeError):
 
     Errors raised by a model of your own pass through unchanged.
     """
+
+
+class NotACacheDirectoryError(CacheError, ValueError):
+    """A cache directory holds files that are not the cache's, and is not marked as a cache.
+
+    ``clear_cache``, ``prune`` and ``verify(fix=True)`` remove files, so they run only in a
+    directory marked with ``CACHEDIR.TAG`` or in one that holds nothing but the cache's own files
+    (which they then mark). ``path`` is the directory; ``foreign`` gives a few of the files found
+    there that are not the cache's, relative to it.
+    """
+
+    def __init__(self, path: str, operation: str, foreign: list[str]) -> None:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        super().__init__(
+            f"refusing to {operation} {path}: it is not marked as a cache directory (no "
+            f"CACHEDIR.TAG) and holds files that are not the cache's ({shown}); move them "
+            "elsewhere and run it again (the directory is then marked), or give the cache a "
+            "directory of its own"
+        )
+        self.path = path
+        self.operation = operation
+        self.foreign = foreign
+
+    def __reduce__(self) -> tuple[type[NotACacheDirectoryError], tuple[str, str, list[str]]]:
+        return type(self), (self.path, self.operation, self.foreign)
 
 
 class CorruptEntryError(CacheError):

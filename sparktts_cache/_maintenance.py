@@ -7,6 +7,15 @@ a writer checks only its own shard's counter; when that shard holds more than it
 256 counters are summed and, if the cache is over its limit, the fullest shards are trimmed to 90 %
 of their share, oldest entries first (as ccache does). A small cache (under 20,000 entries) is
 scanned whole instead and trimmed to 90 % of the limit in exact LRU order.
+
+Maintenance removes only what the cache wrote: entries, temp files and counters (named so that no
+other program's file is taken for one), and empty shard directories only in a directory marked as
+a cache (``CACHEDIR.TAG``, see ``_layout``). :func:`claim` marks a directory that holds nothing but
+the cache's own layout (a cache made before the tag: its old ``stats`` counters are recounted under
+the new name); ``clear``, :func:`prune` and :func:`verify` with ``fix`` refuse to run in an unmarked
+directory holding anything else (:class:`~sparktts_cache.NotACacheDirectoryError`), and automatic
+eviction there removes entries and temp files but no directory. No maintenance operation fails
+because another process (a concurrent ``clear``) removed a file first.
 """
 
 from __future__ import annotations
@@ -23,8 +32,16 @@ from dataclasses import dataclass, field
 from . import _layout as layout
 from ._codec import CODECS
 from ._counters import read_counter, write_counter
-from ._errors import CorruptEntryError, InvalidOptionError
-from ._layout import CLEANUP_LOCK, COUNTER_NAME, SHARDS, shard_names
+from ._errors import CorruptEntryError, InvalidOptionError, NotACacheDirectoryError
+from ._layout import (
+    CLEANUP_LOCK,
+    COUNTER_NAME,
+    LOCKS_DIR,
+    OLD_COUNTER_NAME,
+    SHARDS,
+    UnusablePath,
+    shard_names,
+)
 
 __all__ = [
     "CacheStats",
@@ -32,9 +49,11 @@ __all__ = [
     "PruneReport",
     "SizeLimit",
     "VerifyReport",
+    "claim",
     "cleanup",
     "list_shards",
     "prune",
+    "require_cache_directory",
     "shard_entries",
     "stats",
     "verify",
@@ -50,6 +69,8 @@ FULL_SCAN_ENTRIES = 20_000
 TRIM_TO = 0.9
 #: How long a process trusts the cache size it last counted, when others may be writing too.
 RECHECK_SECONDS = 2.0
+#: How many files that are not the cache's a refusal names (the survey stops there).
+FOREIGN_EXAMPLES = 5
 
 Progress = Callable[[int, int], None]
 
@@ -86,6 +107,10 @@ class ShardScan:
     temps: list[FileInfo] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     empty_dirs: list[str] = field(default_factory=list)
+    #: Something other than a counter at the counter's name (a FIFO, a directory, a hard link).
+    squatters: list[str] = field(default_factory=list)
+    #: Whether it holds a counter of a cache made before ``CACHEDIR.TAG`` (``stats``).
+    old_counter: bool = False
 
     @property
     def size(self) -> int:
@@ -126,13 +151,17 @@ class VerifyReport:
     orphan_temp_files: list[str] = field(default_factory=list)
     empty_dirs: list[str] = field(default_factory=list)
     foreign_files: list[str] = field(default_factory=list)
+    #: Paths of the cache's own small files (counters, ``cleanup.lock``, ``locks/`` and its lock
+    #: files) occupied by something it cannot use: a directory, FIFO, symlink or hard-linked file.
+    #: ``fix`` removes them, but a directory only if it is empty.
+    squatters: list[str] = field(default_factory=list)
     fixed: bool = False
 
     @property
     def ok(self) -> bool:
-        """No damage: no corrupt entry and no orphan temp file (empty directories are only
+        """No damage: no corrupt entry, orphan temp file or squatter (empty directories are only
         housekeeping: writers racing a cleanup can leave some, and ``fix`` removes them)."""
-        return not (self.corrupt or self.orphan_temp_files)
+        return not (self.corrupt or self.orphan_temp_files or self.squatters)
 
     @property
     def clean(self) -> bool:
@@ -144,12 +173,13 @@ class VerifyReport:
 
 
 def scan_shard(root_fd: int, outer: str) -> ShardScan:
-    """List one top-level shard's entries, temp files, foreign files and empty directories."""
+    """List one top-level shard's entries, temp files, foreign files, squatters and empty
+    directories."""
     scan = ShardScan(outer)
     with layout.opened_dir_or_none(outer, root_fd) as outer_fd:
         if outer_fd is None:
             return scan
-        inners = shard_names(outer_fd)
+        inners, others = _classify_outer(scan, outer_fd)
         for inner in inners:
             with layout.opened_dir_or_none(inner, outer_fd) as inner_fd:
                 if inner_fd is None:
@@ -161,14 +191,41 @@ def scan_shard(root_fd: int, outer: str) -> ShardScan:
                         _classify(scan, prefix, item)
             if not found:
                 scan.empty_dirs.append(f"{outer}/{inner}")
-        if not inners and not _has_other_files(outer_fd):
+        if not inners and not others:
             scan.empty_dirs.append(outer)
     return scan
 
 
-def _has_other_files(outer_fd: int) -> bool:
+def _classify_outer(scan: ShardScan, outer_fd: int) -> tuple[list[str], bool]:
+    """The inner shard directories of a top-level shard, sorted, and whether it holds anything
+    else than them and its counters (foreign files, squatters)."""
+    inners: list[str] = []
+    others = False
     with os.scandir(outer_fd) as it:
-        return any(i.name != COUNTER_NAME for i in it)
+        items = list(it)
+    for item in items:
+        name = item.name
+        if layout.is_shard_name(name) and item.is_dir(follow_symlinks=False):
+            inners.append(name)
+        elif name == COUNTER_NAME:
+            if not _is_usable_counter(item):
+                scan.squatters.append(f"{scan.outer}/{name}")
+                others = True
+        elif name == OLD_COUNTER_NAME and layout.is_old_counter(outer_fd):
+            scan.old_counter = True
+        else:
+            scan.foreign.append(f"{scan.outer}/{name}")
+            others = True
+    inners.sort()
+    return inners, others
+
+
+def _is_usable_counter(item: os.DirEntry[str]) -> bool:
+    try:
+        st = item.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return True  # removed since the listing: nothing is in the way
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 def _classify(scan: ShardScan, prefix: str, item: os.DirEntry[str]) -> None:
@@ -221,10 +278,15 @@ def _remove_empty_dirs(root_fd: int, outer: str) -> int:
                 os.rmdir(inner, dir_fd=outer_fd)
                 removed += 1
         with os.scandir(outer_fd) as it:
-            left = [item.name for item in it]
-        if left == [COUNTER_NAME]:
-            with contextlib.suppress(FileNotFoundError):  # a concurrent clear was first
-                os.unlink(COUNTER_NAME, dir_fd=outer_fd)
+            left = {item.name for item in it}
+        if (
+            left
+            and left <= {COUNTER_NAME, OLD_COUNTER_NAME}
+            and (OLD_COUNTER_NAME not in left or layout.is_old_counter(outer_fd))
+        ):
+            for name in left:
+                with contextlib.suppress(OSError):  # a concurrent clear was first
+                    os.unlink(name, dir_fd=outer_fd)
     with contextlib.suppress(OSError):
         os.rmdir(outer, dir_fd=root_fd)
         removed += 1
@@ -232,9 +294,15 @@ def _remove_empty_dirs(root_fd: int, outer: str) -> int:
 
 
 def _write_exact_counter(root_fd: int, outer: str, kept: list[FileInfo]) -> None:
+    """Write a scanned shard's exact figures to its counter; a shard left with no entries has
+    none (so none is created in a directory that holds no entry of the cache's)."""
     with contextlib.suppress(OSError), layout.opened_dir_or_none(outer, root_fd) as outer_fd:
-        if outer_fd is not None:
+        if outer_fd is None:
+            return
+        if kept:
             write_counter(outer_fd, sum(e.size for e in kept), len(kept))
+        else:
+            layout.remove_by_name(COUNTER_NAME, outer_fd)
 
 
 # -- automatic cleanup --------------------------------------------------------------------------
@@ -246,46 +314,80 @@ class SizeLimit:
     A writer reports its shard's new size (from the shard's counter) after each write. When the
     shard holds more than its 1/256 share, the whole cache's size is checked, unless this process
     cannot have filled the headroom found at its last check (and that check is recent: other
-    processes write too); over the limit, :func:`cleanup` evicts.
+    processes write too); over the limit, :func:`cleanup` evicts. A process's first write always
+    checks, so that a cache made before ``CACHEDIR.TAG`` is adopted (and its old counters
+    recounted) by the first process that writes to it, not once new counters have grown.
     """
 
-    __slots__ = ("_check_after", "max_bytes", "root")
+    __slots__ = ("_adopt", "_check_after", "max_bytes", "root")
 
     def __init__(self, root: str, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
-        #: (bytes this process may still write, monotonic deadline) before the next check.
-        self._check_after = (0, 0.0)
+        #: (bytes this process may still write, monotonic deadline) before the next check; None
+        #: until the first check.
+        self._check_after: tuple[int, float] | None = None
+        #: Whether a cleanup may try to adopt an unmarked directory: False once one found files
+        #: that are not the cache's there (this process does not survey it again).
+        self._adopt = True
 
-    def after_write(self, shard_bytes: int, written: int) -> None:
-        """Clean up if this write may have taken the cache over its limit."""
-        if shard_bytes <= self.max_bytes / SHARDS:
-            return
-        headroom, deadline = self._check_after
-        headroom -= written
-        if headroom > 0 and time.monotonic() < deadline:
-            self._check_after = (headroom, deadline)
-            return
+    def after_write(self, shard_bytes: int | None, written: int) -> None:
+        """Clean up if this write may have taken the cache over its limit.
+
+        ``shard_bytes`` is the shard's size from its counter, or None if its counter is unusable
+        (then the whole cache is checked, and that shard counted by scanning it).
+        """
+        if self._check_after is not None:
+            if shard_bytes is not None and shard_bytes <= self.max_bytes / SHARDS:
+                return
+            headroom, deadline = self._check_after
+            headroom -= written
+            if headroom > 0 and time.monotonic() < deadline:
+                self._check_after = (headroom, deadline)
+                return
         total = self.cleanup_if_over()
         if total is not None:
             self._check_after = (self.max_bytes - total, time.monotonic() + RECHECK_SECONDS)
+        elif self._check_after is None:
+            self._check_after = (0, 0.0)
 
     def cleanup_if_over(self) -> int | None:
         """Evict to 90 % of the limit if over it; skipped if another process is at it.
 
-        Returns the cache's size afterwards as counted, or None if the check was skipped.
+        Returns the cache's size afterwards as counted, or None if the check was skipped. Never
+        raises: a failure (the cleanup lock's path taken by a directory, say) is logged.
         """
         try:
-            return cleanup(self.root, self.max_bytes)
+            total, foreign = cleanup(self.root, self.max_bytes, adopt=self._adopt)
         except OSError as exc:
-            log.warning("cache cleanup failed: %s", exc)
+            log.warning("cache cleanup failed, the size limit is not enforced: %s", exc)
             return None
+        if foreign:
+            self._adopt = False
+            log.warning(
+                "%s is not marked as a cache directory (no CACHEDIR.TAG) and holds files that are "
+                "not the cache's (%s): eviction there removes entries and temp files only, never "
+                "a directory",
+                self.root,
+                ", ".join(foreign[:3]),
+            )
+        return total
 
 
 @contextlib.contextmanager
 def _cleanup_lock(root_fd: int, *, wait: bool) -> Iterator[bool]:
-    """Hold the cache's cleanup lock; yields False (without waiting) if another process has it."""
-    fd = os.open(CLEANUP_LOCK, layout.SMALL_FILE_FLAGS, layout.FILE_MODE, dir_fd=root_fd)
+    """Hold the cache's cleanup lock; yields False (without waiting) if another process has it.
+
+    What occupies ``cleanup.lock`` if it is not a regular file (a FIFO, a directory) is removed
+    in a marked directory (an empty directory only); elsewhere it may be a user's, and
+    :class:`~sparktts_cache._layout.UnusablePath` is raised.
+    """
+    try:
+        fd = layout.open_own_file(CLEANUP_LOCK, root_fd, heal=False)
+    except UnusablePath:
+        if not layout.is_marked(root_fd):
+            raise
+        fd = layout.open_own_file(CLEANUP_LOCK, root_fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -298,41 +400,61 @@ def _cleanup_lock(root_fd: int, *, wait: bool) -> Iterator[bool]:
 
 
 def _read_counters(root_fd: int, outers: list[str]) -> dict[str, tuple[int, int]]:
+    """The (bytes, entries) of each shard from its counter; a shard whose counter is unusable (a
+    directory that is not empty at its name) is scanned instead, so the limit still holds."""
     counters = {}
     for outer in outers:
         with contextlib.suppress(OSError), layout.opened_dir_or_none(outer, root_fd) as outer_fd:
             if outer_fd is not None:
-                counters[outer] = read_counter(outer_fd)
+                try:
+                    counters[outer] = read_counter(outer_fd)
+                except UnusablePath:
+                    scan = scan_shard(root_fd, outer)
+                    counters[outer] = (scan.size, len(scan.entries))
     return counters
 
 
-def cleanup(root: str, limit: int) -> int | None:
+def cleanup(root: str, limit: int, *, adopt: bool = True) -> tuple[int | None, list[str]]:
     """Evict least recently used entries to 90 % of ``limit`` if the cache is over it.
 
-    Returns the cache's size as counted afterwards, or None if another process holds the lock.
+    An unmarked directory is first claimed (:func:`claim`) if ``adopt``; one that holds files that
+    are not the cache's is trimmed all the same, but no directory is removed from it.
+
+    Returns the cache's size as counted afterwards (None if another process holds the lock), and
+    a few of the files found that are not the cache's if an adoption was refused.
+
+    Raises:
+        UnusablePath: if ``cleanup.lock`` cannot be used (see :func:`_cleanup_lock`).
     """
     with layout.opened_root(root) as root_fd:
         if root_fd is None:
-            return None
+            return None, []
         with _cleanup_lock(root_fd, wait=False) as locked:
             if not locked:
-                return None
+                return None, []
+            tidy = layout.is_marked(root_fd)
+            foreign: list[str] = []
+            if not tidy and adopt:
+                foreign = _adopt(root_fd)
+                tidy = not foreign
             outers = shard_names(root_fd)
             counters = _read_counters(root_fd, outers)
             total = sum(size for size, _count in counters.values())
             if total <= limit:
-                return total
+                return total, foreign
             entries = sum(count for _size, count in counters.values())
             if entries <= FULL_SCAN_ENTRIES:
-                report = _evict_globally(root_fd, outers, int(limit * TRIM_TO), max_age=None)
+                report = _evict_globally(
+                    root_fd, outers, int(limit * TRIM_TO), max_age=None, tidy=tidy
+                )
             else:
-                report = _trim_fullest_shards(root_fd, counters, limit)
+                report = _trim_fullest_shards(root_fd, counters, limit, tidy=tidy)
             log.info("cache cleanup removed %d entries (%d bytes)", report.entries, report.bytes)
-            return total - report.bytes
+            return total - report.bytes, foreign
 
 
 def _trim_fullest_shards(
-    root_fd: int, counters: dict[str, tuple[int, int]], limit: int
+    root_fd: int, counters: dict[str, tuple[int, int]], limit: int, *, tidy: bool
 ) -> PruneReport:
     report = PruneReport()
     share = limit * TRIM_TO / SHARDS
@@ -353,7 +475,8 @@ def _trim_fullest_shards(
                 gone.add(info.path)
         report.temp_files += _remove_orphans(root_fd, scan, now)
         _write_exact_counter(root_fd, outer, [e for e in scan.entries if e.path not in gone])
-        report.empty_dirs += _remove_empty_dirs(root_fd, outer)
+        if tidy:
+            report.empty_dirs += _remove_empty_dirs(root_fd, outer)
         total -= counted - size
     return report
 
@@ -368,8 +491,11 @@ def _evict_globally(
     max_bytes: int | None,
     max_age: float | None,
     progress: Progress | None = None,
+    *,
+    tidy: bool = True,
 ) -> PruneReport:
-    """Scan every shard; remove orphans, entries unused for ``max_age``, then LRU to max_bytes."""
+    """Scan every shard; remove orphans, entries unused for ``max_age``, then LRU to max_bytes,
+    and (if ``tidy``: in a marked directory) empty shard directories."""
     report = PruneReport()
     now = time.time()
     scans = []
@@ -393,7 +519,7 @@ def _evict_globally(
     for index, scan in enumerate(scans):
         kept = [e for e in scan.entries if e.path not in gone]
         _write_exact_counter(root_fd, scan.outer, kept)
-        if len(kept) < len(scan.entries) or scan.empty_dirs:
+        if tidy and (len(kept) < len(scan.entries) or scan.empty_dirs):
             report.empty_dirs += _remove_empty_dirs(root_fd, scan.outer)
         if progress:
             progress(len(outers) + index + 1, len(outers) * 2)
@@ -416,6 +542,8 @@ def prune(
 
     Raises:
         InvalidOptionError: for a negative size or age.
+        NotACacheDirectoryError: if the directory is not marked as a cache and holds files that
+            are not the cache's (nothing is removed; see :func:`claim`).
     """
     if max_size_bytes is not None and max_size_bytes < 0:
         raise InvalidOptionError(f"max_size_bytes must be >= 0, got {max_size_bytes}")
@@ -424,6 +552,7 @@ def prune(
     with layout.opened_root(root) as root_fd:
         if root_fd is None:
             return PruneReport()
+        require_cache_directory(root_fd, root, "prune")
         with _cleanup_lock(root_fd, wait=True):
             outers = shard_names(root_fd)
             return _evict_globally(root_fd, outers, max_size_bytes, max_age, progress)
@@ -432,15 +561,25 @@ def prune(
 def verify(root: str, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
     """Check every entry's format and checksum; report (and with ``fix`` remove) damage.
 
-    Reports corrupt entries, temp files older than an hour, empty shard directories and foreign
-    files (which are never removed: they are not the cache's).
+    Reports corrupt entries, temp files older than an hour, empty shard directories, squatters at
+    the paths of the cache's own files, and foreign files (which are never removed: they are not
+    the cache's).
+
+    Raises:
+        NotACacheDirectoryError: with ``fix``, if the directory is not marked as a cache and holds
+            files that are not the cache's (nothing is removed; see :func:`claim`).
     """
     report = VerifyReport(fixed=fix)
     now = time.time()
     with layout.opened_root(root) as root_fd:
         if root_fd is None:
             return report
-        outers = shard_names(root_fd)
+        if fix:
+            require_cache_directory(root_fd, root, "repair")
+        outers, report.foreign_files, report.squatters = _classify_root(root_fd)
+        if fix:
+            for path in report.squatters:
+                _remove_squatter(root_fd, path)
         for index, outer in enumerate(outers):
             scan = scan_shard(root_fd, outer)
             bad: list[FileInfo] = []
@@ -453,14 +592,138 @@ def verify(root: str, fix: bool = False, progress: Progress | None = None) -> Ve
             report.orphan_temp_files += [t.path for t in orphans]
             report.empty_dirs += scan.empty_dirs
             report.foreign_files += scan.foreign
+            report.squatters += scan.squatters
             if fix:
                 for info in bad + orphans:
                     _remove(root_fd, info)
-                _remove_empty_dirs(root_fd, outer)
+                for path in scan.squatters:
+                    _remove_squatter(root_fd, path)
                 _write_exact_counter(root_fd, outer, [e for e in scan.entries if e not in bad])
+                _remove_empty_dirs(root_fd, outer)
             if progress:
                 progress(index + 1, len(outers))
     return report
+
+
+def _remove_squatter(root_fd: int, path: str) -> None:
+    """Remove what occupies one of the cache's own paths (a directory only if empty)."""
+    *parents, name = path.split("/")
+    with contextlib.ExitStack() as stack:
+        dir_fd = root_fd
+        for part in parents:
+            opened = stack.enter_context(layout.opened_dir_or_none(part, dir_fd))
+            if opened is None:
+                return
+            dir_fd = opened
+        with contextlib.suppress(OSError):  # gone, or a directory that is not empty: reported
+            layout.remove_by_name(name, dir_fd)
+
+
+# -- whose directory is it ----------------------------------------------------------------------
+
+
+def _classify_root(root_fd: int) -> tuple[list[str], list[str], list[str]]:
+    """The shard directories in the cache directory (sorted), the files there that are not the
+    cache's, and the squatters at the paths of its own files (``cleanup.lock``, ``locks/``)."""
+    outers: list[str] = []
+    foreign: list[str] = []
+    squatters: list[str] = []
+    with os.scandir(root_fd) as it:
+        items = list(it)
+    for item in items:
+        name = item.name
+        if layout.is_shard_name(name) and item.is_dir(follow_symlinks=False):
+            outers.append(name)
+        elif name == layout.MARKER_NAME:
+            if not layout.is_marked(root_fd):
+                foreign.append(f"{name} (without the signature)")
+        elif layout.is_marker_temp_name(name) and item.is_file(follow_symlinks=False):
+            pass
+        elif name == CLEANUP_LOCK:
+            if not item.is_file(follow_symlinks=False):
+                squatters.append(name)
+        elif name == LOCKS_DIR:
+            if item.is_dir(follow_symlinks=False):
+                _classify_locks(root_fd, foreign, squatters)
+            else:
+                squatters.append(name)
+        else:
+            foreign.append(name)
+    outers.sort()
+    return outers, foreign, squatters
+
+
+def _classify_locks(root_fd: int, foreign: list[str], squatters: list[str]) -> None:
+    with layout.opened_dir_or_none(LOCKS_DIR, root_fd) as locks_fd:
+        if locks_fd is None:
+            return
+        with os.scandir(locks_fd) as it:
+            for item in it:
+                path = f"{LOCKS_DIR}/{item.name}"
+                if not layout.is_lock_name(item.name):
+                    foreign.append(path)
+                elif not item.is_file(follow_symlinks=False):
+                    squatters.append(path)
+
+
+def _survey(root_fd: int) -> tuple[list[str], list[ShardScan]]:
+    """What in the cache directory is not the cache's own layout (a few examples: the survey
+    stops there), and, if nothing, the scans of all its shards."""
+    outers, foreign, squatters = _classify_root(root_fd)
+    foreign += squatters
+    scans: list[ShardScan] = []
+    for outer in outers:
+        if len(foreign) >= FOREIGN_EXAMPLES:
+            break
+        scan = scan_shard(root_fd, outer)
+        foreign += scan.foreign + scan.squatters
+        scans.append(scan)
+    return foreign[:FOREIGN_EXAMPLES], scans
+
+
+def _adopt(root_fd: int) -> list[str]:
+    """Mark an unmarked directory that holds nothing but the cache's own layout, recounting old
+    ``stats`` counters under the new name; return a few files that are not the cache's instead
+    (nothing is changed then)."""
+    foreign, scans = _survey(root_fd)
+    if foreign:
+        return foreign
+    for scan in scans:
+        if scan.old_counter:
+            _write_exact_counter(root_fd, scan.outer, scan.entries)
+            with (
+                contextlib.suppress(OSError),
+                layout.opened_dir_or_none(scan.outer, root_fd) as outer_fd,
+            ):
+                if outer_fd is not None:
+                    os.unlink(OLD_COUNTER_NAME, dir_fd=outer_fd)
+    layout.mark(root_fd)
+    log.info("marked a cache directory (it held nothing but the cache's own files)")
+    return []
+
+
+def claim(root_fd: int) -> list[str]:
+    """Make sure the directory open as ``root_fd`` is the cache's before removing anything in it.
+
+    A directory marked with ``CACHEDIR.TAG`` is. An unmarked one that holds nothing but the
+    cache's own layout (or nothing at all) is adopted: marked, and the counters of a cache made
+    before the tag recounted under their new name. Anything else is a few examples of the files in
+    it that are not the cache's (an empty list means the directory is the cache's).
+
+    An empty directory named like a shard cannot be told from one the cache emptied, and counts as
+    the cache's.
+    """
+    return [] if layout.is_marked(root_fd) else _adopt(root_fd)
+
+
+def require_cache_directory(root_fd: int, root: str, operation: str) -> None:
+    """:func:`claim` the directory, or refuse ``operation`` in it.
+
+    Raises:
+        NotACacheDirectoryError: naming a few of the files in it that are not the cache's.
+    """
+    if foreign := claim(root_fd):
+        raise NotACacheDirectoryError(root, operation, foreign)
 
 
 def _entry_is_whole(root_fd: int, info: FileInfo) -> bool:

@@ -12,6 +12,12 @@ or ``clear``.
 Thread- and process-safety: every method may run concurrently with any other, in this process or
 another one sharing the directory. ``clear`` may delete a writer's temp file or shard directory in
 the middle of a write; the writer notices (``ENOENT``) and starts its write again.
+
+Whose files: a write creates directories, its entry, temp file and counter (names no other program
+writes) and never removes or replaces anything else; after a failed write it removes only the shard
+directories it created itself. The first write of a store marks a new (empty) cache directory
+with ``CACHEDIR.TAG``; ``clear`` runs only in a marked directory or one holding nothing but the
+cache's own layout (see ``_maintenance.claim``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from . import _layout as layout
 from ._codec import Codec, Entry, EntryMeta
 from ._counters import add_to_counter
 from ._errors import CorruptEntryError
-from ._maintenance import SizeLimit
+from ._maintenance import SizeLimit, require_cache_directory
 
 __all__ = ["FileStore"]
 
@@ -56,7 +62,7 @@ class FileStore:
             (see :class:`~sparktts_cache._maintenance.SizeLimit`); None for no limit.
     """
 
-    __slots__ = ("codec", "fsync", "limit", "root")
+    __slots__ = ("_marker_checked", "codec", "fsync", "limit", "root")
 
     def __init__(
         self, root: str, codec: Codec, *, fsync: bool = False, max_size_bytes: int | None = None
@@ -65,6 +71,8 @@ class FileStore:
         self.codec = codec
         self.fsync = fsync
         self.limit = None if max_size_bytes is None else SizeLimit(root, max_size_bytes)
+        #: Whether this store has checked, at its first write, if it should mark the directory.
+        self._marker_checked = False
 
     @property
     def max_size_bytes(self) -> int | None:
@@ -161,56 +169,72 @@ class FileStore:
         """
         buffers = self.codec.encode(audio, meta)
         name = layout.entry_name(key, self.codec.extension)
-        shard_bytes = written = 0
+        shard_bytes: int | None = 0
+        written = 0
+        created: list[str] = []
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self._shard_dirs(key) as (outer_fd, inner_fd):
+                with self._shard_dirs(key, created) as (outer_fd, inner_fd):
                     written, replaced = self._publish(inner_fd, key, name, buffers)
                     if self.limit is not None:
-                        shard_bytes = add_to_counter(
-                            outer_fd, written - replaced, 0 if replaced else 1
-                        )
+                        added = 0 if replaced else 1
+                        shard_bytes = _count(outer_fd, key, written - replaced, added)
                 break
             except FileNotFoundError as exc:
                 # A concurrent clear removed our shard directory or temp file: write again.
                 if attempt == _WRITE_ATTEMPTS - 1:
                     log.error("cannot write cache entry %s: %s", key, exc)
-                    self._remove_empty_shards(key)
+                    self._remove_created_shards(key, created)
                     return False
             except OSError as exc:
                 log.error("cannot write cache entry %s: %s", key, exc)
-                self._remove_empty_shards(key)
+                self._remove_created_shards(key, created)
                 return False
         if self.limit is not None:
             self.limit.after_write(shard_bytes, written)
         return True
 
     @contextlib.contextmanager
-    def _shard_dirs(self, key: str) -> Iterator[tuple[int, int]]:
+    def _shard_dirs(self, key: str, created: list[str]) -> Iterator[tuple[int, int]]:
         """Yield descriptors of ``key``'s two shard directories, creating them as needed and
-        refusing symlinks on the way (the write path; reads open entries relative to the shard)."""
+        refusing symlinks on the way (the write path; reads open entries relative to the shard).
+
+        The shard directories it creates are added to ``created`` (outer, then inner). The first
+        write of this store marks the cache directory if it is new (see ``_layout.mark_if_new``).
+        """
         with layout.opened_root(self.root, create=True) as root_fd, contextlib.ExitStack() as stack:
             if root_fd is None:  # removed between creating and opening it
                 raise FileNotFoundError(f"cache directory {self.root} vanished")
+            if not self._marker_checked:
+                with contextlib.suppress(OSError):  # best effort: the write does not need it
+                    if not layout.is_marked(root_fd):
+                        layout.mark_if_new(root_fd)
+                self._marker_checked = True
             fds = [root_fd]
-            for part in layout.shard_of(key):
+            for depth, part in enumerate(layout.shard_of(key)):
                 try:
                     fds.append(stack.enter_context(layout.opened_dir(part, fds[-1])))
                 except FileNotFoundError:
-                    with contextlib.suppress(FileExistsError):
+                    try:
                         os.mkdir(part, layout.DIR_MODE, dir_fd=fds[-1])
+                        created.append("/".join(layout.shard_of(key)[: depth + 1]))
+                    except FileExistsError:
+                        pass
                     fds.append(stack.enter_context(layout.opened_dir(part, fds[-1])))
             yield fds[1], fds[2]
 
-    def _remove_empty_shards(self, key: str) -> None:
-        """After a failed write, remove the shard directories it may have created, if empty."""
+    def _remove_created_shards(self, key: str, created: list[str]) -> None:
+        """After a failed write, remove the shard directories it created, if they are empty (a
+        directory that was there before may be a user's: it is left alone)."""
         outer, inner = layout.shard_of(key)
         with contextlib.suppress(OSError), layout.opened_root(self.root) as root_fd:
             if root_fd is None:
                 return
-            with layout.opened_dir(outer, root_fd) as outer_fd:
-                os.rmdir(inner, dir_fd=outer_fd)  # raises if not empty: then keep both
-            os.rmdir(outer, dir_fd=root_fd)
+            if f"{outer}/{inner}" in created:
+                with layout.opened_dir(outer, root_fd) as outer_fd:
+                    os.rmdir(inner, dir_fd=outer_fd)  # raises if not empty: then keep both
+            if outer in created:
+                os.rmdir(outer, dir_fd=root_fd)
 
     def _publish(
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
@@ -241,16 +265,21 @@ class FileStore:
     # -- clearing --------------------------------------------------------------------------------
 
     def clear(self) -> bool:
-        """Remove every entry and temp file of this layout, and empty shard directories.
+        """Remove every entry and temp file of this layout, counters, and empty shard directories.
 
         Files the cache did not write (other names, other places, symlinks) are left alone.
         Returns False, after logging why, if something could not be removed.
+
+        Raises:
+            NotACacheDirectoryError: if the directory is not marked as a cache and holds files
+                that are not the cache's (nothing is removed; see ``_maintenance.claim``).
         """
         ok = True
         try:
             with layout.opened_root(self.root) as root_fd:
                 if root_fd is None:
                     return True
+                require_cache_directory(root_fd, self.root, "clear")
                 for outer in layout.shard_names(root_fd):
                     ok &= _clear_outer(root_fd, outer)
         except OSError as exc:
@@ -270,6 +299,9 @@ def _clear_outer(root_fd: int, outer: str) -> bool:
                 os.rmdir(inner, dir_fd=outer_fd)
         with contextlib.suppress(OSError):
             os.unlink(layout.COUNTER_NAME, dir_fd=outer_fd)
+        if layout.is_old_counter(outer_fd):  # left by a process of an older version
+            with contextlib.suppress(OSError):
+                os.unlink(layout.OLD_COUNTER_NAME, dir_fd=outer_fd)
     with contextlib.suppress(OSError):
         os.rmdir(outer, dir_fd=root_fd)
     return ok
@@ -289,6 +321,16 @@ def _clear_inner(outer_fd: int, prefix: str) -> bool:
                 log.error("cannot remove cache file %s/%s: %s", prefix, name, exc)
                 ok = False
     return ok
+
+
+def _count(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int | None:
+    """Add a write to its shard's counter; the shard's new size, or None if the counter cannot be
+    used (logged; the size limit then scans that shard)."""
+    try:
+        return add_to_counter(outer_fd, bytes_delta, count_delta)
+    except layout.UnusablePath as exc:
+        log.warning("size counter of the shard of %s cannot be used: %s", key, exc)
+        return None
 
 
 def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:

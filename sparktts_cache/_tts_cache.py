@@ -90,6 +90,9 @@ class _CacheCore:
             )
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
             raise UnsupportedTypeError(f"cache_dir must be a path, not {type(cache_dir).__name__}")
+        if cache_dir is not None and "\0" in os.fsdecode(cache_dir):
+            # The OS cannot take such a path: every call would fail later, and less clearly.
+            raise InvalidOptionError(f"cache_dir must not contain a NUL byte: {cache_dir!r}")
         codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
         if codec is None:
             raise InvalidOptionError(
@@ -382,8 +385,13 @@ class TTSCache(_CacheFront, Cache):
     async def verify(self, fix: bool = False, progress: Progress | None = None) -> VerifyReport:
         """Check every entry's format and checksum, and report the damage found.
 
-        Reports corrupt entries, orphan temp files, empty shard directories and foreign files; with
+        Reports corrupt entries, orphan temp files, empty shard directories, squatters (something
+        the cache cannot use where its counters or lock files belong) and foreign files; with
         ``fix=True`` removes all but the foreign files, which are not the cache's.
+
+        Raises:
+            NotACacheDirectoryError: with ``fix=True``, if the directory is not marked as a cache
+                (``CACHEDIR.TAG``) and holds files that are not the cache's; nothing is removed.
         """
         return await anyio.to_thread.run_sync(self._core.verify, fix, progress)
 
@@ -396,6 +404,10 @@ class TTSCache(_CacheFront, Cache):
         """Remove entries unused for ``max_age`` s, then the least recently used to the size.
 
         Also removes dead writers' temp files and empty shard directories; returns what went.
+
+        Raises:
+            NotACacheDirectoryError: if the directory is not marked as a cache (``CACHEDIR.TAG``)
+                and holds files that are not the cache's; nothing is removed.
         """
         return await anyio.to_thread.run_sync(self._core.prune, max_size_bytes, max_age, progress)
 
@@ -404,6 +416,11 @@ class TTSCache(_CacheFront, Cache):
 
         Safe while other processes write: their writes either land after the clear or are retried.
         Returns False, after logging why, if something could not be removed.
+
+        Raises:
+            NotACacheDirectoryError: if the directory is not marked as a cache (``CACHEDIR.TAG``)
+                and holds files that are not the cache's; nothing is removed. A directory holding
+                nothing but the cache's own files is marked and cleared.
         """
         return await anyio.to_thread.run_sync(self._core.clear)
 

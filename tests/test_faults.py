@@ -121,7 +121,7 @@ def test_failing_rename_or_fsync(
     monkeypatch.setattr(os, failing, broken)
     key = cache.generate_cache_key("x")
     assert cache.cache_data(key, sealed_audio(3, 1600), "x") is False
-    assert files_under(tmp_path) == []
+    assert files_under(tmp_path) == ["CACHEDIR.TAG"]
     assert cache.get_cached_data(key) is None
     monkeypatch.setattr(os, failing, real)
     assert cache.cache_data(key, sealed_audio(3, 1600), "x") is True

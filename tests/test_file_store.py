@@ -35,7 +35,9 @@ def write_one(cache: SyncTTSCache, text: str = "hello", seed: int = 1) -> tuple[
 
 def test_layout_is_two_levels_of_shards(cache: SyncTTSCache) -> None:
     key, path = write_one(cache)
-    assert files_under(cache.cache_dir) == [f"{key[:2]}/{key[2:4]}/{key}.wav"]
+    assert files_under(cache.cache_dir) == ["CACHEDIR.TAG", f"{key[:2]}/{key[2:4]}/{key}.wav"]
+    tag = (cache.cache_dir / "CACHEDIR.TAG").read_bytes()  # the first write marked the directory
+    assert tag.startswith(b"Signature: 8a477f597d28d172789f06886806bc55")
     assert TTSCache(cache.cache_dir).entry_path(key) == path
 
 
@@ -217,8 +219,9 @@ def test_symlinked_shard_is_never_followed(cache: SyncTTSCache, tmp_path: Path) 
     outside = tmp_path / "outside"
     outside.mkdir()
     key = cache.generate_cache_key("escape", {})
-    cache.cache_dir.mkdir()
-    (cache.cache_dir / key[:2]).symlink_to(outside, target_is_directory=True)
+    first, _path = write_one(cache, "first")  # a cache (marked by its first write) ...
+    assert first[:2] != key[:2]
+    (cache.cache_dir / key[:2]).symlink_to(outside, target_is_directory=True)  # ... then attacked
     assert cache.cache_data(key, sealed_audio(1), "escape", {}) is False
     assert cache.get_cached_data(key) is None
     assert list(outside.iterdir()) == []
@@ -244,14 +247,14 @@ def test_clear_keeps_files_the_cache_did_not_write(cache: SyncTTSCache) -> None:
     orphan = root / keys[2][:2] / keys[2][2:4] / f"{keys[2]}.0123456789abcdef.tmp"
     orphan.write_bytes(b"half written")
     assert cache.clear_cache() is True
-    assert files_under(root) == sorted(user_files)
+    assert files_under(root) == sorted([*user_files, "CACHEDIR.TAG"])
     assert all(cache.get_cached_data(key) is None for key in keys)
 
 
 def test_clear_removes_empty_shards(cache: SyncTTSCache) -> None:
     fill(cache, 30)
     assert cache.clear_cache()
-    assert list(cache.cache_dir.iterdir()) == []
+    assert [p.name for p in cache.cache_dir.iterdir()] == ["CACHEDIR.TAG"]  # still a cache
 
 
 def test_clear_of_a_missing_directory_is_fine(tmp_path: Path) -> None:
@@ -278,7 +281,7 @@ def test_disk_full_returns_false_and_leaves_nothing(
     with caplog.at_level(logging.ERROR, logger="sparktts_cache"):
         assert cache.cache_data(key, sealed_audio(1), "full", {}) is False
     assert "No space left" in caplog.text
-    assert files_under(cache.cache_dir) == []
+    assert files_under(cache.cache_dir) == ["CACHEDIR.TAG"]
     monkeypatch.setattr(os, "writev", real_writev)
     assert cache.cache_data(key, sealed_audio(1), "full", {}) is True
 
@@ -292,7 +295,7 @@ def test_rename_failure_returns_false_and_leaves_nothing(
     monkeypatch.setattr(os, "replace", broken)
     key = cache.generate_cache_key("io", {})
     assert cache.cache_data(key, sealed_audio(1), "io", {}) is False
-    assert files_under(cache.cache_dir) == []
+    assert files_under(cache.cache_dir) == ["CACHEDIR.TAG"]
 
 
 def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
