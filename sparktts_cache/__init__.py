@@ -7,7 +7,7 @@ is kept as one self-checking WAV file, published atomically, under a two-level d
 from __future__ import annotations
 
 from ._audio import as_mono_float32
-from ._cache import Cache
+from ._cache import Cache, CacheStatus, SynthesisLock, build_status
 from ._codec import Entry, EntryMeta, decode_entry, encode_entry
 from ._errors import (
     CacheError,
@@ -23,12 +23,11 @@ from ._errors import (
     UnsupportedTypeError,
 )
 from ._keys import check_key, generate_cache_key, normalize_text
-from ._locks import FileSynthesisLock, SynthesisLock
+from ._locks import FileSynthesisLock
 from ._long_text import LongTextTTS
 from ._maintenance import FileInfo, PruneReport, VerifyReport
 from ._redis import RedisCache, RedisSynthesisLock
 from ._segmenter import TextSegmenter
-from ._status import CacheStatus, build_status
 from ._tiered import TieredCache
 from ._tts_cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
 from .engines import TTSModel, engine_names, load_tts_model

@@ -3,18 +3,63 @@
 from __future__ import annotations
 
 import abc
+import collections
+import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
 from ._codec import Entry, EntryMeta
+from ._gil import CHUNK, GilYielder
 from ._keys import keys_for_segments
-from ._status import CacheStatus, build_status
 
-__all__ = ["Cache"]
+__all__ = ["Cache", "CacheStatus", "SynthesisLock", "build_status", "first_occurrences"]
+
+
+class CacheStatus(NamedTuple):
+    """The answer of ``get_cache_status``.
+
+    Attributes:
+        cache_keys: the key of every segment, aligned one-to-one with the segments.
+        cached_keys: the distinct keys that are cached, in first-occurrence order.
+        segments_to_generate: the distinct segments (by key) that are not cached, in
+            first-occurrence order, so that no segment is synthesised twice.
+    """
+
+    cache_keys: list[str]
+    cached_keys: list[str]
+    segments_to_generate: list[str]
+
+
+def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]) -> CacheStatus:
+    """Assemble a :class:`CacheStatus` from segment keys and the presence of each distinct key."""
+    cached: list[str] = []
+    missing: list[str] = []
+    for key, first in first_occurrences(keys).items():
+        if found[key]:
+            cached.append(key)
+        else:
+            missing.append(segments[first])
+    return CacheStatus(keys, cached, missing)
+
+
+def first_occurrences(keys: list[str]) -> dict[str, int]:
+    """Each distinct key with the index of its first occurrence, in first-occurrence order.
+
+    One C-level pass of ``setdefault`` per chunk (``deque(maxlen=0)`` consumes the map without
+    keeping its results), with a pause for the GIL between chunks.
+    """
+    first: dict[str, int] = {}
+    keep_first = first.setdefault
+    yielder = GilYielder()
+    for start in range(0, len(keys), CHUNK):
+        stop = min(start + CHUNK, len(keys))
+        collections.deque(map(keep_first, keys[start:stop], range(start, stop)), maxlen=0)
+        yielder.pause_if_due()
+    return first
 
 
 class Cache(abc.ABC):
@@ -124,3 +169,11 @@ class Cache(abc.ABC):
             if key not in found:
                 found[key] = await self.get_cached_data(key) is not None
         return build_status(segments, keys, found)
+
+
+class SynthesisLock(Protocol):
+    """Mutual exclusion per key between processes (or machines) that share a cache."""
+
+    def hold(self, key: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold the lock of ``key``; the context value is False if it was given up as stale."""
+        ...

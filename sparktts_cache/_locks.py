@@ -23,7 +23,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Protocol
 
 import anyio
 import anyio.to_thread
@@ -31,17 +30,9 @@ import anyio.to_thread
 from . import _layout as layout
 from ._keys import check_key
 
-__all__ = ["FileSynthesisLock", "SynthesisLock"]
+__all__ = ["FileSynthesisLock"]
 
 log = logging.getLogger("sparktts_cache")
-
-
-class SynthesisLock(Protocol):
-    """Mutual exclusion per key between processes (or machines) that share a cache."""
-
-    def hold(self, key: str) -> contextlib.AbstractAsyncContextManager[bool]:
-        """Hold the lock of ``key``; the context value is False if it was given up as stale."""
-        ...
 
 
 class FileSynthesisLock:

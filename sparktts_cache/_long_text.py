@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._audio import as_mono_float32
-from ._cache import Cache
+from ._cache import Cache, SynthesisLock
 from ._errors import InvalidOptionError, UnsupportedTypeError
-from ._locks import FileSynthesisLock, SynthesisLock
+from ._locks import FileSynthesisLock
 from ._segmenter import TextSegmenter
 from ._tts_cache import TTSCache
 from .engines import TTSModel, accepted_params

@@ -22,11 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ._audio import check_sample_rate
-from ._cache import Cache
+from ._cache import Cache, CacheStatus, build_status
 from ._codec import Entry, decode_entry, encode_entry
 from ._errors import InvalidOptionError, MissingDependencyError
 from ._keys import check_key, generate_cache_key, keys_for_segments
-from ._status import CacheStatus, build_status
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

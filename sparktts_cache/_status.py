@@ -9,67 +9,24 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
-import collections
 import functools
 import itertools
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
+from ._cache import CacheStatus, first_occurrences
 from ._gil import CHUNK, GilYielder, hand_over_gil
 from ._keys import keys_for_segments
 from ._layout import entry_paths
 
-__all__ = ["CacheStatus", "StatusPlan", "build_status"]
+__all__ = ["StatusPlan"]
 
 #: Paths timed before choosing how to check the rest.
 PROBE_SIZE = 8
 #: Mean seconds per check above which the rest is checked by many threads at once.
 SLOW_CHECK_SECONDS = 50e-6
-
-
-class CacheStatus(NamedTuple):
-    """The answer of ``get_cache_status``.
-
-    Attributes:
-        cache_keys: the key of every segment, aligned one-to-one with the segments.
-        cached_keys: the distinct keys that are cached, in first-occurrence order.
-        segments_to_generate: the distinct segments (by key) that are not cached, in
-            first-occurrence order, so that no segment is synthesised twice.
-    """
-
-    cache_keys: list[str]
-    cached_keys: list[str]
-    segments_to_generate: list[str]
-
-
-def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]) -> CacheStatus:
-    """Assemble a :class:`CacheStatus` from segment keys and the presence of each distinct key."""
-    cached: list[str] = []
-    missing: list[str] = []
-    for key, first in _first_occurrences(keys).items():
-        if found[key]:
-            cached.append(key)
-        else:
-            missing.append(segments[first])
-    return CacheStatus(keys, cached, missing)
-
-
-def _first_occurrences(keys: list[str]) -> dict[str, int]:
-    """Each distinct key with the index of its first occurrence, in first-occurrence order.
-
-    One C-level pass of ``setdefault`` per chunk (``deque(maxlen=0)`` consumes the map without
-    keeping its results), with a pause for the GIL between chunks.
-    """
-    first: dict[str, int] = {}
-    keep_first = first.setdefault
-    yielder = GilYielder()
-    for start in range(0, len(keys), CHUNK):
-        stop = min(start + CHUNK, len(keys))
-        collections.deque(map(keep_first, keys[start:stop], range(start, stop)), maxlen=0)
-        yielder.pause_if_due()
-    return first
 
 
 class StatusPlan:
@@ -109,7 +66,7 @@ class StatusPlan:
         """
         keys = keys_for_segments(self.segments, self._params)
         yielder = GilYielder()
-        first = _first_occurrences(keys)
+        first = first_occurrences(keys)
         root, extension = self._root, self._extension
         distinct = list(first)
         paths: list[str] = []

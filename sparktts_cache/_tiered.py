@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._cache import Cache
+from ._cache import Cache, CacheStatus, build_status
 from ._codec import Entry
-from ._status import CacheStatus, build_status
 
 __all__ = ["TieredCache"]
 

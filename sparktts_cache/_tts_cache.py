@@ -19,12 +19,12 @@ import numpy.typing as npt
 
 from . import _maintenance
 from ._audio import check_sample_rate
-from ._cache import Cache
+from ._cache import Cache, CacheStatus
 from ._codec import CODECS, Entry, new_entry
 from ._errors import InvalidOptionError, UnsupportedTypeError
 from ._keys import check_key, generate_cache_key
 from ._maintenance import FileInfo, Progress, PruneReport, VerifyReport
-from ._status import CacheStatus, StatusPlan
+from ._status import StatusPlan
 from ._store import FileStore
 
 __all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]

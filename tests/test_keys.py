@@ -24,9 +24,9 @@ from sparktts_cache import (
     generate_cache_key,
     normalize_text,
 )
+from sparktts_cache._cache import build_status
 from sparktts_cache._gil import CHUNK
 from sparktts_cache._keys import canonical_params, keys_for_segments
-from sparktts_cache._status import build_status
 
 json_scalars: st.SearchStrategy[Any] = st.one_of(
     st.none(),
