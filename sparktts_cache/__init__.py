@@ -6,10 +6,10 @@ is kept as one self-checking WAV file, published atomically, under a two-level d
 
 from __future__ import annotations
 
-from ._audio import as_mono_float32
-from ._cache import Cache, CacheStatus, SynthesisLock, build_status
-from ._codec import Entry, EntryMeta, decode_entry, encode_entry
-from ._errors import (
+from ._core.audio import as_mono_float32
+from ._core.cache import Cache, CacheStatus, SynthesisLock, build_status
+from ._core.codec import Entry, EntryMeta, decode_entry, encode_entry
+from ._core.errors import (
     CacheError,
     CorruptEntryError,
     EngineError,
@@ -22,14 +22,14 @@ from ._errors import (
     NotACacheDirectoryError,
     UnsupportedTypeError,
 )
-from ._keys import check_key, generate_cache_key, normalize_text
-from ._locks import FileSynthesisLock
-from ._long_text import LongTextTTS
-from ._maintenance import FileInfo, PruneReport, VerifyReport
-from ._redis import RedisCache, RedisSynthesisLock
-from ._segmenter import TextSegmenter
-from ._tiered import TieredCache
-from ._tts_cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
+from ._core.keys import check_key, generate_cache_key, normalize_text
+from ._file.cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
+from ._file.locks import FileSynthesisLock
+from ._file.maintenance import FileInfo, PruneReport, VerifyReport
+from ._shared.redis import RedisCache, RedisSynthesisLock
+from ._shared.tiered import TieredCache
+from ._text.long_text import LongTextTTS
+from ._text.segmenter import TextSegmenter
 from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [

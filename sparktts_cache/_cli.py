@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import CacheError, InvalidOptionError, NotACacheDirectoryError
-from ._keys import check_key
-from ._tts_cache import SyncTTSCache, default_cache_dir
+from ._core.errors import CacheError, InvalidOptionError, NotACacheDirectoryError
+from ._core.keys import check_key
+from ._file.cache import SyncTTSCache, default_cache_dir
 from .engines import GENDERS, LEVELS, engine_names
 
 __all__ = ["format_size", "main", "parse_duration", "parse_param", "parse_size"]
@@ -238,9 +238,9 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     import anyio
     import soundfile
 
-    from ._long_text import LongTextTTS
-    from ._segmenter import TextSegmenter
-    from ._tts_cache import TTSCache
+    from ._file.cache import TTSCache
+    from ._text.long_text import LongTextTTS
+    from ._text.segmenter import TextSegmenter
     from .engines import load_tts_model
 
     text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text

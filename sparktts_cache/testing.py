@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ._cache import Cache
-from ._codec import DEFAULT_SAMPLE_RATE
-from ._errors import InvalidOptionError
+from ._core.cache import Cache
+from ._core.codec import DEFAULT_SAMPLE_RATE
+from ._core.errors import InvalidOptionError
 
 __all__ = ["CacheContract", "is_sealed", "sealed_audio"]
 

@@ -169,7 +169,7 @@ class SeedShapedCache(Cache):
     async def get_cache_status(self, items, params):  # type: ignore[no-untyped-def,override]
         keys = [self.generate_cache_key(item, params) for item in items]  # type: ignore[no-untyped-call]
         found = {key: key in self.store for key in keys}
-        from sparktts_cache._cache import build_status
+        from sparktts_cache._core.cache import build_status
 
         return build_status(list(items), keys, found)
 

@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from sparktts_cache import SyncTTSCache, TTSCache, default_cache_dir
-from sparktts_cache._store import FileStore
+from sparktts_cache._file.store import FileStore
 from sparktts_cache.testing import sealed_audio
 
 from .helpers import files_under, fill

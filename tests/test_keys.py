@@ -24,9 +24,9 @@ from sparktts_cache import (
     generate_cache_key,
     normalize_text,
 )
-from sparktts_cache._cache import build_status
-from sparktts_cache._gil import CHUNK
-from sparktts_cache._keys import canonical_params, keys_for_segments
+from sparktts_cache._core.cache import build_status
+from sparktts_cache._core.gil import CHUNK
+from sparktts_cache._core.keys import canonical_params, keys_for_segments
 
 json_scalars: st.SearchStrategy[Any] = st.one_of(
     st.none(),
@@ -102,7 +102,7 @@ def test_integral_floats_equal_ints_but_bools_do_not() -> None:
 
 @given(params_strategy, params_strategy)
 def test_different_params_give_different_keys(a: dict[str, Any], b: dict[str, Any]) -> None:
-    from sparktts_cache._keys import key_prefix
+    from sparktts_cache._core.keys import key_prefix
 
     if key_prefix(a) != key_prefix(b):
         assert generate_cache_key("same text", a) != generate_cache_key("same text", b)
@@ -173,14 +173,14 @@ def test_speaker_file_is_keyed_by_content(tmp_path: Path) -> None:
 
 
 def test_speaker_file_hash_is_memoised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparktts_cache import _keys
+    from sparktts_cache._core import keys
 
     speaker = tmp_path / "speaker.wav"
     speaker.write_bytes(b"x" * 1000)
-    _keys._file_digest.cache_clear()
+    keys._file_digest.cache_clear()
     for index in range(50):
         generate_cache_key(f"text {index}", {"prompt_speech_path": str(speaker)})
-    info = _keys._file_digest.cache_info()
+    info = keys._file_digest.cache_info()
     assert info.misses == 1 and info.hits == 49
 
 
@@ -189,7 +189,7 @@ flat_params = st.dictionaries(param_names, json_scalars, max_size=8)
 
 @given(flat_params)
 def test_fast_path_for_flat_params_matches_the_full_walk(params: dict[str, Any]) -> None:
-    from sparktts_cache._keys import _canonical_scalars, _canonical_top
+    from sparktts_cache._core.keys import _canonical_scalars, _canonical_top
 
     fast = _canonical_scalars(params)
     assert fast is not None

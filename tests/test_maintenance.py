@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from sparktts_cache import SyncTTSCache, TTSCache
-from sparktts_cache import _maintenance as maintenance
-from sparktts_cache._layout import CLEANUP_LOCK
+from sparktts_cache._file import maintenance as maintenance
+from sparktts_cache._file.layout import CLEANUP_LOCK
 from sparktts_cache.testing import sealed_audio
 
 from .helpers import files_under, fill
@@ -109,7 +109,7 @@ def test_eviction_keeps_foreign_files_and_open_readers_keep_their_data(tmp_path:
         cache.prune(max_size_bytes=0)
         rest = reader.read()
     assert foreign.read_text() == "mine"
-    from sparktts_cache._codec import WavCodec
+    from sparktts_cache._core.codec import WavCodec
 
     entry = WavCodec().decode(bytearray(head + rest))  # whole and checksum-valid
     np.testing.assert_array_equal(entry.audio, sealed_audio(1))
@@ -145,7 +145,7 @@ def test_counters_follow_writes_replacements_and_clear(tmp_path: Path) -> None:
     cache = SyncTTSCache(tmp_path, max_size_bytes=10**9)
     keys = fill(cache, 30)
     fill(cache, 10)  # replaces ten entries with the same sizes
-    from sparktts_cache._counters import read_counter
+    from sparktts_cache._file.counters import read_counter
 
     def counted() -> tuple[int, int]:
         total = [0, 0]

@@ -32,7 +32,7 @@ from sparktts_cache import (
     SyncTTSCache,
     TTSCache,
 )
-from sparktts_cache import _layout as layout
+from sparktts_cache._file import layout as layout
 from sparktts_cache.testing import sealed_audio
 
 from .helpers import files_under, fill

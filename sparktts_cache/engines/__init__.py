@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import CacheError, InvalidOptionError, MissingDependencyError
+from .._core.errors import CacheError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, TTSModel, accepted_params, check_choice
 from .espeak import EspeakModel
 from .piper import PiperModel

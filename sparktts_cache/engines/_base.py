@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy.typing as npt
 
-from .._errors import InvalidParamsError
+from .._core.errors import InvalidParamsError
 
 __all__ = ["GENDERS", "LEVELS", "TTSModel", "accepted_params", "check_choice"]
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import EngineError, InvalidOptionError, MissingDependencyError
+from .._core.errors import EngineError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, check_choice
 
 __all__ = ["LEVELS", "EspeakModel"]

@@ -19,7 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from .._errors import EngineError, InvalidOptionError, InvalidParamsError, MissingDependencyError
+from .._core.errors import (
+    EngineError,
+    InvalidOptionError,
+    InvalidParamsError,
+    MissingDependencyError,
+)
 from ._base import LEVELS
 
 __all__ = ["SPEED_LEVELS", "PiperModel"]

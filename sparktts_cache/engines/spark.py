@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from .._errors import EngineError, InvalidOptionError, MissingDependencyError
+from .._core.errors import EngineError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, check_choice
 
 __all__ = ["SparkTTSModel", "find_spark_tts", "model_dir_fingerprint"]

@@ -40,10 +40,10 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from ._audio import as_mono_float32, check_sample_rate
-from ._errors import CorruptEntryError, InvalidAudioError
-from ._keys import canonical_params, check_key, check_text
-from ._layout import MAX_ENTRY_BYTES
+from .._file.layout import MAX_ENTRY_BYTES
+from .audio import as_mono_float32, check_sample_rate
+from .errors import CorruptEntryError, InvalidAudioError
+from .keys import canonical_params, check_key, check_text
 
 __all__ = [
     "CODECS",

@@ -12,9 +12,9 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from ._codec import Entry, EntryMeta
-from ._gil import CHUNK, GilYielder
-from ._keys import keys_for_segments
+from .codec import Entry, EntryMeta
+from .gil import CHUNK, GilYielder
+from .keys import keys_for_segments
 
 __all__ = ["Cache", "CacheStatus", "SynthesisLock", "build_status", "first_occurrences"]
 

@@ -20,7 +20,7 @@ a key and 16 random hex digits, ``sparktts_cache.counter``); shard directories a
 names do not. ``CACHEDIR.TAG`` (the Cache Directory Tagging convention, which also tells backup
 tools to skip the directory) marks a directory as the cache's: only in a marked directory does
 maintenance remove empty shard directories, and ``clear``, ``prune`` and ``verify --fix`` refuse to
-run in an unmarked one that holds anything else (``_maintenance.claim``). The first write marks a
+run in an unmarked one that holds anything else (``maintenance.claim``). The first write marks a
 new (empty) directory; an unmarked one that holds nothing but the cache's own layout (a cache made
 before the tag, with its old ``stats`` counters) is marked by the first maintenance that finds it
 so. A directory that holds a user's files is never marked.
@@ -44,7 +44,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ._errors import CorruptEntryError
+from .._core.errors import CorruptEntryError
 
 __all__ = [
     "CLEANUP_LOCK",
@@ -90,7 +90,7 @@ __all__ = [
 
 #: Top-level shards (two hex characters); each has its own size counter.
 SHARDS = 256
-#: The size counter in each top-level shard directory (see ``_counters``): a name only this cache
+#: The size counter in each top-level shard directory (see ``counters``): a name only this cache
 #: writes, so that no user's file is ever taken for one.
 COUNTER_NAME = "sparktts_cache.counter"
 #: The counter's name in caches made before ``CACHEDIR.TAG``: recognised (by name and by its

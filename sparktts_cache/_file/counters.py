@@ -8,8 +8,8 @@ back.
 
 A counter is only ever a regular file with one link, opened without following a symlink or
 blocking on a FIFO: a counter hard-linked to another file is never written through. Writers replace
-whatever else is at the counter's name (``_layout.open_own_file``); what cannot be replaced (a
-directory that is not empty) raises :class:`~sparktts_cache._layout.UnusablePath`, and the size
+whatever else is at the counter's name (``layout.open_own_file``); what cannot be replaced (a
+directory that is not empty) raises :class:`~sparktts_cache._file.layout.UnusablePath`, and the size
 limit then counts that shard by scanning it.
 """
 
@@ -22,7 +22,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ._layout import COUNTER_NAME, READ_FLAGS, UnusablePath, open_own_file
+from .layout import COUNTER_NAME, READ_FLAGS, UnusablePath, open_own_file
 
 __all__ = ["add_to_counter", "read_counter", "write_counter"]
 

@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.to_thread
 
-from . import _layout as layout
-from ._keys import check_key
+from .._core.keys import check_key
+from . import layout as layout
 
 __all__ = ["FileSynthesisLock"]
 

@@ -21,11 +21,11 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from ._audio import check_sample_rate
-from ._cache import Cache, CacheStatus, build_status
-from ._codec import Entry, decode_entry, encode_entry
-from ._errors import InvalidOptionError, MissingDependencyError
-from ._keys import check_key, generate_cache_key, keys_for_segments
+from .._core.audio import check_sample_rate
+from .._core.cache import Cache, CacheStatus, build_status
+from .._core.codec import Entry, decode_entry, encode_entry
+from .._core.errors import InvalidOptionError, MissingDependencyError
+from .._core.keys import check_key, generate_cache_key, keys_for_segments
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -10,7 +10,7 @@ scanned whole instead and trimmed to 90 % of the limit in exact LRU order.
 
 Maintenance removes only what the cache wrote: entries, temp files and counters (named so that no
 other program's file is taken for one), and empty shard directories only in a directory marked as
-a cache (``CACHEDIR.TAG``, see ``_layout``). :func:`claim` marks a directory that holds nothing but
+a cache (``CACHEDIR.TAG``, see ``layout``). :func:`claim` marks a directory that holds nothing but
 the cache's own layout (a cache made before the tag: its old ``stats`` counters are recounted under
 the new name); ``clear``, :func:`prune` and :func:`verify` with ``fix`` refuse to run in an unmarked
 directory holding anything else (:class:`~sparktts_cache.NotACacheDirectoryError`), and automatic
@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from . import _layout as layout
-from ._codec import CODECS
-from ._counters import read_counter, write_counter
-from ._errors import CorruptEntryError, InvalidOptionError, NotACacheDirectoryError
-from ._layout import (
+from .._core.codec import CODECS
+from .._core.errors import CorruptEntryError, InvalidOptionError, NotACacheDirectoryError
+from . import layout as layout
+from .counters import read_counter, write_counter
+from .layout import (
     CLEANUP_LOCK,
     COUNTER_NAME,
     LOCKS_DIR,
@@ -380,7 +380,7 @@ def _cleanup_lock(root_fd: int, *, wait: bool) -> Iterator[bool]:
 
     What occupies ``cleanup.lock`` if it is not a regular file (a FIFO, a directory) is removed
     in a marked directory (an empty directory only); elsewhere it may be a user's, and
-    :class:`~sparktts_cache._layout.UnusablePath` is raised.
+    :class:`~sparktts_cache._file.layout.UnusablePath` is raised.
     """
     try:
         fd = layout.open_own_file(CLEANUP_LOCK, root_fd, heal=False)

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._cache import Cache, CacheStatus, build_status
-from ._codec import Entry
+from .._core.cache import Cache, CacheStatus, build_status
+from .._core.codec import Entry
 
 __all__ = ["TieredCache"]
 

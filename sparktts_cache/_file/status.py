@@ -16,10 +16,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._cache import CacheStatus, first_occurrences
-from ._gil import CHUNK, GilYielder, hand_over_gil
-from ._keys import keys_for_segments
-from ._layout import entry_paths
+from .._core.cache import CacheStatus, first_occurrences
+from .._core.gil import CHUNK, GilYielder, hand_over_gil
+from .._core.keys import keys_for_segments
+from .layout import entry_paths
 
 __all__ = ["StatusPlan"]
 

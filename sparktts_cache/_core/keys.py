@@ -24,13 +24,13 @@ from typing import Any, cast
 import numpy as np
 import xxhash
 
-from ._errors import (
+from .errors import (
     InvalidKeyError,
     InvalidParamsError,
     InvalidTextError,
     UnsupportedTypeError,
 )
-from ._gil import CHUNK, GilYielder
+from .gil import CHUNK, GilYielder
 
 __all__ = [
     "KEY_SCHEMA_VERSION",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import InvalidAudioError, UnsupportedTypeError
+from .errors import InvalidAudioError, UnsupportedTypeError
 
 __all__ = ["MAX_SAMPLE_RATE", "as_mono_float32", "check_sample_rate"]
 

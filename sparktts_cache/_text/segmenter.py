@@ -15,7 +15,7 @@ import itertools
 import re
 from collections.abc import Callable
 
-from ._errors import InvalidOptionError, UnsupportedTypeError
+from .._core.errors import InvalidOptionError, UnsupportedTypeError
 
 __all__ = ["TextSegmenter"]
 

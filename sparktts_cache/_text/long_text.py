@@ -14,13 +14,13 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from ._audio import as_mono_float32
-from ._cache import Cache, SynthesisLock
-from ._errors import InvalidOptionError, UnsupportedTypeError
-from ._locks import FileSynthesisLock
-from ._segmenter import TextSegmenter
-from ._tts_cache import TTSCache
-from .engines import TTSModel, accepted_params
+from .._core.audio import as_mono_float32
+from .._core.cache import Cache, SynthesisLock
+from .._core.errors import InvalidOptionError, UnsupportedTypeError
+from .._file.cache import TTSCache
+from .._file.locks import FileSynthesisLock
+from ..engines import TTSModel, accepted_params
+from .segmenter import TextSegmenter
 
 __all__ = ["LongTextTTS"]
 

@@ -17,15 +17,15 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
-from . import _maintenance
-from ._audio import check_sample_rate
-from ._cache import Cache, CacheStatus
-from ._codec import CODECS, Entry, new_entry
-from ._errors import InvalidOptionError, UnsupportedTypeError
-from ._keys import check_key, generate_cache_key
-from ._maintenance import FileInfo, Progress, PruneReport, VerifyReport
-from ._status import StatusPlan
-from ._store import FileStore
+from .._core.audio import check_sample_rate
+from .._core.cache import Cache, CacheStatus
+from .._core.codec import CODECS, Entry, new_entry
+from .._core.errors import InvalidOptionError, UnsupportedTypeError
+from .._core.keys import check_key, generate_cache_key
+from . import maintenance
+from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
+from .status import StatusPlan
+from .store import FileStore
 
 __all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]
 
@@ -124,7 +124,7 @@ class _CacheCore:
         return results
 
     def stats(self, progress: Progress | None = None) -> Stats:
-        found = _maintenance.stats(self.store.root, progress)
+        found = maintenance.stats(self.store.root, progress)
         with self._lock:
             traffic = dataclasses.replace(self.traffic)
         return Stats(
@@ -155,7 +155,7 @@ class _CacheCore:
         return written
 
     def status_plan(self, segments: object, tts_params: Mapping[str, Any] | None) -> StatusPlan:
-        """A plan to key ``segments`` and check them, for the fronts to run (see ``_status``)."""
+        """A plan to key ``segments`` and check them, for the fronts to run (see ``status``)."""
         return StatusPlan(
             _as_segment_list(segments), tts_params, self.store.root, self.store.codec.extension
         )
@@ -166,21 +166,21 @@ class _CacheCore:
         return plan.finish()
 
     def verify(self, fix: bool, progress: Progress | None) -> VerifyReport:
-        return _maintenance.verify(self.store.root, fix, progress)
+        return maintenance.verify(self.store.root, fix, progress)
 
     def prune(
         self, max_size_bytes: int | None, max_age: float | None, progress: Progress | None
     ) -> PruneReport:
-        return _maintenance.prune(self.store.root, max_size_bytes, max_age, progress)
+        return maintenance.prune(self.store.root, max_size_bytes, max_age, progress)
 
     def clear(self) -> bool:
         return self.store.clear()
 
     def list_shards(self) -> list[str]:
-        return _maintenance.list_shards(self.store.root)
+        return maintenance.list_shards(self.store.root)
 
     def shard_entries(self, outer: str) -> list[FileInfo]:
-        return _maintenance.shard_entries(self.store.root, outer)
+        return maintenance.shard_entries(self.store.root, outer)
 
 
 def _as_segment_list(segments: object) -> list[str]:

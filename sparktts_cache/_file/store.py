@@ -2,7 +2,7 @@
 
 Everything here is plain blocking code; :class:`~sparktts_cache.TTSCache` hands each operation to a
 worker thread in one call, and :class:`~sparktts_cache.SyncTTSCache` calls it directly. Where files
-live is ``_layout``'s business; size limits are ``_maintenance``'s.
+live is ``layout``'s business; size limits are ``maintenance``'s.
 
 A writer creates ``<k>.<random>.tmp`` in the entry's directory, writes the whole entry, and renames
 it into place, so a reader sees a whole entry or none. Directories are walked with ``O_NOFOLLOW``
@@ -17,7 +17,7 @@ Whose files: a write creates directories, its entry, temp file and counter (name
 writes) and never removes or replaces anything else; after a failed write it removes only the shard
 directories it created itself. The first write of a store marks a new (empty) cache directory
 with ``CACHEDIR.TAG``; ``clear`` runs only in a marked directory or one holding nothing but the
-cache's own layout (see ``_maintenance.claim``).
+cache's own layout (see ``maintenance.claim``).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import _layout as layout
-from ._codec import Codec, Entry, EntryMeta
-from ._counters import add_to_counter
-from ._errors import CorruptEntryError
-from ._maintenance import SizeLimit, require_cache_directory
+from .._core.codec import Codec, Entry, EntryMeta
+from .._core.errors import CorruptEntryError
+from . import layout as layout
+from .counters import add_to_counter
+from .maintenance import SizeLimit, require_cache_directory
 
 __all__ = ["FileStore"]
 
@@ -59,7 +59,7 @@ class FileStore:
         fsync: flush each entry and its directory to stable storage before publishing it. Off by
             default, as in git and ccache: a crash may then lose recent entries, never tear one.
         max_size_bytes: keep the cache near this size by evicting the least recently used entries
-            (see :class:`~sparktts_cache._maintenance.SizeLimit`); None for no limit.
+            (see :class:`~sparktts_cache._file.maintenance.SizeLimit`); None for no limit.
     """
 
     __slots__ = ("_marker_checked", "codec", "fsync", "limit", "root")
@@ -200,7 +200,7 @@ class FileStore:
         refusing symlinks on the way (the write path; reads open entries relative to the shard).
 
         The shard directories it creates are added to ``created`` (outer, then inner). The first
-        write of this store marks the cache directory if it is new (see ``_layout.mark_if_new``).
+        write of this store marks the cache directory if it is new (see ``layout.mark_if_new``).
         """
         with layout.opened_root(self.root, create=True) as root_fd, contextlib.ExitStack() as stack:
             if root_fd is None:  # removed between creating and opening it
@@ -272,7 +272,7 @@ class FileStore:
 
         Raises:
             NotACacheDirectoryError: if the directory is not marked as a cache and holds files
-                that are not the cache's (nothing is removed; see ``_maintenance.claim``).
+                that are not the cache's (nothing is removed; see ``maintenance.claim``).
         """
         ok = True
         try:

@@ -1,0 +1,1 @@
+"""The contract every backend shares: the Cache ABC, keys, entry formats, errors."""

@@ -1,0 +1,1 @@
+"""The file backend: TTSCache and SyncTTSCache over a sharded directory."""

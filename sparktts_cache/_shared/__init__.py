@@ -1,0 +1,1 @@
+"""Backends shared between machines: Redis, and a local tier in front of a shared one."""

@@ -1,0 +1,1 @@
+"""Long text: splitting it into segments, and synthesising them through a cache."""
