@@ -40,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import xxhash
 
-from .._file.layout import MAX_ENTRY_BYTES
 from .audio import as_mono_float32, check_sample_rate
 from .errors import CorruptEntryError, InvalidAudioError
 from .keys import canonical_params, check_key, check_text
@@ -48,6 +47,7 @@ from .keys import canonical_params, check_key, check_text
 __all__ = [
     "CODECS",
     "DEFAULT_SAMPLE_RATE",
+    "MAX_ENTRY_BYTES",
     "Codec",
     "Entry",
     "EntryMeta",
@@ -60,6 +60,9 @@ __all__ = [
 log = logging.getLogger("sparktts_cache")
 
 FORMAT_VERSION = 1
+#: The largest entry file of any format, in bytes (over 4 hours of 16 kHz float32 samples): a WAV
+#: entry's sizes are 32-bit, and readers refuse larger files before reading them.
+MAX_ENTRY_BYTES = 1 << 30
 #: The sample rate recorded with entries written without one, unless a backend sets another.
 DEFAULT_SAMPLE_RATE = 16000
 

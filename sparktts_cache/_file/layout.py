@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .._core.codec import MAX_ENTRY_BYTES
 from .._core.errors import CorruptEntryError
 
 __all__ = [
@@ -125,8 +126,6 @@ TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 SMALL_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
-#: Entries larger than this are not cached audio (over 2 hours of 16 kHz float32 samples).
-MAX_ENTRY_BYTES = 1 << 30
 
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 #: The names this cache writes in a shard: entries of any codec, and temp files.
