@@ -487,3 +487,42 @@ def test_a_megabyte_array_is_stored_as_its_record(tmp_path: Path) -> None:
     assert entry is not None
     assert entry.meta.params["global_tokens"]["shape"] == [1 << 17]
     assert cache.entry_path(key).stat().st_size < 10_000
+
+
+# -- the prefix memo -------------------------------------------------------------------------------
+
+colliding_scalars = st.sampled_from([True, 1, 1.0, False, 0, 0.0, -0.0, "1", "true", None])
+
+
+@given(st.lists(st.dictionaries(st.sampled_from("abc"), colliding_scalars, max_size=3), max_size=8))
+def test_memoised_prefixes_equal_computed_ones(param_sets: list[dict[str, Any]]) -> None:
+    """Equal-but-different values (True == 1 == 1.0, 0.0 == -0.0) never share a wrong prefix:
+    whatever order parameter sets come in, the memo answers what computing would."""
+    from sparktts_cache._core import keys
+
+    for params in param_sets:
+        assert keys.key_prefix(params) == keys._key_prefix(params)
+
+
+@given(flat_params)
+def test_memo_matches_for_any_flat_params(params: dict[str, Any]) -> None:
+    from sparktts_cache._core import keys
+
+    first = keys.key_prefix(params)
+    assert keys.key_prefix(dict(params)) == first == keys._key_prefix(params)
+
+
+def test_true_and_one_are_different_requests_even_from_the_memo() -> None:
+    one = generate_cache_key("hi", {"x": 1})
+    assert generate_cache_key("hi", {"x": True}) != one
+    assert generate_cache_key("hi", {"x": 1}) == one == generate_cache_key("hi", {"x": 1.0})
+
+
+def test_a_changed_speaker_file_changes_the_key_despite_the_memo(tmp_path: Path) -> None:
+    speaker = tmp_path / "speaker.wav"
+    speaker.write_bytes(b"voice one")
+    params = {"prompt_speech_path": str(speaker)}
+    first = generate_cache_key("hi", params)
+    assert generate_cache_key("hi", params) == first
+    speaker.write_bytes(b"voice two, longer")
+    assert generate_cache_key("hi", params) != first

@@ -171,6 +171,40 @@ def key_prefix(tts_params: Mapping[str, Any] | None) -> bytes:
         InvalidParamsError: for NaN, infinity, integers beyond 64 bits, nesting deeper than 32
             levels, or a speaker file that cannot be read.
     """
+    signature = _memo_signature(tts_params)
+    if signature is not None and (prefix := _prefix_memo.get(signature)) is not None:
+        return prefix
+    prefix = _key_prefix(tts_params)
+    if signature is not None:
+        if len(_prefix_memo) >= _PREFIX_MEMO_SIZE:
+            _prefix_memo.clear()
+        _prefix_memo[signature] = prefix
+    return prefix
+
+
+#: Recent parameter sets and their prefixes: a server keys the same few voices over and over.
+_prefix_memo: dict[tuple[tuple[str, type, object], ...], bytes] = {}
+_PREFIX_MEMO_SIZE = 256
+_MEMO_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _memo_signature(tts_params: object) -> tuple[tuple[str, type, object], ...] | None:
+    """A hashable stand-in for a flat dict of plain scalars, or None (no memo) for anything else.
+
+    Each value goes with its exact type, so that ``True`` and ``1`` (equal, and hashed alike, but
+    written differently) never share a prefix; equal values of one type always have the same
+    canonical form. A speaker file is never memoised: its content may change under its name.
+    """
+    if type(tts_params) is not dict or len(tts_params) > 64:
+        return None
+    signature = tuple([(name, type(value), value) for name, value in tts_params.items()])
+    for name, kind, _value in signature:
+        if kind not in _MEMO_TYPES or type(name) is not str or name in SPEAKER_FILE_PARAMS:
+            return None
+    return signature
+
+
+def _key_prefix(tts_params: Mapping[str, Any] | None) -> bytes:
     canonical = _canonical_scalars(tts_params)
     if canonical is None:  # nested values, or something to reject: the full walk
         canonical = _canonical_top(tts_params, hash_files=True)
