@@ -76,7 +76,12 @@ def format_size(size: float) -> str:
 
 
 def format_time(stamp: float | None) -> str:
-    return "-" if stamp is None else datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    if stamp is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # an entry's time beyond the calendar
+        return repr(stamp)
 
 
 def _progress(enabled: bool, description: str) -> tuple[Callable[[int, int], None] | None, Any]:

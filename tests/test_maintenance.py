@@ -111,7 +111,7 @@ def test_eviction_keeps_foreign_files_and_open_readers_keep_their_data(tmp_path:
     assert foreign.read_text() == "mine"
     from sparktts_cache._core.codec import WavCodec
 
-    entry = WavCodec().decode(bytearray(head + rest))  # whole and checksum-valid
+    entry = WavCodec().decode(bytearray(head + rest), keys[1])  # whole and checksum-valid
     np.testing.assert_array_equal(entry.audio, sealed_audio(1))
 
 

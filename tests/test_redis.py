@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,7 @@ from sparktts_cache import (
 )
 from sparktts_cache.testing import CacheContract, is_sealed, sealed_audio
 
+from .crafted import crafted_wav, hostile_wav, metadata_json
 from .models import CountingModel
 from .redis_server import RedisServer, in_ci
 
@@ -108,8 +110,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.mark.parametrize(
-    "options", [{"namespace": ""}, {"namespace": "a*b"}, {"ttl": 0}, {"ttl": -1.5}]
-)
+    "options",
+    [{"namespace": ""}, {"namespace": "a*b"}, {"namespace": "a\\"}, {"namespace": "a:e:b"},
+     {"namespace": "a b"}, {"namespace": "x" * 201}, {"ttl": 0}, {"ttl": -1.5}],
+)  # fmt: skip
 def test_bad_options_raise_invalid_option_error(options: dict[str, object]) -> None:
     with pytest.raises(InvalidOptionError) as raised:
         RedisCache("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
@@ -313,3 +317,99 @@ async def test_redis_lock_expires_for_a_dead_holder(redis_url: str) -> None:
         assert anyio.current_time() - began >= 0.2
     assert await lock.client.get(f"lock-test:lock:{key}") is None
     await lock.client.aclose()
+
+
+#: Namespaces that reached another's entries: Redis's pattern escape, the separator, glob
+#: characters, and a character outside ASCII.
+HOSTILE_NAMESPACES = ["\\", ":e:b", ":e", "*", "?", "[a]", "[^x]", "\\*", " ", "\n", "\u00e9"]
+#: Neighbours that must stay apart from each other.
+SAFE_NAMESPACES = ["", ".e", "-1", "_e_b", "a", ".", "-", "_"]
+
+
+async def test_namespaces_cannot_reach_each_other(redis_url: str) -> None:
+    base = f"ns{os.getpid()}"
+    for suffix in HOSTILE_NAMESPACES:
+        with pytest.raises(InvalidOptionError):
+            RedisCache(redis_url, namespace=base + suffix)
+        with pytest.raises(InvalidOptionError):
+            RedisSynthesisLock(redis_url, namespace=base + suffix)
+    caches = [RedisCache(redis_url, namespace=base + suffix) for suffix in SAFE_NAMESPACES]
+    try:
+        for cache in caches:
+            for index in range(3):
+                key = cache.generate_cache_key(f"t{index}")
+                assert await cache.cache_data(key, sealed_audio(index, 16), "t")
+        for cleared, cache in enumerate(caches):
+            assert await cache.clear_cache()
+            for index, other in enumerate(caches):
+                found = await other.get_cached_data(other.generate_cache_key("t1"))
+                assert (found is None) == (index <= cleared), (cache.namespace, other.namespace)
+    finally:
+        for cache in caches:
+            await cache.clear_cache()
+            await cache.aclose()
+
+
+@pytest.mark.parametrize("options", [
+    {"stale_after": 0}, {"stale_after": -5}, {"stale_after": math.nan},
+    {"stale_after": math.inf}, {"poll": 0}, {"poll": -1},
+])  # fmt: skip
+def test_redis_lock_timing_is_validated(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidOptionError):
+        RedisSynthesisLock("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
+
+
+async def test_redis_lock_of_under_a_millisecond_still_locks(redis_url: str) -> None:
+    lock = RedisSynthesisLock(redis_url, namespace="tiny-lock", stale_after=0.0004)
+    try:
+        async with lock.hold("b" * 32) as held:  # PX 0 would be refused: the lock given up
+            assert held is True
+    finally:
+        await lock.aclose()
+
+
+POISONS = ["a lone surrogate in the text", "NaN in a parameter", "a 1 MHz rate",
+           "params nested past the recursion limit", "a 400-digit creation time"]  # fmt: skip
+
+
+@pytest.mark.parametrize("poison", POISONS)
+async def test_a_poisoned_shared_entry_is_a_miss_everywhere(
+    redis_cache: RedisCache, tmp_path: Path, poison: str
+) -> None:
+    text = "First sentence here. Second one follows."
+    segmenter = TextSegmenter(max_chars=25)
+    first = LongTextTTS(CountingModel(), cache=TieredCache(TTSCache(tmp_path / "a"), redis_cache),
+                        segmenter=segmenter)  # fmt: skip
+    expected, _ = await first.generate(text, {"gender": "female"})
+    names = [name async for name in redis_cache.client.scan_iter(f"{redis_cache.namespace}:e:*")]
+    assert len(names) == len(segmenter.segment_text(text))
+    for name in names:  # the same keys, audio and a valid checksum; metadata nobody accepts
+        key = name.decode().rpartition(":")[2]
+        await redis_cache.client.set(name, hostile_wav(poison, key, sealed_audio(1, 160)))
+        assert await redis_cache.get_cached_data(key) is None
+        tiered = TieredCache(TTSCache(tmp_path / f"b-{key}"), redis_cache)
+        assert await tiered.get_cached_data(key) is None
+    model = CountingModel()
+    second = LongTextTTS(model, cache=TieredCache(TTSCache(tmp_path / "c"), redis_cache),
+                         segmenter=segmenter)  # fmt: skip
+    audio, fully_cached = await second.generate(text, {"gender": "female"})
+    assert not fully_cached and model.total_calls == len(names)  # every poisoned one remade
+    np.testing.assert_array_equal(audio, expected)
+    for name in names:  # and replaced in the shared tier
+        key = name.decode().rpartition(":")[2]
+        assert await redis_cache.get_entry(key) is not None
+
+
+async def test_a_shared_hit_the_local_tier_cannot_store_is_served(
+    redis_cache: RedisCache, tmp_path: Path
+) -> None:
+    """A WAV entry may be 700 kHz; a FLAC tier stores at most 655,350 Hz. The hit is served,
+    logged as not copied, and never an error."""
+    key = redis_cache.generate_cache_key("ultrasound")
+    audio = sealed_audio(4, 160)
+    meta = metadata_json(key, len(audio), text='"ultrasound"', rate="700000")
+    await redis_cache.client.set(redis_cache.redis_key(key), crafted_wav(meta, audio, 700000))
+    local = TTSCache(tmp_path, audio_format="flac")
+    tiered = TieredCache(local, redis_cache)
+    np.testing.assert_array_equal(await tiered.get_cached_data(key), audio)
+    assert await local.get_cached_data(key) is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import collections
 import contextlib
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol
 
@@ -13,10 +15,18 @@ import numpy as np
 import numpy.typing as npt
 
 from .codec import Entry, EntryMeta
+from .errors import InvalidOptionError
 from .gil import CHUNK, GilYielder
 from .keys import keys_for_segments
 
-__all__ = ["Cache", "CacheStatus", "SynthesisLock", "build_status", "first_occurrences"]
+__all__ = [
+    "Cache",
+    "CacheStatus",
+    "SynthesisLock",
+    "build_status",
+    "check_lock_timing",
+    "first_occurrences",
+]
 
 
 class CacheStatus(NamedTuple):
@@ -177,3 +187,24 @@ class SynthesisLock(Protocol):
     def hold(self, key: str) -> contextlib.AbstractAsyncContextManager[bool]:
         """Hold the lock of ``key``; the context value is False if it was given up as stale."""
         ...
+
+
+def check_lock_timing(stale_after: object, poll: object) -> tuple[float, float]:
+    """Return a synthesis lock's ``stale_after`` and ``poll`` (seconds) as floats, if valid.
+
+    Both must be positive, finite numbers: a ``stale_after`` of zero or less gave up every lock at
+    once (each synthesis went ahead without one), and a ``poll`` of zero or less spins.
+
+    Raises:
+        InvalidOptionError: for anything else (a bool, NaN, infinity, zero, a negative number).
+    """
+    checked: list[float] = []
+    for name, value in (("stale_after", stale_after), ("poll", poll)):
+        seconds = math.nan
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            with contextlib.suppress(OverflowError):  # an int beyond float's range
+                seconds = float(value)
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise InvalidOptionError(f"{name} must be a positive number of seconds, got {value!r}")
+        checked.append(seconds)
+    return checked[0], checked[1]

@@ -18,7 +18,10 @@ are clipped to [-1, 1) and rounded to 1/32768) whose Vorbis comment holds the sa
 plus the XXH3-128 of the 16-bit samples.
 
 Any file that does not match its format exactly, is truncated or extended, or whose digest does not
-match, raises :class:`CorruptEntryError`.
+match, raises :class:`CorruptEntryError`. So does an entry that does not name the key it is read
+under (every read checks), and one whose metadata ``cache_data`` would not have accepted (a lone
+surrogate in the text, NaN in a parameter, a rate out of range, nesting, duplicate names, numbers
+out of range): what one backend accepts as a hit, every backend accepts as an entry.
 
 :func:`encode_entry` and :func:`decode_entry` are the two calls a backend that stores blobs (Redis,
 an object store) needs: the same checks on ``cache_data``'s arguments as every other backend, and
@@ -30,6 +33,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import struct
 import time
 from collections.abc import Mapping
@@ -41,7 +45,7 @@ import numpy.typing as npt
 import xxhash
 
 from .audio import as_mono_float32, check_sample_rate
-from .errors import CorruptEntryError, InvalidAudioError
+from .errors import CacheError, CorruptEntryError, InvalidAudioError
 from .keys import canonical_params, check_key, check_text
 
 __all__ = [
@@ -94,19 +98,48 @@ class EntryMeta:
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> tuple[EntryMeta, dict[str, Any]]:
+    def from_json(cls, data: bytes, max_sample_rate: int) -> tuple[EntryMeta, dict[str, Any]]:
+        """Parse and check an entry's metadata to the standard ``cache_data`` applies.
+
+        Any failure, whatever a crafted (checksum-valid) entry holds, is a CorruptEntryError:
+        undecodable or duplicate-named JSON, nesting beyond the recursion limit, a key that is not
+        32 hex digits, a text UTF-8 cannot encode, parameters without a canonical form, a rate
+        outside 1..``max_sample_rate`` Hz, a sample count or creation time that is not a number.
+        The parameters are returned in canonical form (stored entries already are).
+        """
         try:
-            record = json.loads(data)
+            record = json.loads(str(data, "utf-8"), object_pairs_hook=_unique_names)
+            if type(record) is not dict:
+                raise CorruptEntryError("metadata is not an object")
+            params = record["params"]
+            if not isinstance(params, dict):
+                raise CorruptEntryError("params is not an object")
+            rate, samples, created = record["sample_rate"], record["samples"], record["created"]
+            if type(rate) is not int or not 0 < rate <= max_sample_rate:
+                raise CorruptEntryError(f"sample rate {rate!r} is not 1..{max_sample_rate} Hz")
+            if type(samples) is not int or samples < 1:
+                raise CorruptEntryError("sample count is not a positive count")
+            if type(created) not in (int, float) or not math.isfinite(float(created)):
+                raise CorruptEntryError("creation time is not a finite number")
             meta = cls(
-                key=str(record["key"]),
-                text=str(record["text"]),
-                params=dict(record["params"]),
-                sample_rate=int(record["sample_rate"]),
-                created=float(record["created"]),
+                key=check_key(record["key"]),
+                text=check_text(record["text"]),
+                params=canonical_params(params),
+                sample_rate=rate,
+                created=float(created),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptEntryError(f"unreadable metadata: {exc}") from None
+        except (CacheError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+            raise CorruptEntryError(f"unreadable metadata: {exc}"[:200]) from None
         return meta, record
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a name given twice (``json`` would keep the last one,
+    so a crafted entry could name one key where the readers look and another elsewhere)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise CorruptEntryError("a name appears twice in an object")
+    return record
 
 
 @dataclass(frozen=True)
@@ -173,12 +206,14 @@ class Codec(Protocol):
         """Return the entry's bytes as a list of buffers to write one after the other."""
         ...
 
-    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
-        """Return the samples of a whole entry, checking its digest; raise CorruptEntryError."""
+    def decode_audio(self, data: EntryBytes, key: str) -> npt.NDArray[np.float32]:
+        """Return the samples of a whole entry of ``key``, checking its digest and that it names
+        ``key``; raise CorruptEntryError (the hot path: the metadata is not parsed in full)."""
         ...
 
-    def decode(self, data: EntryBytes) -> Entry:
-        """Return the samples and metadata of a whole entry; raise CorruptEntryError."""
+    def decode(self, data: EntryBytes, key: str) -> Entry:
+        """Return the samples and metadata of a whole entry of ``key``, checking its digest, that
+        it names ``key`` and its metadata (as ``EntryMeta.from_json``); raise CorruptEntryError."""
         ...
 
 
@@ -187,6 +222,9 @@ _SPTC_HEAD = struct.Struct("<HH16sI")
 _DATA_HEAD = struct.Struct("<4sI")
 _HEAD_SIZE = _WAV_HEAD.size + _SPTC_HEAD.size  # up to the JSON
 _ALIGN = 16
+#: How every entry's metadata begins (``EntryMeta.to_json`` writes "v" then "key", with no
+#: spaces): the key a WAV entry names is these bytes, then 32 hex digits, then ``",``.
+_JSON_START = b'{"v":%d,"key":"' % FORMAT_VERSION
 
 
 class WavCodec:
@@ -282,18 +320,35 @@ class WavCodec:
         hasher.update(view[data_at:])
         if hasher.digest() != digest:
             raise CorruptEntryError("checksum mismatch")
-        if byte_rate != rate * 4 or rate <= 0:
+        if byte_rate != rate * 4 or not 0 < rate <= self.max_sample_rate:
             raise CorruptEntryError("inconsistent sample rate")
         return rate, samples, meta_json, data_at, n_bytes
 
-    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
-        _rate, samples, _meta, offset, _n = self._parse(data)
+    @staticmethod
+    def _check_names(meta_json: memoryview, key: str) -> None:
+        """Raise CorruptEntryError unless the metadata names ``key``.
+
+        The metadata starts with ``{"v":1,"key":"<key>",`` and the digest covers it, so comparing
+        those bytes is the whole check (a few hundred nanoseconds); ``decode`` also parses it, and
+        refuses a second "key".
+        """
+        expected = b'%s%s",' % (_JSON_START, key.encode("utf-8", "surrogatepass"))
+        if meta_json[: len(expected)] != expected:
+            named = bytes(meta_json[len(_JSON_START) : len(_JSON_START) + 32])
+            raise CorruptEntryError(
+                f"entry belongs to key {named.decode('ascii', 'replace')}, not {key}"
+            )
+
+    def decode_audio(self, data: EntryBytes, key: str) -> npt.NDArray[np.float32]:
+        _rate, samples, meta_json, offset, _n = self._parse(data)
+        self._check_names(meta_json, key)
         return np.frombuffer(data, dtype="<f4", count=samples, offset=offset)
 
-    def decode(self, data: EntryBytes) -> Entry:
+    def decode(self, data: EntryBytes, key: str) -> Entry:
         rate, samples, meta_json, offset, _n = self._parse(data)
-        meta, record = EntryMeta.from_json(bytes(meta_json))
-        if meta.sample_rate != rate or record.get("samples") != samples:
+        self._check_names(meta_json, key)
+        meta, record = EntryMeta.from_json(bytes(meta_json), self.max_sample_rate)
+        if meta.key != key or meta.sample_rate != rate or record["samples"] != samples:
             raise CorruptEntryError("metadata does not match the sample chunk")
         return Entry(np.frombuffer(data, dtype="<f4", count=samples, offset=offset), meta)
 
@@ -318,7 +373,7 @@ class FlacCodec:
             flac.write(pcm)
         return [buffer.getvalue()]
 
-    def decode(self, data: EntryBytes) -> Entry:
+    def decode(self, data: EntryBytes, key: str) -> Entry:
         import soundfile
 
         if bytes(data[:4]) != b"fLaC":
@@ -328,23 +383,51 @@ class FlacCodec:
                 comment = flac.comment
                 rate = flac.samplerate
                 channels = flac.channels
-                pcm = flac.read(dtype="int16")
-        except (soundfile.LibsndfileError, RuntimeError, ValueError) as exc:
+                declared = flac.frames
+                # Nothing is allocated for the samples before the header is checked against the
+                # metadata and the file's real size (STREAMINFO may declare 2**36 - 1 samples).
+                meta, record = EntryMeta.from_json(comment.encode("utf-8"), self.max_sample_rate)
+                if meta.key != key:
+                    raise CorruptEntryError(f"entry belongs to key {meta.key}, not {key}")
+                if channels != 1 or rate != meta.sample_rate or declared != record["samples"]:
+                    raise CorruptEntryError("FLAC stream does not match its metadata")
+                if declared > max_flac_samples(len(data)):
+                    raise CorruptEntryError(
+                        f"FLAC stream declares {declared} samples, more than a file of "
+                        f"{len(data)} bytes can hold"
+                    )
+                pcm = flac.read(declared, dtype="int16")
+        except (soundfile.LibsndfileError, RuntimeError, ValueError, UnicodeError) as exc:
             raise CorruptEntryError(f"undecodable FLAC: {exc}") from None
-        meta, record = EntryMeta.from_json(comment.encode("utf-8"))
-        if (
-            channels != 1
-            or pcm.ndim != 1
-            or len(pcm) != record.get("samples")
-            or rate != meta.sample_rate
-        ):
+        if pcm.ndim != 1 or len(pcm) != declared:
             raise CorruptEntryError("FLAC stream does not match its metadata")
         if xxhash.xxh3_128_hexdigest(pcm.astype("<i2").tobytes()) != record.get("pcm16_xxh3_128"):
             raise CorruptEntryError("checksum mismatch")
         return Entry(pcm.astype(np.float32) * np.float32(1.0 / 32768.0), meta)
 
-    def decode_audio(self, data: EntryBytes) -> npt.NDArray[np.float32]:
-        return self.decode(data).audio
+    def decode_audio(self, data: EntryBytes, key: str) -> npt.NDArray[np.float32]:
+        return self.decode(data, key).audio
+
+
+#: The fewest bytes a FLAC frame takes: a 6-byte header (sync and coding fields, a frame number of
+#: at least one byte, CRC-8), a subframe of at least one byte and a 2-byte CRC-16 (9 bytes; a
+#: constant 16-bit subframe, as silence is coded, takes 3, for 11). 8 keeps the bound safe.
+_MIN_FLAC_FRAME_BYTES = 8
+#: The most samples one FLAC frame holds (its block size is a 16-bit count minus one).
+_MAX_FLAC_BLOCK = 65536
+
+
+def max_flac_samples(file_size: int) -> int:
+    """The most samples a FLAC file of ``file_size`` bytes can hold, and any entry may hold.
+
+    Every frame takes at least 8 bytes and holds at most 65,536 samples, so no FLAC file codes more
+    than 8,192 samples a byte (silence at 16 kHz, the densest real case, codes about 340); and no
+    entry holds more samples than ``MAX_ENTRY_BYTES`` of float32 (``cache_data`` refuses them).
+    So a crafted 300-byte header that declares 2**36 samples gets at most 2.4 million (4.7 MiB of
+    int16) allocated, not 128 GiB.
+    """
+    frames = file_size // _MIN_FLAC_FRAME_BYTES + 1
+    return min(frames * _MAX_FLAC_BLOCK, MAX_ENTRY_BYTES // 4)
 
 
 CODECS: dict[str, Codec] = {"wav": WavCodec(), "flac": FlacCodec()}
@@ -398,9 +481,7 @@ def decode_entry(key: str, data: bytes | bytearray | memoryview | None) -> Entry
         return None
     buffer = data if isinstance(data, bytearray) else bytearray(data)
     try:
-        entry = CODECS["wav"].decode(buffer)
-        if entry.meta.key != key:
-            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
+        entry = CODECS["wav"].decode(buffer, key)
     except CorruptEntryError as exc:
         log.warning("corrupt entry %s (%s); treating it as a miss", key, exc)
         return None

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.to_thread
 
+from .._core.cache import check_lock_timing
 from .._core.keys import check_key
 from . import layout as layout
 
@@ -43,6 +44,9 @@ class FileSynthesisLock:
             must not be one itself (it is never followed: the lock then goes ahead without it).
         stale_after: seconds to wait for a holder before going ahead without the lock.
         poll: seconds between attempts while another process holds the lock.
+
+    Raises:
+        InvalidOptionError: if ``stale_after`` or ``poll`` is not a positive, finite number.
     """
 
     __slots__ = ("directory", "poll", "stale_after")
@@ -50,8 +54,7 @@ class FileSynthesisLock:
     def __init__(self, directory: str | os.PathLike[str], *, stale_after: float = 600.0,
                  poll: float = 0.05) -> None:  # fmt: skip
         self.directory = os.fspath(directory)
-        self.stale_after = stale_after
-        self.poll = poll
+        self.stale_after, self.poll = check_lock_timing(stale_after, poll)
 
     @contextlib.asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[bool]:

@@ -87,14 +87,15 @@ class FileStore:
     def read_audio(self, key: str) -> npt.NDArray[np.float32] | None:
         """The entry's samples, or None on a miss.
 
-        A file that is not a whole, valid entry is logged, removed, and reported as a miss. A
-        directory, FIFO or symlink at the entry path is a miss and left alone.
+        A file that is not a whole, valid entry of ``key`` (another key's entry, copied or moved
+        to this path, included) is logged, removed, and reported as a miss. A directory, FIFO or
+        symlink at the entry path is a miss and left alone.
         """
         return self.read_audio_many([key])[0]
 
     def read_audio_many(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
         """:meth:`read_audio` of each key, sharing directory descriptors between the reads."""
-        return self._read_many(keys, lambda _key, data: self.codec.decode_audio(data))
+        return self._read_many(keys, self.codec.decode_audio)
 
     def read_entry(self, key: str) -> Entry | None:
         """The entry's samples and metadata, or None on a miss (as :meth:`read_audio`)."""
@@ -102,16 +103,10 @@ class FileStore:
 
     def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
         """:meth:`read_entry` of each key, sharing directory descriptors between the reads."""
-        return self._read_many(keys, self._decode_entry)
-
-    def _decode_entry(self, key: str, data: memoryview) -> Entry:
-        entry = self.codec.decode(data)
-        if entry.meta.key != key:
-            raise CorruptEntryError(f"entry belongs to key {entry.meta.key}")
-        return entry
+        return self._read_many(keys, self.codec.decode)
 
     def _read_many(
-        self, keys: Sequence[str], decode: Callable[[str, memoryview], _T]
+        self, keys: Sequence[str], decode: Callable[[memoryview, str], _T]
     ) -> list[_T | None]:
         outer_fds: dict[str, int] = {}
         try:
@@ -121,7 +116,7 @@ class FileStore:
                 os.close(fd)
 
     def _read_one(
-        self, outer_fds: dict[str, int], key: str, decode: Callable[[str, memoryview], _T]
+        self, outer_fds: dict[str, int], key: str, decode: Callable[[memoryview, str], _T]
     ) -> _T | None:
         outer, inner = layout.shard_of(key)
         name = f"{inner}/{layout.entry_name(key, self.codec.extension)}"
@@ -143,7 +138,7 @@ class FileStore:
                 log.warning("shard of entry %s is not a directory; treating it as a miss", key)
                 return None
             data, st = layout.read_regular_file(fd)
-            result = decode(key, data)
+            result = decode(data, key)
             _refresh_recency(fd, st)
             return result
         except CorruptEntryError as exc:

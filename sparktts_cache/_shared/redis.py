@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._core.audio import check_sample_rate
-from .._core.cache import Cache, CacheStatus, build_status
+from .._core.cache import Cache, CacheStatus, build_status, check_lock_timing
 from .._core.codec import Entry, decode_entry, encode_entry
 from .._core.errors import InvalidOptionError, MissingDependencyError
 from .._core.keys import check_key, generate_cache_key, keys_for_segments
@@ -36,6 +38,25 @@ log = logging.getLogger("sparktts_cache")
 
 #: Keys asked about (EXISTS) or fetched (MGET) per round trip.
 BATCH = 1000
+
+#: What a namespace may hold: no ``:`` (the separator: namespace ``a`` would otherwise own the keys
+#: of ``a:e:b``) and none of SCAN's pattern characters (``* ? [ ] ^ \``: clearing ``a\`` matched
+#: ``a:e:*``), so that no namespace's scan or clear can reach another's.
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` if it is 1 to 200 letters, digits, ``_``, ``.`` or ``-``.
+
+    Raises:
+        InvalidOptionError: for anything else.
+    """
+    if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
+        raise InvalidOptionError(
+            "namespace must be 1 to 200 ASCII letters, digits, '_', '.' or '-' (no ':' and no "
+            f"pattern characters, so that namespaces cannot reach each other): {namespace!r}"
+        )
+    return namespace
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
@@ -69,7 +90,8 @@ class RedisCache(Cache):
         sample_rate: recorded with entries written without an explicit one.
 
     Raises:
-        InvalidOptionError: for an empty namespace, one with glob characters, or a ttl <= 0.
+        InvalidOptionError: for a namespace that is not 1 to 200 letters, digits, ``_``, ``.``
+            or ``-``, or a ttl <= 0.
         MissingDependencyError: if the ``redis`` package is not installed.
 
     Notes:
@@ -88,10 +110,7 @@ class RedisCache(Cache):
         ttl: float | None = None,
         sample_rate: int = 16000,
     ) -> None:
-        if not namespace or any(c in namespace for c in "*?[]"):
-            raise InvalidOptionError(
-                f"namespace must be non-empty without glob characters: {namespace!r}"
-            )
+        namespace = check_namespace(namespace)
         if ttl is not None and ttl <= 0:
             raise InvalidOptionError(f"ttl must be positive or None, got {ttl!r}")
         self.client = _connect(url)
@@ -208,6 +227,10 @@ class RedisSynthesisLock:
 
     A crashed holder's lock expires after ``stale_after`` seconds; release deletes the key only if
     it still holds this holder's token (so a late holder never frees someone else's lock).
+
+    Raises:
+        InvalidOptionError: for a namespace as :class:`RedisCache` refuses it, or a
+            ``stale_after`` or ``poll`` that is not a positive, finite number of seconds.
     """
 
     _RELEASE = (
@@ -217,10 +240,9 @@ class RedisSynthesisLock:
 
     def __init__(self, url: str | Redis, *, namespace: str = "sparktts",
                  stale_after: float = 600.0, poll: float = 0.05) -> None:  # fmt: skip
+        self.namespace = check_namespace(namespace)
+        self.stale_after, self.poll = check_lock_timing(stale_after, poll)
         self.client = _connect(url)
-        self.namespace = namespace
-        self.stale_after = stale_after
-        self.poll = poll
         self._errors = _redis_errors()
 
     async def aclose(self) -> None:
@@ -235,7 +257,8 @@ class RedisSynthesisLock:
         deadline = time.monotonic() + self.stale_after + 1.0
         while time.monotonic() < deadline:
             try:
-                if await self.client.set(name, token, nx=True, px=int(self.stale_after * 1000)):
+                expiry = math.ceil(self.stale_after * 1000)  # at least 1 ms: PX 0 is an error
+                if await self.client.set(name, token, nx=True, px=expiry):
                     held = True
                     break
             except self._errors as exc:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from .._core.cache import Cache, CacheStatus, build_status
 from .._core.codec import Entry
+from .._core.errors import CacheError
 
 __all__ = ["TieredCache"]
 
@@ -79,11 +80,22 @@ class TieredCache(Cache):
         return results
 
     async def _copy_to_local(self, key: str, entry: Entry) -> None:
+        """Copy a shared hit to the local tier; a refusal is logged, never raised.
+
+        Decoding checks an entry's metadata to the standard ``cache_data`` applies, so a shared
+        hit is one the local tier accepts; a local tier with narrower limits of its own (a FLAC
+        tier's highest rate is below a WAV entry's) still must not turn a hit into an error.
+        """
         meta = entry.meta
         rate = meta.sample_rate or None  # unknown: the local tier's default
-        if not await self.local.cache_data(
-            key, entry.audio, meta.text, meta.params, sample_rate=rate
-        ):
+        try:
+            copied = await self.local.cache_data(
+                key, entry.audio, meta.text, meta.params, sample_rate=rate
+            )
+        except CacheError as exc:
+            log.warning("the local tier refuses shared entry %s (%s); not copied", key, exc)
+            return
+        if not copied:
             log.warning("could not copy shared entry %s to the local tier", key)
 
     async def cache_data(
