@@ -2,37 +2,65 @@
 
 Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage,
 including ``clear``, ``prune`` or ``verify --fix`` refused in a directory that is not marked as a
-cache and holds files that are not the cache's (one line on stderr says which and what to do); 3 no
-such entry (``show``, ``export``); 4 ``synth --expect-cached`` had to synthesise.
+cache and holds files that are not the cache's (one line on stderr says which and what to do), an
+``export`` destination whose extension names no supported format, and a ``synth --file`` that is not
+a regular UTF-8 file of at most 16 MiB; 3 no such entry (``show``, ``export``); 4
+``synth --expect-cached`` had to synthesise.
+
+What entries hold came from whoever asked for the synthesis (a server's clients, say): the
+human-readable output escapes every character a terminal would act on rather than show (see
+:func:`printable`), and the commands that read entries find them in either format, WAV or FLAC,
+whatever the cache was written with.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import stat
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._core.codec import CODECS, Entry
 from ._core.errors import CacheError, InvalidOptionError, NotACacheDirectoryError
 from ._core.keys import check_key
 from ._file.cache import SyncTTSCache, default_cache_dir
 from .engines import GENDERS, LEVELS, engine_names
 
-__all__ = ["format_size", "main", "parse_duration", "parse_param", "parse_size"]
+__all__ = ["format_size", "main", "parse_duration", "parse_param", "parse_size", "printable"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_CACHED = 0, 1, 2, 3, 4
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+#: The longest text ``synth --file`` reads: 16 MiB is days of speech, and bounds what a mistaken
+#: path (a log file, a disk image) costs before the command says so.
+MAX_TEXT_FILE_BYTES = 16 << 20
+
+#: What ``export`` writes, by the destination's extension: the container and the sample format.
+#: WAV keeps the float32 samples bit for bit; FLAC is 16-bit, as a FLAC cache stores them.
+_EXPORT_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_16")}
+
+#: Characters a terminal acts on rather than shows: C0 controls (escape sequences start with ESC),
+#: DEL and the C1 controls, the bidirectional marks and overrides that reorder what is shown
+#: (Trojan Source), line and paragraph separators, and lone surrogates (which cannot be printed).
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def parse_size(text: str) -> int:
@@ -65,6 +93,23 @@ def parse_param(text: str) -> tuple[str, Any]:
         return name, json.loads(value)
     except ValueError:
         return name, value
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped: ``"\\x1b[2J"`` for an ESC,
+    ``"\\n"`` for a newline, ``"\\u202e"`` for a right-to-left override.
+
+    Stored texts come from whoever asked for the synthesis; printed raw, an escape sequence in one
+    could rewrite the screen, the window title or the clipboard of whoever runs ``ls``. Backslashes
+    are left as they are, so an ordinary text reads as it was written.
+    """
+    return _UNPRINTABLE.sub(_escape_match, text)
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    char = match[0]
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def format_size(size: float) -> str:
@@ -133,11 +178,13 @@ def cmd_verify(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         bar.close()
     verb = "removed" if args.fix else "found"
     lines = [f"checked {report.checked} entries"]
-    lines += [f"corrupt entry {verb}: {p}" for p in report.corrupt]
-    lines += [f"orphan temp file {verb}: {p}" for p in report.orphan_temp_files]
-    lines += [f"empty directory {verb}: {p}" for p in report.empty_dirs]
-    lines += [f"foreign file (left alone): {p}" for p in report.foreign_files]
-    lines += [f"squatter at the cache's own path {verb}: {p}" for p in report.squatters]
+    # A foreign file's name is anybody's: printed as names are, escapes and all, it could
+    # rewrite the terminal as a stored text could.
+    lines += [f"corrupt entry {verb}: {printable(p)}" for p in report.corrupt]
+    lines += [f"orphan temp file {verb}: {printable(p)}" for p in report.orphan_temp_files]
+    lines += [f"empty directory {verb}: {printable(p)}" for p in report.empty_dirs]
+    lines += [f"foreign file (left alone): {printable(p)}" for p in report.foreign_files]
+    lines += [f"squatter at the cache's own path {verb}: {printable(p)}" for p in report.squatters]
     lines.append(
         "ok" if report.ok else ("repaired" if args.fix else "damage found: run verify --fix")
     )
@@ -176,10 +223,27 @@ def cmd_clear(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _caches_by_format(cache: SyncTTSCache) -> dict[str, SyncTTSCache]:
+    """One cache object per entry format over the same directory, by extension.
+
+    A directory does not record the format its entries were written in (``TTSCache(audio_format=
+    "flac")`` is a choice of the code that writes them, and a directory may hold both), so the
+    commands that read entries go by each file's extension rather than by an option.
+    """
+    return {
+        name: cache
+        if name == cache.audio_format
+        else SyncTTSCache(cache.cache_dir, audio_format=name)
+        for name in CODECS
+    }
+
+
 def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
+    caches = _caches_by_format(cache)
     for info in cache.iter_entries():
-        entry = cache.get_entry(info.key)
+        reader = caches.get(info.name.rpartition(".")[2])
+        entry = None if reader is None else reader.get_entry(info.key)
         if entry is None or (args.grep and args.grep.lower() not in entry.meta.text.lower()):
             continue
         rows.append({
@@ -192,34 +256,42 @@ def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
     for row in rows:
-        text = row["text"] if len(row["text"]) <= 60 else row["text"][:57] + "..."
+        text = printable(row["text"] if len(row["text"]) <= 60 else row["text"][:57] + "...")
         print(f"{row['key']}  {format_size(row['bytes']):>10}  {row['seconds']:6.1f}s  "
               f"{format_time(row['last_used'])}  {text}")  # fmt: skip
     return EXIT_OK
 
 
-def _entry_or_exit(cache: SyncTTSCache, key: str) -> Any:
+def _find_entry(cache: SyncTTSCache, key: str) -> tuple[Entry, Path] | None:
+    """``key``'s entry and its path, in whichever format it was written; None (said on stderr)
+    if there is none or ``key`` is not a key."""
     try:
         check_key(key)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return None
-    return cache.get_entry(key)
+    for reader in _caches_by_format(cache).values():
+        entry = reader.get_entry(key)
+        if entry is not None:
+            return entry, reader.entry_path(key)
+    print(f"no entry {key}", file=sys.stderr)
+    return None
 
 
 def cmd_show(cache: SyncTTSCache, args: argparse.Namespace) -> int:
-    entry = _entry_or_exit(cache, args.key)
-    if entry is None:
-        print(f"no entry {args.key}", file=sys.stderr)
+    found = _find_entry(cache, args.key)
+    if found is None:
         return EXIT_NOT_FOUND
+    entry, entry_path = found
     meta = entry.meta
     seconds = len(entry.audio) / meta.sample_rate
-    path = str(cache.entry_path(args.key))
+    path = str(entry_path)
     data = asdict(meta) | {"samples": len(entry.audio), "seconds": seconds, "path": path}
+    params = json.dumps(meta.params, ensure_ascii=False, sort_keys=True)
     _emit(args, data, [
         f"key:         {meta.key}",
-        f"text:        {meta.text}",
-        f"params:      {json.dumps(meta.params, ensure_ascii=False, sort_keys=True)}",
+        f"text:        {printable(meta.text)}",
+        f"params:      {printable(params)}",
         f"audio:       {seconds:.2f} s at {meta.sample_rate} Hz ({len(entry.audio)} samples)",
         f"created:     {format_time(meta.created)}",
         f"path:        {path}",
@@ -230,13 +302,89 @@ def cmd_show(cache: SyncTTSCache, args: argparse.Namespace) -> int:
 def cmd_export(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     import soundfile
 
-    entry = _entry_or_exit(cache, args.key)
-    if entry is None:
-        print(f"no entry {args.key}", file=sys.stderr)
+    output: Path = args.output
+    kind = _EXPORT_FORMATS.get(output.suffix.lower())
+    if kind is None:
+        print(
+            f"export: cannot tell the format of {str(output)!r}: "
+            f"give a name ending in {' or '.join(_EXPORT_FORMATS)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    found = _find_entry(cache, args.key)
+    if found is None:
         return EXIT_NOT_FOUND
-    soundfile.write(args.output, entry.audio, entry.meta.sample_rate, subtype="FLOAT")
-    print(f"wrote {args.output} ({len(entry.audio) / entry.meta.sample_rate:.2f} s)")
+    entry, _path = found
+    container, subtype = kind
+    audio = entry.audio
+    if subtype == "PCM_16":  # libsndfile wraps around outside [-1, 1) rather than clipping
+        audio = np.clip(audio, -1.0, 32767 / 32768)
+    rate = entry.meta.sample_rate
+    _write_beside(
+        output, lambda file: soundfile.write(file, audio, rate, subtype=subtype, format=container)
+    )
+    print(f"wrote {output} ({len(audio) / rate:.2f} s)")
     return EXIT_OK
+
+
+def _write_beside(destination: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Create ``destination`` anew: ``write`` fills a temp file beside it, renamed over it.
+
+    Whatever is at the destination is replaced, never written through: a symlink planted there
+    (in a shared directory, say) cannot make the command overwrite the file it points to, and a
+    FIFO cannot make it wait. A failed write leaves the destination as it was and no temp file.
+    The new file gets the mode a plain create would give it (``0o666 & ~umask``).
+    """
+    fd, temp = tempfile.mkstemp(dir=destination.parent, prefix=".sparktts-cache-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w+b") as file:
+            write(file)
+            os.fchmod(file.fileno(), 0o666 & ~_umask())
+        os.replace(temp, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: fine in a single-threaded command)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _read_text_file(path: Path) -> str:
+    """The text of ``path`` as ``Path.read_text`` gives it, if it is a regular UTF-8 file of at
+    most :data:`MAX_TEXT_FILE_BYTES`.
+
+    Checked on the opened descriptor, which a FIFO cannot block (``O_NONBLOCK``): ``/dev/zero``
+    or a pipe would otherwise be read until memory ran out, or waited on forever.
+
+    Raises:
+        InvalidOptionError: naming the path and what is wrong with it.
+    """
+    shown = repr(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidOptionError(f"--file {shown}: {exc.strerror}") from None
+    too_big = InvalidOptionError(f"--file {shown} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a directory with its own error
+        os.close(fd)
+        raise InvalidOptionError(f"--file {shown} is not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        if st.st_size > MAX_TEXT_FILE_BYTES:
+            raise too_big
+        data = file.read(MAX_TEXT_FILE_BYTES + 1)  # no further, whatever the size said
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise too_big
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidOptionError(f"--file {shown} is not UTF-8 (byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text
 
 
 def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
@@ -248,7 +396,11 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     from ._text.segmenter import TextSegmenter
     from .engines import load_tts_model
 
-    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+    try:
+        text = _read_text_file(args.file) if args.file else args.text
+    except InvalidOptionError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not text:
         print("synth needs TEXT or --file", file=sys.stderr)
         return EXIT_USAGE
@@ -332,7 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--grep", help="only entries whose text contains this (case-insensitive)")
     ls.add_argument("--limit", type=int, default=0, help="list at most this many")
     command("show", cmd_show, "show one entry's metadata").add_argument("key")
-    export = command("export", cmd_export, "write one entry as a WAV file", json=False)
+    export = command(
+        "export",
+        cmd_export,
+        "write one entry as a .wav (float32, bit-exact) or .flac (16-bit) file; a file or link "
+        "at the destination is replaced, never written through",
+        json=False,
+    )
     export.add_argument("key")
     export.add_argument("output", type=Path)
     synth = command("synth", cmd_synth, "synthesise text through the cache", json=False)

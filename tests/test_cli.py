@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -15,7 +16,14 @@ import pytest
 import soundfile
 
 from sparktts_cache import SyncTTSCache
-from sparktts_cache._cli import format_size, parse_duration, parse_param, parse_size
+from sparktts_cache._cli import (
+    MAX_TEXT_FILE_BYTES,
+    format_size,
+    parse_duration,
+    parse_param,
+    parse_size,
+    printable,
+)
 from sparktts_cache.testing import sealed_audio
 
 from .helpers import fill
@@ -23,10 +31,20 @@ from .helpers import fill
 REPO = Path(__file__).resolve().parent.parent
 
 
-def cli(cache_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def cli(
+    cache_dir: Path, *args: str, stdin: str = "", timeout: float = 120, memory: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the command; ``memory`` caps the child's address space, so that a regression that reads
+    an endless file fails the test rather than filling this machine's memory."""
+
+    def cap_memory() -> None:
+        if memory is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
     return subprocess.run(
         [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(cache_dir), *args],
-        input=stdin, capture_output=True, text=True, timeout=120, cwd=REPO,
+        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        preexec_fn=cap_memory,
     )  # fmt: skip
 
 
@@ -182,3 +200,117 @@ def test_size_and_duration_parsing() -> None:
     assert parse_duration("30d") == 30 * 86400 and parse_duration("90") == 90
     assert parse_duration("2w") == 14 * 86400 and parse_duration("12h") == 43200
     assert format_size(512) == "512 B" and format_size(3 * 1024**3) == "3.0 GiB"
+
+
+HOSTILE_TEXT = "Hi \x1b]0;owned\x07\x1b[2J\u202egnp.exe\r\nnext\x9b31m\tend"
+HOSTILE_SHOWN = "Hi \\x1b]0;owned\\x07\\x1b[2J\\u202egnp.exe\\r\\nnext\\x9b31m\\tend"
+
+
+def test_printable_escapes_what_a_terminal_acts_on() -> None:
+    assert printable(HOSTILE_TEXT) == HOSTILE_SHOWN
+    assert printable("a\x00b\x7f\u2028\u2066\ud800") == "a\\x00b\\x7f\\u2028\\u2066\\ud800"
+    ordinary = "Grüße, 世界! C:\\voices\\a.wav — «ok» 🎉"
+    assert printable(ordinary) == ordinary
+
+
+def test_ls_and_show_escape_control_characters_of_stored_texts(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path)
+    params = {"voice": "\x1b[31mred\u202e"}
+    key = cache.generate_cache_key(HOSTILE_TEXT, params)
+    assert cache.cache_data(key, sealed_audio(1), HOSTILE_TEXT, params)
+    listed, shown = cli(tmp_path, "ls"), cli(tmp_path, "show", key)
+    assert listed.returncode == 0 and shown.returncode == 0
+    assert listed.stdout.count("\n") == 1 and listed.stdout.rstrip("\n").endswith(HOSTILE_SHOWN)
+    assert f"text:        {HOSTILE_SHOWN}\n" in shown.stdout
+    assert '"voice": "\\u001b[31mred\\u202e"' in shown.stdout
+    for out in (listed.stdout, shown.stdout):
+        assert not {"\x1b", "\x07", "\x9b", "\u202e", "\r"} & set(out)
+    # JSON escapes by itself, and gives the stored text back exactly.
+    assert json.loads(cli(tmp_path, "show", key, "--json").stdout)["text"] == HOSTILE_TEXT
+    assert json.loads(cli(tmp_path, "ls", "--json").stdout)[0]["text"] == HOSTILE_TEXT
+
+
+def test_ls_show_and_export_find_flac_entries(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    cache = SyncTTSCache(root, audio_format="flac")
+    keys = fill(cache, 3)
+    listed = json.loads(cli(root, "ls", "--json").stdout)
+    assert sorted(row["key"] for row in listed) == sorted(keys)
+    assert "entry 2" in cli(root, "ls").stdout
+    shown = json.loads(cli(root, "show", keys[1], "--json").stdout)
+    assert shown["text"] == "entry 1" and shown["path"] == str(cache.entry_path(keys[1]))
+    assert shown["path"].endswith(".flac")
+    entry = cache.get_entry(keys[1])
+    assert entry is not None
+    for name in ("out.wav", "out.flac"):  # the 16-bit samples survive either way
+        out = tmp_path / name
+        exported = cli(root, "export", keys[1], str(out))
+        assert exported.returncode == 0, exported.stderr
+        samples, rate = soundfile.read(out, dtype="float32")
+        assert rate == 16000
+        np.testing.assert_array_equal(samples, entry.audio)
+
+
+@pytest.mark.parametrize("squatter", ["symlink", "fifo"])
+def test_export_replaces_what_is_at_the_destination_and_never_writes_through_it(
+    filled: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory, squatter: str
+) -> None:
+    root, keys = filled
+    outside = tmp_path_factory.mktemp("outside")
+    victim = outside / "victim.txt"
+    victim.write_text("precious")
+    out = outside / "out.wav"
+    if squatter == "symlink":
+        out.symlink_to(victim)
+    else:
+        os.mkfifo(out)  # the old code waited for a reader for ever
+    exported = cli(root, "export", keys[0], str(out), timeout=30)
+    assert exported.returncode == 0, exported.stderr
+    assert victim.read_text() == "precious" and not out.is_symlink()
+    samples, _rate = soundfile.read(out, dtype="float32")
+    np.testing.assert_array_equal(samples, sealed_audio(0))
+    assert sorted(path.name for path in outside.iterdir()) == ["out.wav", "victim.txt"]
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_export_to_an_unknown_extension_is_one_line_naming_the_formats(
+    filled: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root, keys = filled
+    outside = tmp_path_factory.mktemp("outside")
+    for name in ("out.xyz", "out", "out.mp3"):
+        refused = cli(root, "export", keys[0], str(outside / name))
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "ending in .wav or .flac" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.timeout(200)
+def test_synth_file_must_be_a_regular_utf8_file_of_at_most_16_mib(tmp_path: Path) -> None:
+    fifo, big, binary = tmp_path / "fifo", tmp_path / "big.txt", tmp_path / "binary.txt"
+    os.mkfifo(fifo)
+    with open(big, "wb") as file:
+        file.truncate(MAX_TEXT_FILE_BYTES + 1)
+    binary.write_bytes(b"caf\xe9\n")
+    out = tmp_path / "out.wav"
+    says = {
+        "/dev/zero": "is not a regular file",  # the old code read it until memory ran out
+        str(fifo): "is not a regular file",  # ... and waited on this for a writer
+        str(tmp_path): "is not a regular file",
+        str(big): "is larger than 16 MiB",
+        str(binary): "is not UTF-8 (byte 3)",
+        str(tmp_path / "missing.txt"): ": No such file or directory",
+    }
+    for path, what in says.items():
+        refused = cli(tmp_path / "cache", "synth", "--file", path, "-o", str(out), timeout=30,
+                      memory=4 << 30)  # fmt: skip
+        assert refused.returncode == 2, (path, refused.stderr)
+        assert refused.stderr == f"synth: --file {path!r}{'' if what[0] == ':' else ' '}{what}\n"
+    assert not out.exists()

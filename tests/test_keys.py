@@ -177,11 +177,90 @@ def test_speaker_file_hash_is_memoised(tmp_path: Path, monkeypatch: pytest.Monke
 
     speaker = tmp_path / "speaker.wav"
     speaker.write_bytes(b"x" * 1000)
-    keys._file_digest.cache_clear()
+    hashed: list[int] = []
+    hash_open_file = keys._hash_open_file
+
+    def counting(fd: int, limit: int) -> str | None:
+        hashed.append(fd)
+        return hash_open_file(fd, limit)
+
+    monkeypatch.setattr(keys, "_digest_memo", {})
+    monkeypatch.setattr(keys, "_hash_open_file", counting)
     for index in range(50):
         generate_cache_key(f"text {index}", {"prompt_speech_path": str(speaker)})
-    info = keys._file_digest.cache_info()
-    assert info.misses == 1 and info.hits == 49
+    assert len(hashed) == 1
+
+
+SPEAKER_REFUSAL = (
+    "parameter 'prompt_speech_path': {!r} is not a readable regular file of at most 64 MiB"
+)
+
+
+def _hostile_speaker_path(kind: str, tmp_path: Path) -> str:
+    from sparktts_cache._core.keys import MAX_SPEAKER_FILE_BYTES
+
+    if kind.startswith("/dev/"):
+        return kind
+    path = tmp_path / "voice.wav"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "sparse, one byte too big":
+        with open(path, "wb") as file:
+            file.truncate(MAX_SPEAKER_FILE_BYTES + 1)
+    elif kind == "NUL in the name":
+        return str(path) + "\0.wav"
+    return str(path)  # "missing": nothing there
+
+
+@pytest.mark.timeout(30)  # the old code hung on /dev/zero, /dev/urandom and a FIFO
+@pytest.mark.parametrize(
+    "kind",
+    ["/dev/zero", "/dev/urandom", "fifo", "directory", "sparse, one byte too big", "missing",
+     "NUL in the name"],
+)  # fmt: skip
+def test_a_speaker_path_that_is_not_a_bounded_regular_file_is_refused_at_once(
+    kind: str, tmp_path: Path
+) -> None:
+    """Only a regular file of at most 64 MiB is hashed; anything else is refused without reading,
+    with one message for every case that names the parameter and the path as given and nothing
+    the file system said (whether the path exists, what it is, how large)."""
+    given = _hostile_speaker_path(kind, tmp_path)
+    with pytest.raises(InvalidParamsError) as raised:
+        generate_cache_key("hi", {"prompt_speech_path": given})
+    assert str(raised.value) == SPEAKER_REFUSAL.format(given)
+    assert raised.value.__cause__ is None  # no OSError chained to a traceback either
+    assert raised.value.__context__ is None or raised.value.__suppress_context__
+
+
+def test_a_speaker_file_at_the_limit_is_hashed_in_full(tmp_path: Path) -> None:
+    from sparktts_cache._core import keys
+
+    speaker = tmp_path / "long.wav"
+    with open(speaker, "wb") as file:
+        file.truncate(keys.MAX_SPEAKER_FILE_BYTES)
+    expected = "xxh3-128:" + xxhash.xxh3_128_hexdigest(bytes(keys.MAX_SPEAKER_FILE_BYTES))
+    assert keys._speaker_file_digest("prompt_speech_path", str(speaker)) == expected
+    link = tmp_path / "link.wav"  # checked on the descriptor: a symlink to a file is that file
+    link.symlink_to(speaker)
+    assert keys._speaker_file_digest("prompt_speech_path", str(link)) == expected
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/self/status"), reason="needs Linux's /proc")
+def test_a_file_longer_than_it_says_is_read_no_further_than_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sparktts_cache._core import keys
+
+    proc_file = "/proc/self/status"  # a regular file that says it is empty, and holds ~1 KiB
+    assert os.stat(proc_file).st_size == 0 and len(Path(proc_file).read_bytes()) > 100
+    monkeypatch.setattr(keys, "_digest_memo", {})
+    monkeypatch.setattr(keys, "MAX_SPEAKER_FILE_BYTES", 100)
+    with pytest.raises(InvalidParamsError, match="not a readable regular file"):
+        keys._speaker_file_digest("prompt_speech_path", proc_file)
+    monkeypatch.setattr(keys, "MAX_SPEAKER_FILE_BYTES", 1 << 20)
+    assert keys._speaker_file_digest("prompt_speech_path", proc_file).startswith("xxh3-128:")
 
 
 flat_params = st.dictionaries(param_names, json_scalars, max_size=8)

@@ -4,19 +4,21 @@ A key is the same for the same request in every process and on every machine: pa
 encoded as JSON with sorted keys and shortest-round-trip floats, integral floats are written as
 integers (``1.0`` and ``1`` are the same request), and ``None`` values are dropped. A parameter that
 names an audio file (``prompt_speech_path``) contributes the XXH3-128 of the file's *content*, so
-replacing the speaker file changes the key while copying or moving it does not. An array-like
-parameter (a numpy array, a torch tensor, anything with ``__array__`` or ``.numpy()``) contributes a
-digest record of its dtype, shape and content, so that a megabyte of speaker tokens neither bloats
-the key's input nor the metadata stored with every entry.
+replacing the speaker file changes the key while copying or moving it does not; only a regular file
+of at most 64 MiB is read, and such a path is trusted input (a server must never pass a client's
+path through). An array-like parameter (a numpy array, a torch tensor, anything with
+``__array__`` or ``.numpy()``) contributes a digest record of its dtype, shape and content, so
+that a megabyte of speaker tokens neither bloats the key's input nor the metadata stored with
+every entry.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -34,6 +36,7 @@ from .gil import CHUNK, GilYielder
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
+    "MAX_SPEAKER_FILE_BYTES",
     "SPEAKER_FILE_PARAMS",
     "canonical_params",
     "check_key",
@@ -50,6 +53,11 @@ KEY_SCHEMA_VERSION = 1
 
 #: Parameters whose value is the path of an audio file; the file's content is hashed instead.
 SPEAKER_FILE_PARAMS = frozenset({"prompt_speech_path"})
+
+#: The largest speaker file a key hashes: 64 MiB. A speaker prompt is a few seconds of audio (a
+#: 30 s WAV of 48 kHz stereo float32 is 11 MiB), so this leaves room for any real prompt while
+#: bounding what one key computation can read.
+MAX_SPEAKER_FILE_BYTES = 64 << 20
 
 _MAX_DEPTH = 32
 _INT_LIMIT = 2**63
@@ -169,7 +177,8 @@ def key_prefix(tts_params: Mapping[str, Any] | None) -> bytes:
     Raises:
         UnsupportedTypeError: if a parameter is not JSON-like.
         InvalidParamsError: for NaN, infinity, integers beyond 64 bits, nesting deeper than 32
-            levels, or a speaker file that cannot be read.
+            levels, or a speaker file that is not a readable regular file of at most
+            :data:`MAX_SPEAKER_FILE_BYTES`.
     """
     signature = _memo_signature(tts_params)
     if signature is not None and (prefix := _prefix_memo.get(signature)) is not None:
@@ -406,26 +415,69 @@ def _path_str(name: str, value: object) -> str:
 
 
 def _speaker_file_digest(name: str, value: object) -> str:
-    path = os.path.abspath(_path_str(name, value))
+    """The XXH3-128 of the speaker file ``value`` names, read through one checked descriptor.
+
+    The file is opened without blocking (a FIFO with no writer would block the open for good),
+    then checked on the descriptor, not the name: only a regular file of at most
+    :data:`MAX_SPEAKER_FILE_BYTES` is read, and never more than that many bytes (a ``/proc`` file
+    says it is empty and is not). ``/dev/zero``, ``/dev/urandom``, a FIFO, a socket or a directory
+    would otherwise be hashed forever, or make the caller wait for a writer that never comes.
+
+    Every refusal is the same message, naming only the parameter and the path as given: whether a
+    path exists, what it is and how large are facts about the machine that a caller passing a
+    client's value through must not learn (the library treats such paths as trusted input, but
+    an error message travels further than the code that made it).
+    """
+    given = _path_str(name, value)
+    refused = InvalidParamsError(
+        f"parameter {name!r}: {given!r} is not a readable regular file of at most "
+        f"{MAX_SPEAKER_FILE_BYTES >> 20} MiB"
+    )
     try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise InvalidParamsError(
-            f"parameter {name!r}: cannot read {path!r}: {exc.strerror}"
-        ) from exc
+        fd = os.open(given, _SPEAKER_OPEN_FLAGS)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        raise refused from None
     try:
-        return _file_digest(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-    except OSError as exc:
-        raise InvalidParamsError(
-            f"parameter {name!r}: cannot read {path!r}: {exc.strerror}"
-        ) from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SPEAKER_FILE_BYTES:
+            raise refused
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        digest = _digest_memo.get(identity)
+        if digest is None:
+            digest = _hash_open_file(fd, MAX_SPEAKER_FILE_BYTES)
+            if digest is None:
+                raise refused
+            if len(_digest_memo) >= _DIGEST_MEMO_SIZE:
+                _digest_memo.clear()
+            _digest_memo[identity] = digest
+        return digest
+    except OSError:
+        raise refused from None
+    finally:
+        os.close(fd)
 
 
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int, ino: int, dev: int) -> str:
-    """XXH3-128 of a file's content, memoised on the file's identity and modification stamp."""
+#: Open for reading without blocking on a FIFO and without making a terminal ours.
+_SPEAKER_OPEN_FLAGS: int = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+#: Digests of recent speaker files by (device, inode, size, mtime): the same content whatever the
+#: path it is reached by, and a rewrite changes the size or the modification time.
+_digest_memo: dict[tuple[int, int, int, int], str] = {}
+_DIGEST_MEMO_SIZE = 256
+
+
+def _hash_open_file(fd: int, limit: int) -> str | None:
+    """The XXH3-128 of the file open as ``fd``, or None if it holds more than ``limit`` bytes."""
     hasher = xxhash.xxh3_128()
-    with open(path, "rb") as file:
-        while block := file.read(_HASH_BLOCK):
-            hasher.update(block)
+    remaining = limit + 1  # one byte more than allowed tells a file that is too long
+    while remaining > 0 and (block := os.read(fd, min(_HASH_BLOCK, remaining))):
+        hasher.update(block)
+        remaining -= len(block)
+    if remaining == 0:
+        return None
     return "xxh3-128:" + hasher.hexdigest()
