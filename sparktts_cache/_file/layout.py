@@ -40,7 +40,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -219,15 +219,8 @@ def opened_dir(name: str, dir_fd: int) -> Iterator[int]:
 def opened_dir_or_none(name: str, dir_fd: int) -> Iterator[int | None]:
     """As :func:`opened_dir`, but None if the directory cannot be opened (gone, not a directory,
     a symlink): for walks that skip whatever is not the cache's to walk."""
-    try:
-        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
-    except OSError:
-        yield None
-        return
-    try:
+    with _opened_or_none(lambda: os.open(name, DIR_FLAGS, dir_fd=dir_fd), OSError) as fd:
         yield fd
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -248,9 +241,16 @@ def opened_root(root: str, *, create: bool = False) -> Iterator[int | None]:
     False). The root may be a symlink: the user chose that path."""
     if create:
         os.makedirs(root, mode=DIR_MODE, exist_ok=True)
+    with _opened_or_none(lambda: os.open(root, _ROOT_FLAGS), FileNotFoundError) as fd:
+        yield fd
+
+
+@contextlib.contextmanager
+def _opened_or_none(open_fd: Callable[[], int], skipped: type[OSError]) -> Iterator[int | None]:
+    """The descriptor ``open_fd()`` gives, closed after; None if it raises ``skipped``."""
     try:
-        fd = os.open(root, _ROOT_FLAGS)
-    except FileNotFoundError:
+        fd = open_fd()
+    except skipped:
         yield None
         return
     try:
