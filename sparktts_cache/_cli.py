@@ -278,7 +278,7 @@ def cmd_clear(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _DamagedEntry(Exception):
+class _DamagedEntry(CorruptEntryError):
     """An entry file that is there but cannot be read as an entry (its path and why)."""
 
     def __init__(self, path: Path, reason: str) -> None:
