@@ -114,8 +114,9 @@ def test_a_flac_header_cannot_demand_memory(tmp_path: Path, samples: int, declar
     verify = cli(tmp_path, "verify")
     assert verify.returncode == 1 and "corrupt entry found" in verify.stdout
     assert "Traceback" not in verify.stderr
-    show = cli(tmp_path, "show", key)
-    assert show.returncode == 3 and "Traceback" not in show.stderr
+    show = cli(tmp_path, "show", key)  # damaged: one line naming the file, which stays
+    assert show.returncode == 1 and show.stderr.startswith(f"sparktts-cache: damaged entry {path}")
+    assert show.stderr.count("\n") == 1 and path.exists()
 
 
 def test_the_flac_bound_holds_every_real_entry(tmp_path: Path) -> None:
@@ -172,7 +173,7 @@ def test_crafted_metadata_is_a_corrupt_miss_for_every_reader(
 @pytest.mark.parametrize(
     "name", ["params nested past the recursion limit", "a 400-digit creation time"]
 )
-def test_crafted_metadata_is_a_miss_for_the_command_line(
+def test_crafted_metadata_is_a_damaged_entry_for_the_command_line(
     crafted_cache: tuple[SyncTTSCache, str, Path], name: str
 ) -> None:
     cache, key, path = crafted_cache
@@ -180,12 +181,15 @@ def test_crafted_metadata_is_a_miss_for_the_command_line(
     path.write_bytes(data)
     listing = cli(cache.cache_dir, "ls")
     assert listing.returncode == 0 and key not in listing.stdout
+    assert listing.stderr.startswith(f"ls: damaged entry {path}: ")
     exported = cache.cache_dir / "exported.wav"
-    for args, code in [(("show", key), 3), (("export", key, str(exported)), 3), (("verify",), 1)]:
-        path.write_bytes(data)
+    for args, code in [(("show", key), 1), (("export", key, str(exported)), 1), (("verify",), 1)]:
         out = cli(cache.cache_dir, *args)
         assert out.returncode == code, (args, out.stderr)
-        assert "Traceback" not in out.stderr
+        assert "Traceback" not in out.stderr and path.exists()
+        if args[0] != "verify":
+            assert out.stderr.startswith(f"sparktts-cache: damaged entry {path}: ")
+            assert out.stderr.count("\n") == 1
     assert not exported.exists()
 
 
