@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
     parser.add_argument(
         "--engine",
         default="espeak",
-        help="the engine of OpenAI's voice names: espeak, piper, NAME:ARGUMENT (espeak:en-gb, "
+        help="the engine of OpenAI's voice names: espeak, piper, NAME:ARGUMENT (espeak:en-us, "
         "piper:<voice.onnx>) or a Spark-TTS model directory (default: espeak)",
     )
     parser.add_argument(
@@ -103,9 +104,11 @@ def main(cache: Any, args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     config.check()
+    metrics_dir = None
     if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before any worker imports prometheus_client: each writes its values there.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sparktts-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="sparktts-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENV] = config.to_env()
     import uvicorn
 
@@ -117,6 +120,15 @@ def main(cache: Any, args: argparse.Namespace) -> int:
     else:
         create_app(config)  # checks the options and the voices file once, in this process
         app = "sparktts_cache.server.app:app_from_env"
+    try:
+        _run(uvicorn, app, config, log_config)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def _run(uvicorn: Any, app: Any, config: Any, log_config: dict[str, Any]) -> None:
     uvicorn.run(
         app,
         factory=config.workers > 1,
@@ -127,7 +139,6 @@ def main(cache: Any, args: argparse.Namespace) -> int:
         log_config=log_config,
         timeout_graceful_shutdown=5,
     )
-    return 0
 
 
 def logging_config(level: str) -> dict[str, Any]:
