@@ -656,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"exit {EXIT_NOT_CACHED} if any segment had to be synthesised",
     )
+    from . import server  # its dependencies are imported only when it starts
+
+    serve_help = "run the OpenAI-compatible speech server (pip install 'sparktts_cache[server]')"
+    server.add_arguments(command("serve", server.main, serve_help, json=False), parse_size)
     return parser
 
 
