@@ -97,13 +97,13 @@ class TestTieredCache(CacheContract):
 
     @pytest.fixture
     def cache(self, redis_cache: RedisCache, tmp_path: Path) -> TieredCache:
-        return TieredCache(TTSCache(tmp_path), redis_cache)
+        return TieredCache(TTSCache(tmp_path, sample_rate=16000), redis_cache)
 
     @pytest.fixture
     def reopen(
         self, reopen_redis: Callable[[], RedisCache], tmp_path: Path
     ) -> Callable[[], TieredCache]:
-        return lambda: TieredCache(TTSCache(tmp_path), reopen_redis())
+        return lambda: TieredCache(TTSCache(tmp_path, sample_rate=16000), reopen_redis())
 
 
 pytestmark = pytest.mark.anyio
@@ -248,7 +248,10 @@ async def test_redis_restart_mid_run(tmp_path: Path) -> None:
 async def test_tiered_copies_shared_hits_and_asks_shared_only_for_local_misses(
     redis_cache: RedisCache, tmp_path: Path
 ) -> None:
-    machine_a, machine_b = TTSCache(tmp_path / "a"), TTSCache(tmp_path / "b")
+    machine_a, machine_b = (
+        TTSCache(tmp_path / "a", sample_rate=16000),
+        TTSCache(tmp_path / "b", sample_rate=16000),
+    )
     tier_a, tier_b = TieredCache(machine_a, redis_cache), TieredCache(machine_b, redis_cache)
     key = tier_a.generate_cache_key("shared sentence")
     assert await tier_a.cache_data(key, sealed_audio(3, 800), "shared sentence", sample_rate=22050)
@@ -387,7 +390,7 @@ async def test_a_poisoned_shared_entry_is_a_miss_everywhere(
         key = name.decode().rpartition(":")[2]
         await redis_cache.client.set(name, hostile_wav(poison, key, sealed_audio(1, 160)))
         assert await redis_cache.get_cached_data(key) is None
-        tiered = TieredCache(TTSCache(tmp_path / f"b-{key}"), redis_cache)
+        tiered = TieredCache(TTSCache(tmp_path / f"b-{key}", sample_rate=16000), redis_cache)
         assert await tiered.get_cached_data(key) is None
     model = CountingModel()
     second = LongTextTTS(model, cache=TieredCache(TTSCache(tmp_path / "c"), redis_cache),
@@ -409,7 +412,7 @@ async def test_a_shared_hit_the_local_tier_cannot_store_is_served(
     audio = sealed_audio(4, 160)
     meta = metadata_json(key, len(audio), text='"ultrasound"', rate="700000")
     await redis_cache.client.set(redis_cache.redis_key(key), crafted_wav(meta, audio, 700000))
-    local = TTSCache(tmp_path, audio_format="flac")
+    local = TTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     tiered = TieredCache(local, redis_cache)
     np.testing.assert_array_equal(await tiered.get_cached_data(key), audio)
     assert await local.get_cached_data(key) is None
