@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from sparktts_cache import InvalidOptionError, LongTextTTS, SyncTTSCache, TTSCache, load_tts_model
+from sparktts_cache import (
+    InvalidOptionError,
+    LongTextTTS,
+    SyncTTSCache,
+    TTSCache,
+    generate_cache_key,
+    load_tts_model,
+)
 from sparktts_cache._cli import main
 from sparktts_cache.testing import sealed_audio
 
@@ -74,3 +81,22 @@ def test_long_text_stores_its_models_rate_whatever_the_caches(tmp_path: Path) ->
             np.testing.assert_array_equal(entry.audio, audio)
 
     anyio.run(run)
+
+
+def test_redis_and_the_backend_kit_refuse_audio_without_a_rate_too() -> None:
+    pytest.importorskip("redis")
+    from sparktts_cache import RedisCache, decode_entry, encode_entry
+
+    key = generate_cache_key("Hello world")
+    with pytest.raises(InvalidOptionError, match="needs the audio's sample rate"):
+        encode_entry(key, sealed_audio(1), "Hello world", default_rate=None)
+    entry = decode_entry(key, encode_entry(key, sealed_audio(1), "Hello world", sample_rate=8000))
+    assert entry is not None and entry.meta.sample_rate == 8000
+
+    async def redis() -> None:
+        cache = RedisCache("redis://127.0.0.1:1/0")  # refused before anything connects
+        assert cache.sample_rate is None
+        with pytest.raises(InvalidOptionError, match="needs the audio's sample rate"):
+            await cache.cache_data(key, sealed_audio(1), "Hello world")
+
+    anyio.run(redis)

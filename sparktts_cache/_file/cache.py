@@ -147,11 +147,8 @@ class _CacheCore:
         sample_rate: int | None,
     ) -> bool:
         key = check_key(key)
-        if sample_rate is None and self.sample_rate is None:
-            raise InvalidOptionError(_NO_RATE)
-        # The cache's rate is used (and, checked above, set) only when the call gives none.
         samples, meta = new_entry(
-            key, audio, text, params, sample_rate, self.sample_rate or 0, self.store.codec
+            key, audio, text, params, sample_rate, self.sample_rate, self.store.codec
         )
         written = self.store.write(key, samples, meta)
         self._count(writes=written)
@@ -184,15 +181,6 @@ class _CacheCore:
 
     def shard_entries(self, outer: str) -> list[FileInfo]:
         return maintenance.shard_entries(self.store.root, outer)
-
-
-#: Audio is only samples: a rate assumed for it would be wrong for every engine not at that rate
-#: (eSpeak's 22,050 Hz stored as 16,000 plays slowed, and ``show`` reports the wrong length).
-_NO_RATE = (
-    "cache_data needs the audio's sample rate: pass sample_rate=model.sample_rate, or make the "
-    "cache with one for every entry, TTSCache(..., sample_rate=model.sample_rate) "
-    "(16000 for Spark-TTS)"
-)
 
 
 def _as_segment_list(segments: object) -> list[str]:
