@@ -1,8 +1,9 @@
 """Every Python code block of the README runs, as pasted, as a script of its own.
 
 Each block runs in a fresh temporary directory, in a subprocess of this interpreter, with this
-checkout importable, eSpeak NG as the engine and ``$SPARKTTS_CACHE_DIR`` pointing into the
-temporary directory. A block that cannot run here (it needs Spark-TTS weights, a server, a file of
+checkout importable, eSpeak NG as the engine, ``$SPARKTTS_CACHE_DIR`` pointing into the temporary
+directory and the checkout's ``examples/`` linked there (so ``examples/texts/...`` resolves as in
+the checkout). A block that cannot run here (it needs Spark-TTS weights, a server, a file of
 yours) says so on the line before it, with the reason::
 
     <!-- readme: not run (needs a Redis server) -->
@@ -82,6 +83,7 @@ def test_the_extraction_finds_every_python_block() -> None:
 )
 def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
     pytest.importorskip("espeakng_loader", reason="the README's examples speak through eSpeak NG")
+    (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
     script = tmp_path / "example.py"
     script.write_text(block.code, encoding="utf-8")
     env = {
