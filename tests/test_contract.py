@@ -34,11 +34,11 @@ class TestTTSCacheWav(CacheContract):
 
     @pytest.fixture
     def cache(self, tmp_path: Path) -> TTSCache:
-        return TTSCache(tmp_path / "cache")
+        return TTSCache(tmp_path / "cache", sample_rate=16000)
 
     @pytest.fixture
     def reopen(self, tmp_path: Path) -> Callable[[], Cache]:
-        return lambda: TTSCache(tmp_path / "cache")
+        return lambda: TTSCache(tmp_path / "cache", sample_rate=16000)
 
 
 class TestTTSCacheFlac(CacheContract):
@@ -47,11 +47,11 @@ class TestTTSCacheFlac(CacheContract):
 
     @pytest.fixture
     def cache(self, tmp_path: Path) -> TTSCache:
-        return TTSCache(tmp_path / "cache", audio_format="flac")
+        return TTSCache(tmp_path / "cache", audio_format="flac", sample_rate=16000)
 
     @pytest.fixture
     def reopen(self, tmp_path: Path) -> Callable[[], Cache]:
-        return lambda: TTSCache(tmp_path / "cache", audio_format="flac")
+        return lambda: TTSCache(tmp_path / "cache", audio_format="flac", sample_rate=16000)
 
 
 def readme_backend() -> Any:

@@ -117,7 +117,8 @@ class Cache(abc.ABC):
     ) -> bool:
         """Store ``audio`` (at ``sample_rate``, or the backend's default) under ``key``.
 
-        Returns False if the storage refused the write.
+        Returns False if the storage refused the write. A backend with no default rate (a
+        ``TTSCache`` made without one) raises ``InvalidOptionError`` when none is given.
         """
 
     @abc.abstractmethod

@@ -45,7 +45,7 @@ import numpy.typing as npt
 import xxhash
 
 from .audio import as_mono_float32, check_sample_rate
-from .errors import CacheError, CorruptEntryError, InvalidAudioError
+from .errors import CacheError, CorruptEntryError, InvalidAudioError, InvalidOptionError
 from .keys import canonical_params, check_key, check_text
 
 __all__ = [
@@ -150,6 +150,15 @@ class Entry:
     meta: EntryMeta
 
 
+#: Why ``cache_data`` without a rate, on a backend without one, is refused: audio is only
+#: samples, and an assumed rate is wrong for every engine not at that rate (eSpeak's 22,050 Hz
+#: stored as 16,000 plays slowed, and ``show`` gives the wrong length).
+NO_SAMPLE_RATE = (
+    "cache_data needs the audio's sample rate: pass sample_rate=model.sample_rate, or make the "
+    "cache with one for every entry, TTSCache(..., sample_rate=model.sample_rate) "
+    "(16000 for Spark-TTS)"
+)
+
 #: Room for an entry's headers and the codec's own metadata fields, besides the JSON (generous).
 _METADATA_ALLOWANCE = 1 << 16
 
@@ -160,7 +169,7 @@ def new_entry(
     text: object,
     params: Mapping[str, Any] | None,
     sample_rate: int | None,
-    default_rate: int,
+    default_rate: int | None,
     codec: Codec,
 ) -> tuple[npt.NDArray[np.float32], EntryMeta]:
     """Check what a caller hands to ``cache_data`` and make the entry's samples and metadata.
@@ -168,13 +177,17 @@ def new_entry(
     Every backend stores entries made here, so they all accept and refuse the same things.
 
     Raises:
+        InvalidOptionError: if neither ``sample_rate`` nor ``default_rate`` (the backend's) is
+            given: an array does not say its rate, and a guessed one is silently wrong.
         UnsupportedTypeError, InvalidAudioError, InvalidTextError, InvalidParamsError: for bad
             arguments (``key`` must already be checked). InvalidAudioError also for an entry
             larger than ``MAX_ENTRY_BYTES`` (1 GiB, about 4.6 hours of 16 kHz float32 audio): no
             reader would take it, and past 4 GiB the WAV header cannot even say its size.
     """
-    samples = as_mono_float32(audio)
     rate = default_rate if sample_rate is None else check_sample_rate(sample_rate)
+    if rate is None:
+        raise InvalidOptionError(NO_SAMPLE_RATE)
+    samples = as_mono_float32(audio)
     if rate > codec.max_sample_rate:
         raise InvalidAudioError(
             f"{codec.extension} entries cannot store {rate} Hz audio "
@@ -440,7 +453,7 @@ def encode_entry(
     params: Mapping[str, Any] | None = None,
     *,
     sample_rate: int | None = None,
-    default_rate: int = DEFAULT_SAMPLE_RATE,
+    default_rate: int | None = DEFAULT_SAMPLE_RATE,
 ) -> bytes:
     """Check the arguments of a ``cache_data`` call and return the whole entry as bytes.
 
@@ -452,6 +465,8 @@ def encode_entry(
         key: the entry's key (checked here).
         audio, text, params: as given to ``cache_data``.
         sample_rate: the audio's rate; ``default_rate`` (the backend's default) if None.
+        default_rate: None for a backend without a default: a call without ``sample_rate`` then
+            raises ``InvalidOptionError``.
 
     Raises:
         InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
@@ -462,8 +477,9 @@ def encode_entry(
     """
     codec = CODECS["wav"]
     samples, meta = new_entry(
-        check_key(key), audio, text, params, sample_rate, check_sample_rate(default_rate), codec
-    )
+        check_key(key), audio, text, params, sample_rate,
+        None if default_rate is None else check_sample_rate(default_rate), codec,
+    )  # fmt: skip
     return b"".join(codec.encode(samples, meta))
 
 

@@ -75,7 +75,7 @@ class _CacheCore:
     def __init__(
         self,
         cache_dir: str | os.PathLike[str] | None,
-        sample_rate: int,
+        sample_rate: int | None,
         audio_format: str,
         fsync: bool,
         max_size_bytes: int | None,
@@ -101,7 +101,7 @@ class _CacheCore:
         self.cache_dir = (
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )
-        self.sample_rate = check_sample_rate(sample_rate)
+        self.sample_rate = None if sample_rate is None else check_sample_rate(sample_rate)
         self.store = FileStore(
             str(self.cache_dir), codec, fsync=bool(fsync), max_size_bytes=max_size_bytes
         )
@@ -200,7 +200,7 @@ class _CacheFront:
         self,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         audio_format: str = "wav",
         fsync: bool = False,
         max_size_bytes: int | None = None,
@@ -218,7 +218,8 @@ class _CacheFront:
         return self._core.cache_dir
 
     @property
-    def sample_rate(self) -> int:
+    def sample_rate(self) -> int | None:
+        """The rate of entries written without one; None: each ``cache_data`` must give it."""
         return self._core.sample_rate
 
     @property
@@ -248,14 +249,17 @@ class TTSCache(_CacheFront, Cache):
 
     Args:
         cache_dir: where entries live; ``$SPARKTTS_CACHE_DIR`` or the user cache directory if None.
-        sample_rate: the sample rate recorded with entries written without an explicit one.
+        sample_rate: the sample rate of audio written without an explicit one (the model's,
+            ``model.sample_rate``). None (the default): every ``cache_data`` must give its
+            ``sample_rate``, and one that does not raises ``InvalidOptionError``: a rate assumed
+            for audio that is only samples would be wrong, silently, for every other engine.
         audio_format: ``"wav"`` (float32, bit-exact, default) or ``"flac"`` (16-bit, about half the
             size, lossy against float32).
         fsync: flush each entry to stable storage before publishing it (slower; see the README).
 
     Example::
 
-        cache = TTSCache(cache_dir="tts_cache")
+        cache = TTSCache(cache_dir="tts_cache", sample_rate=model.sample_rate)
         key = cache.generate_cache_key("Hello world", {"gender": "female"})
         if (audio := await cache.get_cached_data(key)) is None:
             audio = model.inference("Hello world", gender="female")
@@ -332,6 +336,7 @@ class TTSCache(_CacheFront, Cache):
         Raises:
             InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
             InvalidParamsError: for bad arguments; nothing is written.
+            InvalidOptionError: if neither ``sample_rate`` nor the cache's gives the rate.
         """
         check_key(key)
         return await anyio.to_thread.run_sync(
@@ -457,6 +462,12 @@ class SyncTTSCache(_CacheFront):
     call it from an event loop thread; use :class:`TTSCache` there.
     """
 
+    def as_async(self) -> TTSCache:
+        """A :class:`TTSCache` over this cache: the same files, options and traffic counts."""
+        front = TTSCache.__new__(TTSCache)
+        front._core = self._core
+        return front
+
     def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         """Return the cached samples of ``key``, or None on a miss."""
         return self._core.read(key)
@@ -478,7 +489,11 @@ class SyncTTSCache(_CacheFront):
         *,
         sample_rate: int | None = None,
     ) -> bool:
-        """Store ``audio`` under ``key``; False if the file system refused."""
+        """Store ``audio`` under ``key``; False if the file system refused.
+
+        As :meth:`TTSCache.cache_data`: without ``sample_rate``, the cache's is used, and a cache
+        made without one raises ``InvalidOptionError``.
+        """
         return self._core.write(key, audio, text, params, sample_rate)
 
     def get_cache_status(
