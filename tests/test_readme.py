@@ -9,7 +9,9 @@ yours) says so on the line before it, with the reason::
     <!-- readme: not run (needs a Redis server) -->
 
 A block added later is run too, unless it carries that marker: a new example is right as pasted
-or says why it cannot be run.
+or says why it cannot be run. A block that talks to the speech server at ``127.0.0.1:8000`` (the
+README's address of ``sparktts-cache serve``) runs against a real server started for it, on a free
+port put in that address's place.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
+from .speech_server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -60,6 +64,9 @@ def python_blocks(text: str) -> list[Block]:
     return blocks
 
 
+#: The address the README's speech-server examples use.
+SERVER_ADDRESS = "http://127.0.0.1:8000"
+
 BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
 
 
@@ -84,8 +91,17 @@ def test_the_extraction_finds_every_python_block() -> None:
 def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
     pytest.importorskip("espeakng_loader", reason="the README's examples speak through eSpeak NG")
     (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
+    if SERVER_ADDRESS in block.code:
+        with running_server(tmp_path / "server-cache", "--engine", "espeak") as server:
+            run_block(block, tmp_path, block.code.replace(SERVER_ADDRESS, server.url))
+            assert server.synthesised() > 0, "the example did not reach the server"
+    else:
+        run_block(block, tmp_path, block.code)
+
+
+def run_block(block: Block, tmp_path: Path, code: str) -> None:
     script = tmp_path / "example.py"
-    script.write_text(block.code, encoding="utf-8")
+    script.write_text(code, encoding="utf-8")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
