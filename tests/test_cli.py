@@ -512,7 +512,7 @@ def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, l
 
 
 def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     text = "你好，世界。Grüße! " + HOSTILE_TEXT + " \u2028\u2066\x7f"
     params = {"voice": "普通话\u202e\x85"}
     key = cache.generate_cache_key(text, params)
