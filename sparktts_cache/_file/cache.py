@@ -22,6 +22,7 @@ from .._core.cache import Cache, CacheStatus
 from .._core.codec import CODECS, Entry, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
+from .._core.matching import check_aligned, matching_audio
 from . import maintenance
 from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from .status import StatusPlan
@@ -122,6 +123,24 @@ class _CacheCore:
         hits = sum(result is not None for result in results)
         self._count(hits=hits, misses=len(results) - hits)
         return results
+
+    def read_verified(
+        self, keys: Sequence[str], texts: Sequence[str], tts_params: Mapping[str, Any] | None
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`read_many`, but an entry made for another text or parameters is a miss."""
+        key_list, text_list = [check_key(key) for key in keys], list(texts)
+        check_aligned(key_list, text_list)
+        entries = self.store.read_entries(key_list)
+        results = matching_audio(key_list, text_list, tts_params, entries)
+        hits = sum(result is not None for result in results)
+        self._count(hits=hits, misses=len(results) - hits)
+        return results
+
+    def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        key = generate_cache_key(text, tts_params)
+        return key, self.read_verified([key], [text], tts_params)[0]
 
     def stats(self, progress: Progress | None = None) -> Stats:
         found = maintenance.stats(self.store.root, progress)
@@ -289,6 +308,38 @@ class TTSCache(_CacheFront, Cache):
         key_list = list(keys)
         return await anyio.to_thread.run_sync(
             self._core.read_many, key_list, abandon_on_cancel=True
+        )
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`get_cached_batch`, but an entry made for another text or other parameters that
+        share its key (a crafted collision) is a miss; see :meth:`Cache.get_verified_batch`.
+
+        One worker-thread call reads each entry with its metadata and compares it with the request
+        (the normalised text and the canonical parameters). A mismatched entry is left in place
+        (it is a valid entry): the caller's ``cache_data`` replaces it.
+
+        Raises:
+            InvalidOptionError: if ``texts`` is not aligned with ``keys``.
+            InvalidKeyError, UnsupportedTypeError, InvalidTextError, InvalidParamsError: for a
+                bad key, text or parameters (nothing is read).
+        """
+        key_list, text_list = list(keys), list(texts)
+        return await anyio.to_thread.run_sync(
+            self._core.read_verified, key_list, text_list, tts_params, abandon_on_cancel=True
+        )
+
+    async def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None = None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        """The key of ``text`` with ``tts_params`` and its verified audio, keyed and read in one
+        worker-thread call; see :meth:`Cache.lookup`."""
+        return await anyio.to_thread.run_sync(
+            self._core.lookup, text, tts_params, abandon_on_cancel=True
         )
 
     async def get_entry(self, key: str) -> Entry | None:
@@ -464,6 +515,21 @@ class SyncTTSCache(_CacheFront):
     def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
         """Return the cached samples of each key (None where missing), in order."""
         return self._core.read_many(keys)
+
+    def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """As :meth:`TTSCache.get_verified_batch`."""
+        return self._core.read_verified(keys, texts, tts_params)
+
+    def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None = None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        """As :meth:`TTSCache.lookup`."""
+        return self._core.lookup(text, tts_params)
 
     def get_entry(self, key: str) -> Entry | None:
         """Return the samples and metadata of ``key``, or None on a miss."""
