@@ -247,3 +247,20 @@ async def test_lookup_keys_in_a_worker_thread(
         key, audio = await cache.lookup(A, params)
         assert audio is None and key == real_key(A, params)
         assert keyed_in and loop_thread not in keyed_in
+
+
+def test_an_entry_recording_the_request_verbatim_is_served_without_parsing_its_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = SyncTTSCache(tmp_path)
+    key = cache.generate_cache_key(A, PARAMS)
+    assert cache.cache_data(key, audio_for(A), A, PARAMS)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the metadata was parsed")
+
+    monkeypatch.setattr("sparktts_cache._core.codec.EntryMeta.from_json", refuse)
+    [served] = cache.get_verified_batch([key], [A], PARAMS)  # the bytes compared: a hit
+    np.testing.assert_array_equal(served, audio_for(A))
+    with pytest.raises(AssertionError, match="parsed"):  # anything else is parsed and compared
+        cache.get_verified_batch([key], [B], PARAMS)

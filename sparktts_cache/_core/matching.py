@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .codec import Entry, EntryMeta
+from .codec import Entry, EntryMeta, params_json, request_json
 from .errors import CacheError, InvalidOptionError
-from .keys import SPEAKER_FILE_PARAMS, canonical_params, key_prefix, normalize_text
+from .keys import SPEAKER_FILE_PARAMS, canonical_params, check_text, key_prefix, normalize_text
 
-__all__ = ["RequestCheck", "matching_audio"]
+__all__ = ["RequestCheck", "check_aligned", "log_collision", "matching_audio"]
 
 log = logging.getLogger("sparktts_cache")
 
@@ -47,11 +47,24 @@ class RequestCheck:
         UnsupportedTypeError, InvalidParamsError: for parameters that have no key.
     """
 
-    __slots__ = ("_params", "_params_json")
+    __slots__ = ("_canonical", "_params", "_params_json", "_recorded_params")
 
     def __init__(self, tts_params: Mapping[str, Any] | None) -> None:
         self._params = tts_params
-        self._params_json = _params_json(canonical_params(tts_params))
+        self._canonical = canonical_params(tts_params)
+        self._recorded_params = params_json(self._canonical)
+        self._params_json: str | None = None  # made on the slow path only
+
+    def recorded(self, text: str) -> bytes:
+        """The bytes an entry written by ``cache_data(key, audio, text, tts_params)`` records
+        after its key: a WAV entry holding exactly these is for this request, with no parsing
+        (``Codec.decode_for``); any other entry is compared by :meth:`matches`.
+
+        Raises:
+            UnsupportedTypeError, InvalidTextError: if ``text`` is not a str or is blank.
+        """
+        normalize_text(check_text(text))
+        return request_json(text, self._recorded_params)
 
     def matches(self, meta: EntryMeta, text: str) -> bool:
         """Whether ``meta`` records ``text`` (normalised) and these parameters (canonical).
@@ -72,6 +85,8 @@ class RequestCheck:
                 return False
         except CacheError:  # a blank text recorded by a direct cache_data call
             return False
+        if self._params_json is None:
+            self._params_json = _params_json(self._canonical)
         if _params_json(meta.params) == self._params_json:
             return True
         if not any(name in meta.params for name in SPEAKER_FILE_PARAMS):
@@ -100,11 +115,7 @@ def matching_audio(
     results: list[npt.NDArray[np.float32] | None] = []
     for key, text, entry in zip(keys, texts, entries, strict=True):
         if entry is not None and not check.matches(entry.meta, text):
-            log.warning(
-                "entry %s was made for another text or other parameters (a key collision); "
-                "treating it as a miss",
-                key,
-            )
+            log_collision(key)
             entry = None
         results.append(None if entry is None else entry.audio)
     return results
@@ -114,3 +125,11 @@ def check_aligned(keys: Sequence[str], texts: Sequence[str]) -> None:
     """Raise InvalidOptionError unless there is one text per key."""
     if isinstance(texts, str) or len(texts) != len(keys):
         raise InvalidOptionError("texts must be a sequence of str aligned with keys, one per key")
+
+
+def log_collision(key: str) -> None:
+    log.warning(
+        "entry %s was made for another text or other parameters (a key collision); "
+        "treating it as a miss",
+        key,
+    )

@@ -22,7 +22,7 @@ from .._core.cache import Cache, CacheStatus
 from .._core.codec import CODECS, Entry, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
-from .._core.matching import check_aligned, matching_audio
+from .._core.matching import RequestCheck, check_aligned
 from . import maintenance
 from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from .status import StatusPlan
@@ -130,8 +130,7 @@ class _CacheCore:
         """:meth:`read_many`, but an entry made for another text or parameters is a miss."""
         key_list, text_list = [check_key(key) for key in keys], list(texts)
         check_aligned(key_list, text_list)
-        entries = self.store.read_entries(key_list)
-        results = matching_audio(key_list, text_list, tts_params, entries)
+        results = self.store.read_verified_many(key_list, text_list, RequestCheck(tts_params))
         hits = sum(result is not None for result in results)
         self._count(hits=hits, misses=len(results) - hits)
         return results
