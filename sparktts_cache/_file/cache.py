@@ -175,7 +175,7 @@ class _CacheCore:
     def status_plan(self, segments: object, tts_params: Mapping[str, Any] | None) -> StatusPlan:
         """A plan to key ``segments`` and check them, for the fronts to run (see ``status``)."""
         return StatusPlan(
-            _as_segment_list(segments), tts_params, self.store.root, self.store.codec.extension
+            _as_segment_sequence(segments), tts_params, self.store.root, self.store.codec.extension
         )
 
     def status(self, segments: object, tts_params: Mapping[str, Any] | None) -> CacheStatus:
@@ -201,12 +201,13 @@ class _CacheCore:
         return maintenance.shard_entries(self.store.root, outer)
 
 
-def _as_segment_list(segments: object) -> list[str]:
+def _as_segment_sequence(segments: object) -> Sequence[str]:
+    """``segments`` if it is a sequence (not a str); the plan copies it in a worker thread."""
     if isinstance(segments, (str, bytes)) or not isinstance(segments, Sequence):
         raise UnsupportedTypeError(
             f"segments must be a sequence of str, not {type(segments).__name__}"
         )
-    return list(segments)
+    return segments
 
 
 class _CacheFront:
@@ -482,9 +483,9 @@ async def _check_concurrently(plan: StatusPlan) -> None:
     bounded number of tasks (and lets other tasks run between starting them).
     """
     start = plan.checked
-    remaining = len(plan.paths) - start
+    remaining = len(plan.distinct) - start
     chunk = max(1, math.ceil(remaining / SLOW_STATUS_THREADS))
-    cursor = iter(range(start, len(plan.paths), chunk))
+    cursor = iter(range(start, len(plan.distinct), chunk))
 
     async def worker() -> None:
         for begin in cursor:
