@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,23 @@ async def test_sync_and_async_fronts_share_one_store(tmp_path: Path) -> None:
         ["shared", "other"]
     )
     assert await cache.clear_cache() and sync.get_cached_data(key) is None
+
+
+def test_status_memory_is_proportional_to_the_answer(
+    half_cached: tuple[list[str], SyncTTSCache],
+) -> None:
+    # Every entry path was kept for the whole call (at a million segments, 462 MB in all); now
+    # the paths are made a chunk at a time. Peak memory is measured, not timed: no luck involved.
+    segments, sync = half_cached
+    sync.get_cache_status(segments, {})  # warm the key memo and imports
+    tracemalloc.start()
+    try:
+        status = sync.get_cache_status(segments, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    keys = status.cache_keys
+    answer = sum(map(sys.getsizeof, keys)) + sum(
+        sys.getsizeof(part) for part in (keys, status.cached_keys, status.segments_to_generate)
+    )
+    assert peak < 2.3 * answer, f"peak {peak} bytes for an answer of {answer}"

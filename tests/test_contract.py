@@ -138,6 +138,12 @@ class TestCustomCache(CacheContract):
     async def test_sample_rate_round_trips_through_get_entry(self, cache: Cache) -> None:
         await super().test_sample_rate_round_trips_through_get_entry(cache)
 
+    @pytest.mark.xfail(strict=True, raises=AssertionError, reason="keeps no text: cannot verify")
+    async def test_verified_read_serves_only_the_request_an_entry_was_made_for(
+        self, cache: Cache
+    ) -> None:
+        await super().test_verified_read_serves_only_the_request_an_entry_was_made_for(cache)
+
     @pytest.mark.xfail(strict=True, raises=AssertionError, reason="in memory: a new one is empty")
     async def test_a_reopened_backend_sees_what_the_first_wrote(
         self, cache: Cache, reopen: Callable[[], Cache]

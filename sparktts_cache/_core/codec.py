@@ -133,6 +133,18 @@ class EntryMeta:
         return meta, record
 
 
+def params_json(params: dict[str, Any]) -> bytes:
+    """Canonical ``params`` as ``EntryMeta.to_json`` writes them (for :func:`request_json`)."""
+    return json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def request_json(text: str, params: bytes) -> bytes:
+    """How an entry's metadata records ``text`` and the parameters (from :func:`params_json`)
+    after its key: ``"text":<text>,"params":<params>,"sample_rate":``, as ``to_json`` writes."""
+    text_json = json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return b'"text":%s,"params":%s,"sample_rate":' % (text_json, params)
+
+
 def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object as a dict, refusing a name given twice (``json`` would keep the last one,
     so a crafted entry could name one key where the readers look and another elsewhere)."""
@@ -227,6 +239,13 @@ class Codec(Protocol):
     def decode(self, data: EntryBytes, key: str) -> Entry:
         """Return the samples and metadata of a whole entry of ``key``, checking its digest, that
         it names ``key`` and its metadata (as ``EntryMeta.from_json``); raise CorruptEntryError."""
+        ...
+
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        """:meth:`decode_audio`, and the metadata unless it is known to record ``recorded``
+        (``request_json``'s bytes: the text and parameters of a request) exactly; then None."""
         ...
 
 
@@ -357,6 +376,19 @@ class WavCodec:
         self._check_names(meta_json, key)
         return np.frombuffer(data, dtype="<f4", count=samples, offset=offset)
 
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        _rate, samples, meta_json, offset, _n = self._parse(data)
+        self._check_names(meta_json, key)
+        # The JSON goes on with the text and the parameters right after '"key":"<key>",': bytes
+        # equal to a request's, under the digest, are the same request (the verified hot path).
+        start = len(_JSON_START) + len(key) + 2
+        if meta_json[start : start + len(recorded)] == recorded:
+            return np.frombuffer(data, dtype="<f4", count=samples, offset=offset), None
+        entry = self.decode(data, key)
+        return entry.audio, entry.meta
+
     def decode(self, data: EntryBytes, key: str) -> Entry:
         rate, samples, meta_json, offset, _n = self._parse(data)
         self._check_names(meta_json, key)
@@ -420,6 +452,12 @@ class FlacCodec:
 
     def decode_audio(self, data: EntryBytes, key: str) -> npt.NDArray[np.float32]:
         return self.decode(data, key).audio
+
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        entry = self.decode(data, key)  # parses the metadata anyway
+        return entry.audio, entry.meta
 
 
 #: The fewest bytes a FLAC frame takes: a 6-byte header (sync and coding fields, a frame number of

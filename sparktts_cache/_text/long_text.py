@@ -141,7 +141,7 @@ class LongTextTTS:
         self.pause_seconds = pause_seconds
         self.max_concurrency = max_concurrency
         self._limiter = anyio.CapacityLimiter(max_concurrency)
-        self._inflight: dict[str, _Pending] = {}
+        self._inflight: dict[tuple[str, str], _Pending] = {}
         self._lock: SynthesisLock | None
         if cross_process_lock is True:
             if not isinstance(self.cache, TTSCache):
@@ -240,9 +240,22 @@ class LongTextTTS:
             return None
         status = await self.cache.get_cache_status(segments, self.key_params(tts_params))
         cached = [] if force else status.cached_keys
-        audio = await self.cache.get_cached_batch(cached)
+        segment_of = dict(zip(reversed(status.cache_keys), reversed(segments), strict=True))
+        audio = await self._read_cached(cached, [segment_of[key] for key in cached], tts_params)
         found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
         return segments, status.cache_keys, found
+
+    async def _read_cached(
+        self, keys: list[str], segments: list[str], tts_params: Mapping[str, Any] | None
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """The cached audio of each key (aligned with ``segments``), None where missing: every
+        read of cached audio goes through here.
+
+        Verified: an entry made for another text or other parameters that share its key (a
+        crafted collision; XXH3-128 is fast, not collision resistant) is a miss, so the segment
+        is synthesised and its entry overwritten.
+        """
+        return await self.cache.get_verified_batch(keys, segments, self.key_params(tts_params))
 
     def _join(self, pieces: list[npt.NDArray[np.float32] | None]) -> npt.NDArray[np.float32]:
         pause = self.pause
@@ -257,15 +270,20 @@ class LongTextTTS:
     async def _synthesise_once(
         self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
     ) -> npt.NDArray[np.float32]:
-        """Synthesise ``key`` unless a task of this process already is; then share its result."""
-        while (pending := self._inflight.get(key)) is not None:
+        """Synthesise ``key`` unless a task of this process already is; then share its result.
+
+        Shared by key and text: a colliding text (another text with the same key) never takes
+        the audio of a synthesis in progress for the first.
+        """
+        inflight = (key, segment)
+        while (pending := self._inflight.get(inflight)) is not None:
             await pending.done.wait()
             if pending.audio is not None:
                 return pending.audio
             if isinstance(pending.error, Exception):
                 raise pending.error
             # The owner was cancelled: try again, maybe as the owner.
-        pending = self._inflight[key] = _Pending()
+        pending = self._inflight[inflight] = _Pending()
         try:
             pending.audio = await self._synthesise(key, segment, tts_params, force)
             return pending.audio
@@ -273,7 +291,7 @@ class LongTextTTS:
             pending.error = exc
             raise
         finally:
-            del self._inflight[key]
+            del self._inflight[inflight]
             pending.done.set()
 
     async def _synthesise(
@@ -284,8 +302,10 @@ class LongTextTTS:
         async with contextlib.AsyncExitStack() as stack:
             if self._lock is not None:
                 await stack.enter_async_context(self._lock.hold(key))
-            if not force and (audio := await self.cache.get_cached_data(key)) is not None:
-                return audio
+            if not force:
+                [audio] = await self._read_cached([key], [segment], tts_params)
+                if audio is not None:
+                    return audio
             return await self._make(key, segment, tts_params)
         raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
