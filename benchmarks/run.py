@@ -21,10 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiofiles.os
 import anyio.to_thread
@@ -660,7 +660,7 @@ async def bench_piper(config: Config, results: Results) -> None:
     async def first_chunk() -> None:
         root = config.work / f"piper-{next(runs)}"
         stream = LongTextTTS(model, cache_dir=root).stream(whole)
-        async with contextlib.aclosing(cast(AsyncGenerator[np.ndarray, None], stream)):
+        async with contextlib.aclosing(stream):
             chunk = await anext(stream)
         assert len(chunk) > 0
 

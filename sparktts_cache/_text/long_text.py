@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import anyio
@@ -182,7 +182,7 @@ class LongTextTTS:
         force_regenerate: bool = False,
         *,
         read_ahead: int | None = None,
-    ) -> AsyncIterator[npt.NDArray[np.float32]]:
+    ) -> AsyncGenerator[npt.NDArray[np.float32], None]:
         """Yield each segment's audio in order as soon as it is ready (cached ones at once).
 
         Every chunk after the first starts with the pause, so the chunks joined equal
