@@ -26,6 +26,7 @@ from sparktts_cache import (
     TextSegmenter,
     TTSCache,
 )
+from sparktts_cache._text.read_ahead import ReadAhead
 
 from .helpers import Gate, Worker, hold_lock, long_text_worker
 from .models import CountingModel, audio_for
@@ -440,11 +441,11 @@ async def test_a_stream_stopped_early_leaves_no_worker_running(
             del stream
         expected = ["garbage collected"] if anyio_backend == "trio" else []
         assert [w for w in expected if any(w in str(c.message) for c in caught)] == expected
-    await wait_until(lambda: not tts._inflight and model._active == 0)
+    await wait_until(lambda: ReadAhead.running == 0)  # closed, and the workers are gone
+    assert not tts._inflight and model._active == 0 and tts._limiter.borrowed_tokens == 0
     stopped_at = model.total_calls
     await anyio.sleep(0.2)  # workers left running would make the other segments meanwhile
     assert model.total_calls == stopped_at < len(LONG_SEGMENTS)
-    assert tts._limiter.borrowed_tokens == 0
     await tts.generate(LONG_TEXT, PARAMS)  # what was made is cached, and made once
     assert dict(model.calls) == dict.fromkeys(LONG_SEGMENTS, 1)
 

@@ -83,6 +83,9 @@ class ReadAhead:
     started; :meth:`next` raises the error when it reaches that segment.
     """
 
+    #: Read-ahead tasks started and not yet ended, in this process (for tests and statistics).
+    running = 0
+
     def __init__(
         self,
         cached: Sequence[bool],
@@ -108,7 +111,12 @@ class ReadAhead:
         self._crash: BaseException | None = None
 
     def start(self) -> None:
-        spawn_detached(self._run)
+        ReadAhead.running += 1
+        try:
+            spawn_detached(self._run)
+        except BaseException:
+            ReadAhead.running -= 1
+            raise
 
     async def next(self, index: int) -> Audio:
         """Segment ``index``'s audio, once ready (call with 0, 1, 2, ... in turn)."""
@@ -158,6 +166,7 @@ class ReadAhead:
             log.exception("the read-ahead of a stream failed")
             self._crash = exc
         finally:
+            ReadAhead.running -= 1
             self._over = True
             for slot in self._slots.values():
                 slot.done.set()
