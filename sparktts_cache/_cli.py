@@ -3,8 +3,9 @@
 Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage,
 including ``clear``, ``prune`` or ``verify --fix`` refused in a directory that is not marked as a
 cache and holds files that are not the cache's (one line on stderr says which and what to do), an
-``export`` destination whose extension names no supported format, and a ``synth --file`` that is not
-a regular UTF-8 file of at most 16 MiB; 3 no such entry (``show``, ``export``); 4
+``export`` destination whose extension names no supported format, a ``synth --file`` that is not
+a regular UTF-8 file of at most 16 MiB, and a ``synth -o`` that cannot be written (checked before
+synthesising); 3 no such entry (``show``, ``export``); 4
 ``synth --expect-cached`` had to synthesise.
 
 What entries hold came from whoever asked for the synthesis (a server's clients, say): the

@@ -70,15 +70,15 @@ class ReadAhead:
 
     Args:
         cached: per segment, whether to read it (else it is made).
-        keys: per segment, its cache key: a later segment with the key of one being made here waits
-            for that one and is then made with ``first=False`` (so it is read, or shared).
+        keys: per segment, its cache key: a later segment with the key of one made here is made
+            with ``first=False`` (so it is read, or shared), after that one if it is in progress.
         read: the audio of the given segments from the cache, ``None`` for a miss (then made).
         make: a segment's audio, made (``first`` is False for a repeat of a key made here).
         window: how many segments may be read, being made or ready and not yet taken, at most.
         workers: how many segments are made at once, at most (in text order).
 
     Segments are read in runs of consecutive cached ones (the first run is one segment, so the
-    first result comes at once; each next run is twice as long, up to the window), and made by
+    first result comes at once; each next run is twice as long, up to half the window), made by
     ``workers`` tasks taking them in text order. After an error in one segment nothing past it is
     started; :meth:`next` raises the error when it reaches that segment.
     """
@@ -153,7 +153,7 @@ class ReadAhead:
     async def _run(self) -> None:
         try:
             with self._scope:
-                send, receive = anyio.create_memory_object_stream[tuple[int, _Slot | None]](
+                send, receive = anyio.create_memory_object_stream[tuple[int, _Slot | None, bool]](
                     math.inf  # bounded all the same: each job holds a place in the window
                 )
                 async with anyio.create_task_group() as group:
@@ -172,17 +172,31 @@ class ReadAhead:
                 slot.done.set()
             self._finished.set()
 
-    async def _produce(self, send: ObjectSendStream[tuple[int, _Slot | None]]) -> None:
+    async def _produce(self, send: ObjectSendStream[tuple[int, _Slot | None, bool]]) -> None:
         count = len(self._keys)
-        made_here: dict[str, _Slot] = {}  # the first slot of each key made by this stream
+        made_here: set[str] = set()  # keys this stream has made (or is making)
+        in_progress: dict[str, _Slot] = {}  # the first slot of such keys, until it is done
 
         async def make(index: int) -> None:
-            earlier = made_here.get(self._keys[index])
-            if earlier is None:
-                made_here[self._keys[index]] = self._slot(index)
-            await send.send((index, earlier))
+            nonlocal in_progress
+            key = self._keys[index]
+            if key not in made_here:
+                made_here.add(key)
+                if len(in_progress) > 2 * self._window:  # keep only the unfinished (the window)
+                    in_progress = {k: v for k, v in in_progress.items() if not v.done.is_set()}
+                in_progress[key] = self._slot(index)
+                await send.send((index, None, True))
+                return
+            earlier = in_progress.get(key)
+            if earlier is not None and earlier.done.is_set():
+                del in_progress[key]
+                earlier = None
+            await send.send((index, earlier, False))
 
-        index, run_length = 0, 1
+        # Runs of reads grow 1, 2, 4... up to half the window: the first segment comes at once,
+        # and later ones are read in runs (one worker-thread call each) while the consumer still
+        # has the other half of the window ready, rather than one by one as places free up.
+        index, run_length, longest = 0, 1, max(1, self._window // 2)
         while index < min(count, self._failed_at):
             await self._space.acquire()
             if not self._cached[index]:
@@ -190,14 +204,12 @@ class ReadAhead:
                 index += 1
                 continue
             run = [index]
-            while (
-                len(run) < run_length
-                and run[-1] + 1 < count
-                and self._cached[run[-1] + 1]
-                and self._take_space()
-            ):
+            while len(run) < run_length and run[-1] + 1 < count and self._cached[run[-1] + 1]:
+                # Never a deadlock: the places this waits for are the ready segments before
+                # ``index``, which the consumer takes (a run is at most the window).
+                await self._space.acquire()
                 run.append(run[-1] + 1)
-            run_length = min(2 * run_length, self._window)
+            run_length = min(2 * run_length, longest)
             try:
                 audios = await self._read(run)
             except Exception as exc:
@@ -212,22 +224,15 @@ class ReadAhead:
                     slot.done.set()
             index = run[-1] + 1
 
-    def _take_space(self) -> bool:
-        try:
-            self._space.acquire_nowait()
-        except anyio.WouldBlock:
-            return False
-        return True
-
-    async def _work(self, receive: ObjectReceiveStream[tuple[int, _Slot | None]]) -> None:
+    async def _work(self, receive: ObjectReceiveStream[tuple[int, _Slot | None, bool]]) -> None:
         async with receive:
-            async for index, earlier in receive:
+            async for index, earlier, first in receive:
                 if index > self._failed_at:
                     continue  # the consumer stops at the failed segment: never reaches this
                 try:
                     if earlier is not None:
                         await earlier.done.wait()
-                    audio = await self._make(index, earlier is None)
+                    audio = await self._make(index, first)
                 except Exception as exc:
                     self._fail(index, exc)
                     continue
