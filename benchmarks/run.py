@@ -725,21 +725,33 @@ def _distinct_copies(text: str, copies: int) -> str:
     )
 
 
+#: Runs the command line in a child that writes its own peak RSS (``VmHWM``, in kB) to a file at
+#: exit. Not ``wait4``'s ``ru_maxrss``: on Linux a child's starts from its parent's high-water mark
+#: (recorded when the child execs), so a child of a large benchmark process would report at least
+#: that.
+_PEAK_RSS_WRAPPER = """
+import atexit, runpy, sys
+record_in = sys.argv.pop(1)
+def record():
+    with open("/proc/self/status") as status, open(record_in, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+atexit.register(record)
+sys.argv[0] = "sparktts-cache"
+runpy.run_module("sparktts_cache", run_name="__main__", alter_sys=True)
+"""
+
+
 def _synth_peak_rss(root: Path, text_file: Path) -> tuple[int, str]:
     """Run ``sparktts-cache synth`` (eSpeak) in a subprocess: its peak RSS (bytes) and the line
-    it prints. The child's own resource usage, from ``wait4`` (not the maximum over every child
-    this process has had, as ``RUSAGE_CHILDREN`` would give)."""
-    command = [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(root / "cache"),
+    it prints (Linux: the peak is read from ``/proc``)."""
+    record = root / "peak-rss"
+    command = [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(record),
+               "--cache-dir", str(root / "cache"),
                "synth", "--file", str(text_file), "-o", str(root / "out.wav")]  # fmt: skip
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode:
-            raise RuntimeError(f"synth failed ({proc.returncode}): {err.read()}")
-        return usage.ru_maxrss * 1024, out.read().strip()  # kilobytes on Linux
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode:
+        raise RuntimeError(f"synth failed ({done.returncode}): {done.stderr}")
+    return int(record.read_text()) * 1024, done.stdout.strip()
 
 
 async def bench_memory(config: Config, results: Results) -> None:

@@ -191,7 +191,7 @@ class LongTextTTS:
         ahead, in text order, missing ones by up to ``max_concurrency`` model calls at once: at
         most ``read_ahead`` segments past the one last yielded are held, so memory is bounded by
         the window, whatever the length of the text. The first cached segment is read alone, so
-        it comes at once; later ones in runs of up to the window.
+        it comes at once; later ones in runs of up to half the window.
 
         A consumer that stops early (``break``, cancellation, an exception, a disconnected
         client) stops the work ahead: closing the stream, or its garbage collection, waits until
