@@ -1,12 +1,16 @@
 """The ``sparktts-cache`` command: inspect, maintain and fill a cache from the shell.
 
-Exit codes: 0 success; 1 the operation failed or found damage (``verify``); 2 bad usage,
-including ``clear``, ``prune`` or ``verify --fix`` refused in a directory that is not marked as a
-cache and holds files that are not the cache's (one line on stderr says which and what to do), an
-``export`` destination whose extension names no supported format, a ``synth --file`` that is not
-a regular UTF-8 file of at most 16 MiB, and a ``synth -o`` that cannot be written (checked before
-synthesising); 3 no such entry (``show``, ``export``); 4
-``synth --expect-cached`` had to synthesise.
+Exit codes: 0 success; 1 the operation failed or found damage (``verify``, a damaged entry that
+``show`` or ``export`` was asked for); 2 bad usage: anything wrong with the command line, including
+a key that is not a key, an unknown engine or a parameter value it refuses, a cache directory that
+is not a directory (or, for ``synth``, cannot be written), ``clear``, ``prune`` or ``verify --fix``
+refused in a directory that is not marked as a cache and holds files that are not the cache's (one
+line on stderr says which and what to do), an ``export`` destination whose extension names no
+format it writes, a ``synth`` text that is empty or blank, given twice (TEXT and ``--file``) or in a
+``--file`` that is not a regular UTF-8 file of at most 16 MiB, a ``synth -o`` that cannot be
+written (checked before synthesising); 3 no such entry (``show``,
+``export``); 4 ``synth --expect-cached`` had to synthesise; 130 interrupted (Ctrl-C). Every error is
+one line on stderr.
 
 What entries hold came from whoever asked for the synthesis (a server's clients, say): the
 human-readable output escapes every character a terminal would act on rather than show (see
@@ -33,15 +37,36 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ._core.codec import CODECS, Entry
-from ._core.errors import CacheError, InvalidOptionError, NotACacheDirectoryError
+from ._core.codec import CODECS, Codec, Entry
+from ._core.errors import (
+    CacheError,
+    CorruptEntryError,
+    InvalidKeyError,
+    InvalidOptionError,
+    InvalidParamsError,
+    InvalidTextError,
+    NotACacheDirectoryError,
+)
 from ._core.keys import check_key
+from ._file import layout
 from ._file.cache import SyncTTSCache, default_cache_dir
 from .engines import GENDERS, LEVELS, engine_names
 
-__all__ = ["format_size", "main", "parse_duration", "parse_param", "parse_size", "printable"]
+__all__ = [
+    "format_size", "main", "parse_duration", "parse_param", "parse_size", "printable", "to_json",
+]  # fmt: skip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_CACHED = 0, 1, 2, 3, 4
+#: What a shell reports for a command ended by SIGINT (128 + 2), so scripts see it the same way.
+EXIT_INTERRUPTED = 130
+
+#: The library's errors that mean the command line asked for something impossible: a key that is
+#: not a key, an unknown engine or option value, a parameter value the engine refuses, a text
+#: that cannot be keyed, a directory that is not the cache's.
+_USAGE_ERRORS = (
+    InvalidKeyError, InvalidOptionError, InvalidParamsError, InvalidTextError,
+    NotACacheDirectoryError,
+)  # fmt: skip
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}  # fmt: skip
@@ -52,15 +77,22 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_TEXT_FILE_BYTES = 16 << 20
 
 #: What ``export`` writes, by the destination's extension: the container and the sample format.
-#: WAV keeps the float32 samples bit for bit; FLAC is 16-bit, as a FLAC cache stores them.
-_EXPORT_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_16")}
+#: WAV keeps the float32 samples bit for bit; FLAC is 16-bit, as a FLAC cache stores them; Ogg
+#: Vorbis and MP3 are lossy. Only those the installed libsndfile can write are offered (MP3 needs
+#: libsndfile 1.1), see :func:`export_formats`.
+_EXPORT_FORMATS = {
+    ".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}  # fmt: skip
 
 #: Characters a terminal acts on rather than shows: C0 controls (escape sequences start with ESC),
 #: DEL and the C1 controls, the bidirectional marks and overrides that reorder what is shown
 #: (Trojan Source), line and paragraph separators, and lone surrogates (which cannot be printed).
-_UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_UNPRINTABLE_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNPRINTABLE = re.compile(f"[\x00-\x1f{_UNPRINTABLE_BEYOND_C0}]")
+#: The same less the C0 controls, which JSON escapes by itself (the newlines it writes are its
+#: indentation, outside any string).
+_RAW_IN_JSON = re.compile(f"[{_UNPRINTABLE_BEYOND_C0}]")
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -113,6 +145,23 @@ def _escape_match(match: re.Match[str]) -> str:
     return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
+def to_json(data: object) -> str:
+    """``data`` as the indented JSON of ``--json``: readable, and safe to print on a terminal.
+
+    Non-ASCII text stays as it is (``"世界"``, not ``"\\u4e16\\u754c"``), except what
+    :func:`printable` escapes: JSON escapes the C0 controls itself, and the others (DEL, the C1
+    controls, bidirectional overrides, line separators, lone surrogates) become ``\\u`` escapes
+    here. They can only occur inside strings, so the JSON stays valid and reads back the same.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
+
+def _plural(count: int, noun: str) -> str:
+    """``"1 segment"``, ``"2 segments"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_size(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -148,7 +197,7 @@ def _progress(enabled: bool, description: str) -> tuple[Callable[[int, int], Non
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], lines: Sequence[str]) -> None:
     if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(to_json(data))
     else:
         print("\n".join(lines))
 
@@ -156,12 +205,18 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], lines: Sequence[str]) 
 # -- commands ---------------------------------------------------------------------------------
 
 
+_DIRECTORY_STATS = ("entries", "bytes", "oldest", "newest", "temp_files")
+
+
 def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     update, bar = _progress(args.progress, "scanning")
     stats = cache.stats(update)
     if bar is not None:
         bar.close()
-    _emit(args, asdict(stats) | {"cache_dir": str(cache.cache_dir)}, [
+    # Only what the directory holds: the hits, misses and writes of ``stats()`` are this process's
+    # traffic (always none here), and ``max_size_bytes`` this process's setting.
+    found = {name: getattr(stats, name) for name in _DIRECTORY_STATS}
+    _emit(args, found | {"cache_dir": str(cache.cache_dir)}, [
         f"cache:    {cache.cache_dir}",
         f"entries:  {stats.entries}",
         f"size:     {format_size(stats.bytes)}",
@@ -224,27 +279,53 @@ def cmd_clear(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _caches_by_format(cache: SyncTTSCache) -> dict[str, SyncTTSCache]:
-    """One cache object per entry format over the same directory, by extension.
+class _DamagedEntry(CorruptEntryError):
+    """An entry file that is there but cannot be read as an entry (its path and why)."""
 
-    A directory does not record the format its entries were written in (``TTSCache(audio_format=
-    "flac")`` is a choice of the code that writes them, and a directory may hold both), so the
-    commands that read entries go by each file's extension rather than by an option.
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"damaged entry {path}: {reason} (verify --fix removes it)")
+
+
+def _read_entry_file(path: Path, key: str, codec: Codec) -> Entry | None:
+    """The entry of ``key`` at ``path``, read and checked as the cache reads it; None if there is
+    no such file.
+
+    Read here rather than through the cache's readers, which treat a damaged entry as a miss and
+    remove it: an inspection should say which file is damaged and why, and leave the removing to
+    ``verify --fix``. It does not refresh the entry's recency either (looking at an entry is not
+    using it).
+
+    Raises:
+        _DamagedEntry: naming the file, if it is not a regular file or not a valid entry of ``key``.
     """
-    return {
-        name: cache
-        if name == cache.audio_format
-        else SyncTTSCache(cache.cache_dir, audio_format=name)
-        for name in CODECS
-    }
+    try:
+        fd = os.open(path, layout.READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a symlink (O_NOFOLLOW), no permission...
+        raise _DamagedEntry(path, exc.strerror or type(exc).__name__) from None
+    try:
+        data, _st = layout.read_regular_file(fd)
+        return codec.decode(data, key)
+    except (CorruptEntryError, layout.NotARegularFile) as exc:
+        raise _DamagedEntry(path, str(exc)) from None
+    except OSError as exc:
+        raise _DamagedEntry(path, exc.strerror or type(exc).__name__) from None
+    finally:
+        os.close(fd)
 
 
 def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    caches = _caches_by_format(cache)
     for info in cache.iter_entries():
-        reader = caches.get(info.name.rpartition(".")[2])
-        entry = None if reader is None else reader.get_entry(info.key)
+        codec = CODECS.get(info.name.rpartition(".")[2])
+        if codec is None:
+            continue
+        try:
+            entry = _read_entry_file(cache.cache_dir / info.path, info.key, codec)
+        except _DamagedEntry as exc:  # one line each, and the listing goes on
+            print(f"ls: {exc}", file=sys.stderr)
+            continue
         if entry is None or (args.grep and args.grep.lower() not in entry.meta.text.lower()):
             continue
         rows.append({
@@ -254,7 +335,7 @@ def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         if args.limit and len(rows) >= args.limit:
             break
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(to_json(rows))
         return EXIT_OK
     for row in rows:
         text = printable(row["text"] if len(row["text"]) <= 60 else row["text"][:57] + "...")
@@ -264,17 +345,20 @@ def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
 
 
 def _find_entry(cache: SyncTTSCache, key: str) -> tuple[Entry, Path] | None:
-    """``key``'s entry and its path, in whichever format it was written; None (said on stderr)
-    if there is none or ``key`` is not a key."""
-    try:
-        check_key(key)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    for reader in _caches_by_format(cache).values():
-        entry = reader.get_entry(key)
+    """``key``'s entry and its path, in whichever format it was written (a directory does not
+    record the format its entries were written in, and may hold both); None (said on stderr) if
+    there is none.
+
+    Raises:
+        InvalidKeyError: if ``key`` is not a key (bad usage, not a missing entry).
+        _DamagedEntry: if its file is damaged.
+    """
+    check_key(key)
+    for extension, codec in CODECS.items():
+        path = cache.entry_path(key).with_suffix(f".{extension}")
+        entry = _read_entry_file(path, key, codec)
         if entry is not None:
-            return entry, reader.entry_path(key)
+            return entry, path
     print(f"no entry {key}", file=sys.stderr)
     return None
 
@@ -304,11 +388,13 @@ def cmd_export(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     import soundfile
 
     output: Path = args.output
-    kind = _EXPORT_FORMATS.get(output.suffix.lower())
+    formats = export_formats()
+    kind = formats.get(output.suffix.lower())
     if kind is None:
+        names = list(formats)
         print(
-            f"export: cannot tell the format of {str(output)!r}: "
-            f"give a name ending in {' or '.join(_EXPORT_FORMATS)}",
+            f"export: cannot tell the format of {str(output)!r}: give a name ending in "
+            f"{', '.join(names[:-1])} or {names[-1]}",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -318,14 +404,28 @@ def cmd_export(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     entry, _path = found
     container, subtype = kind
     audio = entry.audio
-    if subtype == "PCM_16":  # libsndfile wraps around outside [-1, 1) rather than clipping
+    if subtype != "FLOAT":  # libsndfile wraps around outside [-1, 1) rather than clipping
         audio = np.clip(audio, -1.0, 32767 / 32768)
     rate = entry.meta.sample_rate
-    _write_beside(
-        output, lambda file: soundfile.write(file, audio, rate, subtype=subtype, format=container)
-    )
+    try:
+        _write_beside(
+            output,
+            lambda file: soundfile.write(file, audio, rate, subtype=subtype, format=container),
+        )
+    except (OSError, soundfile.SoundFileError) as exc:  # a full disk, no permission, MP3 at 96 kHz
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"export: cannot write {str(output)!r} as {container}: {reason}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"wrote {output} ({len(audio) / rate:.2f} s)")
     return EXIT_OK
+
+
+def export_formats() -> dict[str, tuple[str, str]]:
+    """The extensions ``export`` writes, with their container and sample format: those of
+    :data:`_EXPORT_FORMATS` the installed libsndfile supports, in that order."""
+    import soundfile
+
+    return {name: kind for name, kind in _EXPORT_FORMATS.items() if soundfile.check_format(*kind)}
 
 
 def _write_beside(destination: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -438,13 +538,20 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     from ._text.segmenter import TextSegmenter
     from .engines import load_tts_model
 
+    if args.file and args.text is not None:
+        print("synth: give TEXT or --file, not both", file=sys.stderr)
+        return EXIT_USAGE
     try:
         text = _read_text_file(args.file) if args.file else args.text
     except InvalidOptionError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not text:
+    if text is None:
         print("synth needs TEXT or --file", file=sys.stderr)
+        return EXIT_USAGE
+    if not text.strip():
+        source = f"--file {str(args.file)!r}" if args.file else "TEXT"
+        print(f"synth: {source} is blank (only white space): nothing to say", file=sys.stderr)
         return EXIT_USAGE
     output: Path = args.output
     problem = _unwritable_output(output)
@@ -453,7 +560,8 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     container, subtype = _synth_format(output) or ("WAV", "PCM_16")
     params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
-                                ("speed", args.speed)) if v is not None}  # fmt: skip
+                                ("speed", args.speed), ("voice", args.voice))
+              if v is not None}  # fmt: skip
     for name, value in args.param:
         if name in params:
             print(f"synth: parameter {name!r} given twice", file=sys.stderr)
@@ -492,13 +600,16 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
             anyio.run(run)
 
     began = time.perf_counter()
-    _write_beside(output, synthesise_into)
+    try:
+        _write_beside(output, synthesise_into)
+    except KeyboardInterrupt:  # the temp file is gone, the destination as it was
+        return _interrupted(cache, segments, long_text.key_params(params))
     elapsed = time.perf_counter() - began
     # Segments are synthesised ahead of the one being written, so they are counted at the end:
     # a segment repeated in the text is synthesised once and counted cached after that.
     count, synthesised = written["segments"], long_text.synthesis_count
     cached = count - synthesised
-    print(f"{count} segments in {elapsed:.2f} s: {cached} from the cache "
+    print(f"{_plural(count, 'segment')} in {elapsed:.2f} s: {cached} from the cache "
           f"({cached / max(1, count):.0%}), {synthesised} synthesised; wrote {output} "
           f"({written['samples'] / rate:.1f} s of audio)")  # fmt: skip
     if args.expect_cached and synthesised:
@@ -507,19 +618,42 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _interrupted(cache: SyncTTSCache, segments: list[str], key_params: dict[str, Any]) -> int:
+    """Say in one line how much of an interrupted ``synth`` is in the cache; exit 130.
+
+    Counted in the cache, not from what the command had seen: what it synthesised is cached as
+    it is made, so a second run reads all of it back and synthesises only the rest.
+    """
+    status = cache.get_cache_status(segments, key_params)
+    cached = set(status.cached_keys)
+    done = sum(key in cached for key in status.cache_keys)
+    print(f"interrupted: {done} of {_plural(len(segments), 'segment')} in the cache; run the same "
+          "command again to resume", file=sys.stderr)  # fmt: skip
+    return EXIT_INTERRUPTED
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="sparktts-cache", description="Inspect, maintain and fill a sparktts_cache directory."
     )
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help=f"the cache directory (default: {default_cache_dir()})")  # fmt: skip
+    cache_dir_help = f"the cache directory (default: {default_cache_dir()})"
+    parser.add_argument("--cache-dir", type=Path, default=None, help=cache_dir_help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also after the command (``sparktts-cache stats --cache-dir DIR``): SUPPRESS leaves the value
+    # given before it, or the default, when the command is not given one.
+    after_command = argparse.ArgumentParser(add_help=False)
+    after_command.add_argument(
+        "--cache-dir", type=Path, default=argparse.SUPPRESS, help=cache_dir_help
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[..., int], help: str, json: bool = True) -> Any:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = commands.add_parser(name, help=help, description=help, parents=[after_command])
         sub.set_defaults(handler=handler)
         if json:
             sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -543,8 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = command(
         "export",
         cmd_export,
-        "write one entry as a .wav (float32, bit-exact) or .flac (16-bit) file; a file or link "
-        "at the destination is replaced, never written through",
+        "write one entry in the format of OUTPUT's extension: .wav (float32, bit-exact), .flac "
+        "(16-bit), .ogg (Vorbis) or .mp3, as the installed libsndfile allows; a file or link at "
+        "the destination is replaced, never written through",
         json=False,
     )
     export.add_argument("key")
@@ -570,6 +705,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--pitch", choices=LEVELS)
     synth.add_argument("--speed", choices=LEVELS)
     synth.add_argument(
+        "--voice",
+        help="an eSpeak voice (en, en-us, cmn, ja...) for every segment (default: each segment's "
+        "by its script: Chinese cmn, English en); a parameter like the others, in the cache key",
+    )
+    synth.add_argument(
         "--param",
         type=parse_param,
         action="append",
@@ -585,16 +725,63 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"exit {EXIT_NOT_CACHED} if any segment had to be synthesised",
     )
+    from . import server  # its dependencies are imported only when it starts
+
+    serve_help = "run the OpenAI-compatible speech server (pip install 'sparktts_cache[server]')"
+    server.add_arguments(command("serve", server.main, serve_help, json=False), parse_size)
     return parser
+
+
+def unusable_cache_dir(path: Path, *, to_write: bool) -> str | None:
+    """Why ``path`` cannot be the cache directory, naming the path at fault; None if it can.
+
+    It cannot if it is not a directory, or lies under something that is not one. With
+    ``to_write``, it must also be writable, or, if it does not exist yet, its nearest existing
+    ancestor must be (where it will be created). Checked once, up front: otherwise every entry
+    read or written fails on its own, each with a warning naming a shard (``'2b'``), and a
+    ``synth`` would synthesise the whole text for nothing. A directory that does not exist is fine
+    for reading: it is an empty cache.
+    """
+    existing = path
+    while True:
+        try:
+            st = existing.stat()
+            break
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            if existing.parent == existing:
+                return None  # not even the root can be looked at: let the command say
+            existing = existing.parent
+        except OSError as exc:  # a symlink loop, a name too long
+            return f"cannot use {str(path)!r} as the cache directory: {exc.strerror}"
+    shown, culprit = repr(str(path)), repr(str(existing))
+    if not stat.S_ISDIR(st.st_mode):
+        if existing == path:
+            return f"the cache directory {shown} is not a directory"
+        return f"cannot use {shown} as the cache directory: {culprit} is not a directory"
+    if to_write and not os.access(existing, os.W_OK | os.X_OK):
+        if existing == path:
+            return f"the cache directory {shown} is not writable (permission denied)"
+        return f"cannot create the cache directory {shown}: no permission to write in {culprit}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.progress = not getattr(args, "json", False) and sys.stderr.isatty()
-    cache = SyncTTSCache(args.cache_dir)
     try:
+        cache = SyncTTSCache(args.cache_dir)
+        problem = unusable_cache_dir(cache.cache_dir, to_write=args.command == "synth")
+        if problem is not None:
+            print(f"sparktts-cache: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         result: int = args.handler(cache, args)
-    except NotACacheDirectoryError as exc:  # clear, prune, verify --fix: a wrong --cache-dir
+    except KeyboardInterrupt:  # synth says how far it got; the others have nothing to resume
+        print("sparktts-cache: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _DamagedEntry as exc:  # show, export
+        print(f"sparktts-cache: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except _USAGE_ERRORS as exc:  # a wrong key, engine, option or parameter; not the cache's
         print(f"sparktts-cache: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (CacheError, OSError, ValueError, ImportError) as exc:

@@ -27,6 +27,10 @@ LAYERS = {
 }
 
 
+#: Modules of the server package may import these (the library's public API) and each other.
+SERVER_MAY_IMPORT = {"sparktts_cache", "sparktts_cache.engines"}
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -127,4 +131,19 @@ def test_each_layer_imports_only_the_layers_below_it(layer: str) -> None:
                 wrong.append(f"{module}:{line} imports the front door")
             elif target_parts[1] not in LAYERS[layer]:
                 wrong.append(f"{module}:{line} imports {target}")
+    assert wrong == []
+
+
+def test_the_server_uses_only_the_public_api_and_nothing_imports_it() -> None:
+    """The server is a client of the library: it imports the front door and the public
+    ``engines`` module, and only the command line imports it (its ``serve`` command)."""
+    wrong = []
+    for module, edges in imports().items():
+        in_server = module.startswith("sparktts_cache.server")
+        for target, _names, line in edges:
+            target_in_server = target.startswith("sparktts_cache.server")
+            if in_server and not target_in_server and target not in SERVER_MAY_IMPORT:
+                wrong.append(f"{module}:{line} imports {target}")
+            if target_in_server and not in_server and module != "sparktts_cache._cli":
+                wrong.append(f"{module}:{line} imports the server")
     assert wrong == []

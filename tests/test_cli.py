@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import re
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -15,14 +18,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from sparktts_cache import SyncTTSCache
+from sparktts_cache import SyncTTSCache, __version__
 from sparktts_cache._cli import (
     MAX_TEXT_FILE_BYTES,
+    export_formats,
     format_size,
     parse_duration,
     parse_param,
     parse_size,
     printable,
+    to_json,
 )
 from sparktts_cache.testing import sealed_audio
 
@@ -50,7 +55,7 @@ def cli(
 
 @pytest.fixture
 def filled(tmp_path: Path) -> tuple[Path, list[str]]:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     return tmp_path, fill(cache, 12)
 
 
@@ -98,7 +103,7 @@ def test_clear_asks_first(filled: tuple[Path, list[str]]) -> None:
     assert cli(root, "clear", stdin="").returncode == 1  # no answer is no
     assert cli(root, "clear", stdin="y\n").returncode == 0
     assert json.loads(cli(root, "stats", "--json").stdout)["entries"] == 0
-    fill(SyncTTSCache(root), 2)
+    fill(SyncTTSCache(root, sample_rate=16000), 2)
     assert cli(root, "clear", "--yes").returncode == 0
 
 
@@ -118,7 +123,7 @@ def test_ls_show_and_export(filled: tuple[Path, list[str]], tmp_path: Path) -> N
     samples, _rate = soundfile.read(out, dtype="float32")
     np.testing.assert_array_equal(samples, sealed_audio(3))
     assert cli(root, "show", "f" * 32).returncode == 3
-    assert cli(root, "show", "../../etc/passwd").returncode == 3
+    assert cli(root, "show", "../../etc/passwd").returncode == 2  # not a key: bad usage
     assert cli(root, "export", "f" * 32, str(out)).returncode == 3
 
 
@@ -161,7 +166,7 @@ def test_synth_params_reach_the_cache_key_with_their_types(tmp_path: Path) -> No
     assert twice.returncode == 2 and "'gender' given twice" in twice.stderr
     assert cli(cache_dir, "synth", "Hi.", "-o", str(out), "--param", "novalue").returncode == 2
     bad_level = cli(cache_dir, "synth", "Hi.", "-o", str(out), "--param", "pitch=loud")
-    assert bad_level.returncode == 1 and "pitch must be one of very_low" in bad_level.stderr
+    assert bad_level.returncode == 2 and "pitch must be one of very_low" in bad_level.stderr
 
 
 def test_synth_engine_names(tmp_path: Path) -> None:
@@ -214,7 +219,7 @@ def test_printable_escapes_what_a_terminal_acts_on() -> None:
 
 
 def test_ls_and_show_escape_control_characters_of_stored_texts(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     params = {"voice": "\x1b[31mred\u202e"}
     key = cache.generate_cache_key(HOSTILE_TEXT, params)
     assert cache.cache_data(key, sealed_audio(1), HOSTILE_TEXT, params)
@@ -232,7 +237,7 @@ def test_ls_and_show_escape_control_characters_of_stored_texts(tmp_path: Path) -
 
 def test_ls_show_and_export_find_flac_entries(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    cache = SyncTTSCache(root, audio_format="flac")
+    cache = SyncTTSCache(root, audio_format="flac", sample_rate=16000)
     keys = fill(cache, 3)
     listed = json.loads(cli(root, "ls", "--json").stdout)
     assert sorted(row["key"] for row in listed) == sorted(keys)
@@ -284,10 +289,13 @@ def test_export_to_an_unknown_extension_is_one_line_naming_the_formats(
 ) -> None:
     root, keys = filled
     outside = tmp_path_factory.mktemp("outside")
-    for name in ("out.xyz", "out", "out.mp3"):
+    names = list(export_formats())
+    assert names[:2] == [".wav", ".flac"]
+    for name in ("out.xyz", "out", "out.wav.part"):
         refused = cli(root, "export", keys[0], str(outside / name))
         assert refused.returncode == 2, refused.stderr
-        assert refused.stderr.count("\n") == 1 and "ending in .wav or .flac" in refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert f"ending in {', '.join(names[:-1])} or {names[-1]}" in refused.stderr
         assert "Traceback" not in refused.stderr
     assert list(outside.iterdir()) == []
 
@@ -314,3 +322,211 @@ def test_synth_file_must_be_a_regular_utf8_file_of_at_most_16_mib(tmp_path: Path
         assert refused.returncode == 2, (path, refused.stderr)
         assert refused.stderr == f"synth: --file {path!r}{'' if what[0] == ':' else ' '}{what}\n"
     assert not out.exists()
+
+
+# -- the command line's edges (issue 11) ----------------------------------------------------------
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.wav")) if root.exists() else []
+
+
+@pytest.mark.timeout(200)
+def test_ctrl_c_during_synth_is_one_line_saying_what_is_cached_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    text = tmp_path / "text.txt"  # far more than is made before the signal: thousands of segments
+    text.write_text("\n\n".join(f"Sentence number {i} is here." for i in range(3000)))
+    cache_dir = tmp_path / "cache"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(cache_dir), "synth",
+         "--file", str(text), "-o", str(tmp_path / "out.wav")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(entry_files(cache_dir)) < 3:  # interrupt mid-synthesis, once some are cached
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    match = re.fullmatch(
+        r"interrupted: (\d+) of 3000 segments in the cache; run the same command again to "
+        r"resume\n",
+        err,
+    )
+    assert match is not None, err
+    assert int(match[1]) == len(entry_files(cache_dir)) >= 3 and out == ""
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_cache_directory_that_is_not_a_directory_fails_once_before_anything(
+    tmp_path: Path,
+) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("not a cache")
+    out = tmp_path / "out.wav"
+    says = {
+        not_a_dir: f"the cache directory {str(not_a_dir)!r} is not a directory",
+        not_a_dir / "cache": f"cannot use {str(not_a_dir / 'cache')!r} as the cache directory: "
+        f"{str(not_a_dir)!r} is not a directory",
+    }  # fmt: skip
+    for cache_dir, what in says.items():
+        for command in (["synth", "Hello there. Goodbye.", "-o", str(out)], ["stats"], ["ls"],
+                        ["show", "f" * 32], ["verify"], ["prune", "--max-age", "1d"]):  # fmt: skip
+            refused = cli(cache_dir, *command)
+            assert refused.returncode == 2, (command, refused.stderr)
+            assert refused.stderr == f"sparktts-cache: {what}\n" and refused.stdout == ""
+    assert not out.exists() and not_a_dir.read_text() == "not a cache"
+
+
+def drop_root_privileges() -> None:
+    """In the child: make permission bits bind even for root, by dropping CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the capability bounding set (they are gone after ``exec``)."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="drops Linux capabilities when run as root")
+def test_synth_names_the_directory_it_may_not_write_before_synthesising(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    (locked / "cache").mkdir(parents=True)
+    out = tmp_path / "out.wav"
+    says = {
+        locked / "new": f"cannot create the cache directory {str(locked / 'new')!r}: no "
+        f"permission to write in {str(locked)!r}",
+        locked: f"the cache directory {str(locked)!r} is not writable (permission denied)",
+    }  # fmt: skip
+    locked.chmod(0o555)
+    try:
+        for cache_dir, what in says.items():
+            refused = subprocess.run(
+                [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(cache_dir), "synth",
+                 "Hello there.", "-o", str(out)],
+                capture_output=True, text=True, timeout=60, cwd=REPO,
+                preexec_fn=drop_root_privileges,
+            )  # fmt: skip
+            assert refused.returncode == 2 and refused.stderr == f"sparktts-cache: {what}\n"
+        # Reading a cache needs no write permission.
+        assert cli(locked / "cache", "stats").returncode == 0
+    finally:
+        locked.chmod(0o755)
+    assert not out.exists() and list(locked.iterdir()) == [locked / "cache"]
+
+
+def test_a_bad_key_is_bad_usage_and_a_damaged_entry_is_one_line_naming_its_file(
+    filled: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    root, keys = filled
+    out = tmp_path / "out.wav"
+    for command in (["show", "nope"], ["export", "ABC" * 11 + "D", str(out)]):
+        refused = cli(root, *command)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+        assert "cache key must be 32 lowercase hex characters" in refused.stderr
+    damaged = root / keys[0][:2] / keys[0][2:4] / f"{keys[0]}.wav"
+    damaged.write_bytes(damaged.read_bytes()[:-3])
+    for command in (["show", keys[0]], ["show", keys[0], "--json"], ["export", keys[0], str(out)]):
+        refused = cli(root, *command)
+        assert refused.returncode == 1 and refused.stdout == ""
+        assert refused.stderr.startswith(f"sparktts-cache: damaged entry {damaged}: ")
+        assert refused.stderr.endswith(" (verify --fix removes it)\n")
+        assert refused.stderr.count("\n") == 1
+    listed = cli(root, "ls", "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 11
+    assert listed.stderr.startswith(f"ls: damaged entry {damaged}: ")
+    assert listed.stderr.count("\n") == 1
+    assert damaged.exists() and not out.exists()  # an inspection removes nothing
+    unknown = cli(root, "synth", "Hi.", "-o", str(out), "--engine", "festival")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    too_short = cli(root, "synth", "Hi.", "-o", str(out), "--max-chars", "1")
+    assert too_short.returncode == 2 and "max_chars must be" in too_short.stderr
+
+
+def test_cache_dir_after_the_command_and_version(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sparktts_cache", *args],
+                              capture_output=True, text=True, timeout=60, cwd=REPO)  # fmt: skip
+
+    after = run("stats", "--json", "--cache-dir", str(root))
+    assert after.returncode == 0 and json.loads(after.stdout)["entries"] == 12
+    elsewhere = root.parent / "elsewhere"
+    # Given twice, the one after the command wins (it is the more specific).
+    both = run("--cache-dir", str(elsewhere), "stats", "--json", "--cache-dir", str(root))
+    assert json.loads(both.stdout)["cache_dir"] == str(root)
+    before = run("--cache-dir", str(root), "ls", "--json")
+    assert before.returncode == 0 and len(json.loads(before.stdout)) == 12
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout == f"sparktts-cache {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("extension", "container", "subtype"),
+    [(".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III"), (".FLAC", "FLAC", "PCM_16")],
+)
+def test_export_writes_the_format_of_its_extension(
+    filled: tuple[Path, list[str]], tmp_path: Path, extension: str, container: str, subtype: str
+) -> None:
+    if not soundfile.check_format(container, subtype):
+        pytest.skip(f"this libsndfile cannot write {container}")
+    assert export_formats()[extension.lower()] == (container, subtype)
+    root, keys = filled
+    out = tmp_path / f"out{extension}"
+    exported = cli(root, "export", keys[2], str(out))
+    assert exported.returncode == 0, exported.stderr
+    info = soundfile.info(str(out))
+    assert info.format == container and info.subtype == subtype and info.samplerate == 16000
+    # Lossy codecs may pad a frame; the length is that of the entry all the same.
+    assert abs(info.duration - len(sealed_audio(2)) / 16000) < 0.1
+
+
+def test_synth_refuses_blank_or_doubled_input_and_counts_in_the_singular(tmp_path: Path) -> None:
+    cache_dir, out = tmp_path / "cache", tmp_path / "out.wav"
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \n\t\n  ")
+    for args, what in [
+        (["  \n\t "], "synth: TEXT is blank (only white space): nothing to say\n"),
+        ([""], "synth: TEXT is blank (only white space): nothing to say\n"),
+        (["--file", str(blank)],
+         f"synth: --file {str(blank)!r} is blank (only white space): nothing to say\n"),
+        (["Hello.", "--file", str(blank)], "synth: give TEXT or --file, not both\n"),
+    ]:  # fmt: skip
+        refused = cli(cache_dir, "synth", *args, "-o", str(out))
+        assert refused.returncode == 2 and refused.stderr == what
+    assert not out.exists()
+    one = cli(cache_dir, "synth", "Hello.", "-o", str(out))
+    assert one.returncode == 0 and one.stdout.startswith("1 segment in "), one.stdout
+
+
+def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+    data = json.loads(cli(root, "stats", "--json").stdout)
+    assert set(data) == {"cache_dir", "entries", "bytes", "oldest", "newest", "temp_files"}
+
+
+def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
+    text = "你好，世界。Grüße! " + HOSTILE_TEXT + " \u2028\u2066\x7f"
+    params = {"voice": "普通话\u202e\x85"}
+    key = cache.generate_cache_key(text, params)
+    assert cache.cache_data(key, sealed_audio(1), text, params)
+    for command in (["show", key, "--json"], ["ls", "--json"]):
+        out = cli(tmp_path, *command)
+        assert out.returncode == 0, out.stderr
+        assert "你好，世界。Grüße!" in out.stdout  # not "\\u4f60\\u597d"
+        raw = {"\x1b", "\x07", "\x9b", "\x85", "\x7f", "\u202e", "\u2028", "\u2066", "\r"}
+        assert not raw & set(out.stdout), command
+        assert "\\u202e" in out.stdout and "\\u009b" in out.stdout
+        data = json.loads(out.stdout)
+        shown = data if isinstance(data, dict) else data[0]
+        assert shown["text"] == text  # exactly the stored text, once decoded
+    shown = cli(tmp_path, "show", key, "--json").stdout
+    assert "普通话\\u202e\\u0085" in shown and json.loads(shown)["params"] == params
+    assert to_json({"t": "a\ud800b"}) == '{\n  "t": "a\\ud800b"\n}'  # printable, UTF-8 encodable

@@ -7,8 +7,9 @@ import contextlib
 import os
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -321,6 +322,15 @@ class CountingReads(TTSCache):
     async def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         self._count(1)
         return await super().get_cached_data(key)
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        self._count(len(keys))
+        return await super().get_verified_batch(keys, texts, tts_params)
 
     def _count(self, keys: int) -> None:
         self.keys_read += keys

@@ -1,0 +1,429 @@
+"""``POST /v1/audio/speech``: the request, checked whole, and the response, streamed or stored.
+
+A request is checked completely before the response starts (body size, JSON shape, model, input,
+voice, format, speed, stream format), and so is its first segment: an engine that fails on it is a
+500 in OpenAI's error shape, not a 200 with an empty body. After that, each segment is encoded and
+sent as soon as ``LongTextTTS.stream`` yields it; a failure later can only cut the stream short
+(the chunked body then ends without its terminating chunk, which clients report as an error), and
+such a response is never kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+import xxhash
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from sparktts_cache import CacheError
+
+from .audio_formats import FORMATS, StreamEncoder
+from .config import MODELS
+from .errors import APIError, error_body, invalid
+from .responses import ResponseWriter, StoredResponse
+from .state import ServerState
+from .voices import Voice
+
+__all__ = ["SpeechRequest", "parse_speech_request", "speech"]
+
+log = logging.getLogger("sparktts_cache.server")
+
+SPEED_RANGE = (0.25, 4.0)
+STREAM_FORMATS = ("audio", "sse")
+#: Bumped when what a stored response holds for the same request changes (the encoders' settings).
+RESPONSE_KEY_VERSION = 1
+#: Base64 of at most this many bytes per SSE event when a stored response is replayed.
+SSE_CHUNK_BYTES = 48 << 10
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    model: str
+    input: str
+    voice: str
+    response_format: str
+    speed: float
+    stream_format: str
+    instructions: str | None
+
+
+def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
+    """Check every field of a speech request (see the README's table); raise a 400 APIError."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("the body must be a JSON object", None, "invalid_json") from None
+    if not isinstance(data, dict):
+        raise invalid("the body must be a JSON object", None, "invalid_json")
+    model = _string(data, "model", required=True)
+    if model not in MODELS:
+        raise invalid(f"model must be one of {', '.join(MODELS)}", "model", "model_not_found")
+    text = _string(data, "input", required=True)
+    if not text.strip():
+        raise invalid("input must not be blank", "input")
+    limit = state.config.max_input_chars
+    if len(text) > limit:
+        raise invalid(
+            f"input is {len(text)} characters long; this server takes at most {limit}",
+            "input",
+            "string_above_max_length",
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid("input must be valid Unicode (it holds a lone surrogate)", "input") from None
+    if isinstance(data.get("voice"), dict):  # the SDK's {"id": ...} form of a custom voice
+        data = {**data, "voice": data["voice"].get("id")}
+    voice = _string(data, "voice", required=True)
+    if voice not in state.voices:
+        raise invalid(
+            "voice is not one of this server's voices (GET /v1/audio/voices lists them)",
+            "voice",
+            "voice_not_found",
+        )
+    response_format = _string(data, "response_format") or "mp3"
+    if response_format not in FORMATS:
+        raise invalid(f"response_format must be one of {', '.join(FORMATS)}", "response_format")
+    speed = data.get("speed", 1.0)
+    if speed is None:
+        speed = 1.0
+    low, high = SPEED_RANGE
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise invalid("speed must be a number", "speed")
+    if not low <= speed <= high:
+        raise invalid(f"speed must be from {low} to {high}", "speed")
+    stream_format = _string(data, "stream_format") or "audio"
+    if stream_format not in STREAM_FORMATS:
+        raise invalid(f"stream_format must be one of {', '.join(STREAM_FORMATS)}", "stream_format")
+    instructions = _string(data, "instructions")
+    return SpeechRequest(
+        model, text, voice, response_format, float(speed), stream_format, instructions
+    )
+
+
+def _string(data: dict[str, Any], name: str, required: bool = False) -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise invalid(f"{name} is required", name, "missing_required_parameter")
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"{name} must be a string", name, "invalid_type")
+    return value
+
+
+def response_key(request: SpeechRequest, voice: Voice) -> str:
+    """The stored response's key: everything that shapes its bytes (``instructions`` does not)."""
+    parts = [
+        RESPONSE_KEY_VERSION, request.input, voice.identity, request.model,
+        request.response_format, request.speed,
+    ]  # fmt: skip
+    return xxhash.xxh3_128_hexdigest(json.dumps(parts, ensure_ascii=False).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class CacheDirectives:
+    """What the request's ``Cache-Control`` (or ``Pragma``) asks of the response store."""
+
+    read: bool = True
+    write: bool = True
+
+
+def cache_directives(request: Request) -> CacheDirectives:
+    """``no-cache``: make the response again (from the segment cache) and keep the new one;
+    ``no-store``: neither serve nor keep a stored response. Segments are always cached."""
+    values = request.headers.getlist("cache-control") + request.headers.getlist("pragma")
+    directives = {d.strip().lower().partition("=")[0] for v in values for d in v.split(",")}
+    if "no-store" in directives:
+        return CacheDirectives(read=False, write=False)
+    if "no-cache" in directives:
+        return CacheDirectives(read=False, write=True)
+    return CacheDirectives()
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes ``limit`` bytes (never read further)."""
+    declared = request.headers.get("content-length")
+    too_large = APIError(413, f"the request body is larger than {limit} bytes", code="too_large")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def sse_event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_delta(audio: bytes) -> bytes:
+    return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()})
+
+
+def sse_done(request: SpeechRequest) -> bytes:
+    """The final event. This server has no tokenizer: ``input_tokens`` counts characters."""
+    characters = len(request.input)
+    usage = {"input_tokens": characters, "output_tokens": 0, "total_tokens": characters}
+    return sse_event({"type": "speech.audio.done", "usage": usage})
+
+
+def content_type(request: SpeechRequest) -> str:
+    if request.stream_format == "sse":
+        return "text/event-stream"
+    return FORMATS[request.response_format].content_type
+
+
+async def speech(request: Request) -> Response:
+    state: ServerState = request.app.state.server
+    body = await read_body(request, state.config.max_body_bytes)
+    speech_request = parse_speech_request(body, state)
+    voice = state.voices[speech_request.voice]
+    key = response_key(speech_request, voice)
+    directives = cache_directives(request)
+    if directives.read:
+        stored = await anyio.to_thread.run_sync(
+            state.store.open, key, speech_request.response_format
+        )
+        if stored is not None:
+            state.metrics.cache_hits.labels("response").inc()
+            return _stored_response(request, speech_request, stored)
+    state.metrics.cache_misses.labels("response").inc()
+    segments = await anyio.to_thread.run_sync(
+        voice.long_text.segmenter.segment_text, speech_request.input
+    )
+    if not segments:
+        raise invalid("input has nothing to speak", "input")
+    return SpeechStream(state, speech_request, voice, segments, key, directives.write)
+
+
+def _stored_response(
+    request: Request, speech_request: SpeechRequest, stored: StoredResponse
+) -> Response:
+    headers = {"ETag": stored.etag, "X-Cache": "hit", "Cache-Control": "no-cache"}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and etag_matches(if_none_match, stored.etag):
+        stored.close()
+        return Response(status_code=304, headers=headers)
+    media_type = content_type(speech_request)
+    if speech_request.stream_format == "sse":
+        return StreamingResponse(_sse_replay(stored, speech_request), 200, headers, media_type)
+    if stored.body is not None:
+        return Response(stored.body, 200, headers, media_type)
+    headers["Content-Length"] = str(stored.length)
+    return StreamingResponse(stored.chunks(), 200, headers, media_type)
+
+
+def _sse_replay(stored: StoredResponse, speech_request: SpeechRequest) -> Iterator[bytes]:
+    for chunk in stored.chunks():
+        for start in range(0, len(chunk), SSE_CHUNK_BYTES):
+            yield sse_delta(chunk[start : start + SSE_CHUNK_BYTES])
+    yield sse_done(speech_request)
+
+
+class SpeechStream(Response):
+    """A speech response made as it is sent, driven from one task (the ASGI call's).
+
+    Everything runs in that task: ``LongTextTTS.stream`` is iterated there from its first
+    segment to its last, while a child task only watches for the client's disconnect and then
+    cancels it. So a client that goes away stops the synthesis of its later segments (the one
+    in the engine then is finished and cached, and segments other requests wait for are made for
+    them), and the response is not kept.
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        request: SpeechRequest,
+        voice: Voice,
+        segments: list[str],
+        key: str,
+        keep: bool,
+    ) -> None:
+        super().__init__(status_code=200)
+        self.state = state
+        self.request = request
+        self.voice = voice
+        self.segments = segments
+        self.key = key
+        self.keep = keep
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        if not state.try_acquire_synthesis():
+            error = APIError(
+                429,
+                "too many syntheses at once; try again shortly",
+                code="rate_limit_exceeded",
+                type="rate_limit_error",
+                headers={"Retry-After": "1"},
+            )
+            await _send_json(send, error.status, error.body(), error.headers)
+            return
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                await self._respond(send)
+                group.cancel_scope.cancel()
+        finally:
+            state.release_synthesis()
+
+    async def _respond(self, send: Send) -> None:
+        long_text = self.voice.long_text
+        request = self.request
+        params = self.voice.params
+        status = await long_text.cache.get_cache_status(self.segments, long_text.key_params(params))
+        cached_keys = set(status.cached_keys)
+        cached = sum(key in cached_keys for key in status.cache_keys)
+        total = len(status.cache_keys)
+        self.state.metrics.cache_hits.labels("segment").inc(cached)
+        self.state.metrics.cache_misses.labels("segment").inc(total - cached)
+        encoder = StreamEncoder(request.response_format, long_text.model.sample_rate, request.speed)
+        writer = self.state.store.begin(self.key, request.response_format) if self.keep else None
+        chunks = long_text.stream(request.input, params)
+        started = completed = False
+        try:
+            first = await self._next(chunks, encoder, writer)
+            headers = {
+                "content-type": content_type(request),
+                "x-cache": "miss" if cached == 0 else "partial",
+                "x-cache-segments": f"{cached}/{total}",
+                "cache-control": "no-cache",
+            }
+            if request.stream_format == "sse":
+                headers["x-accel-buffering"] = "no"
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+                }
+            )
+            started = True
+            data = first
+            while data is not None:
+                await self._send(send, data)
+                data = await self._next(chunks, encoder, writer)
+            tail = await anyio.to_thread.run_sync(_finish, encoder, writer)
+            await self._send(send, tail)
+            if request.stream_format == "sse":
+                await send({"type": "http.response.body", "body": sse_done(request),
+                            "more_body": True})  # fmt: skip
+            if writer is not None:  # the stream is whole: keep it, even if the client goes now
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(writer.commit)
+            completed = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception as exc:
+            if not started:
+                await _send_error(send, exc)
+            else:
+                log.error("speech stream cut short: %s", _describe(exc))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+                if not completed:
+                    await anyio.to_thread.run_sync(_abandon, encoder, writer)
+
+    async def _next(
+        self,
+        chunks: AsyncIterator[npt.NDArray[np.float32]],
+        encoder: StreamEncoder,
+        writer: ResponseWriter | None,
+    ) -> bytes | None:
+        """The next segment, encoded (and written to the kept response); None at the end."""
+        try:
+            audio = await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+        return await anyio.to_thread.run_sync(_encode, encoder, writer, audio)
+
+    async def _send(self, send: Send, data: bytes) -> None:
+        if not data:
+            return
+        if self.request.stream_format == "sse":
+            data = sse_delta(data)
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+def _encode(
+    encoder: StreamEncoder, writer: ResponseWriter | None, audio: npt.NDArray[np.float32]
+) -> bytes:
+    data = encoder.encode(audio)
+    if writer is not None:
+        writer.write(data)
+    return data
+
+
+def _finish(encoder: StreamEncoder, writer: ResponseWriter | None) -> bytes:
+    data = encoder.finish()
+    if writer is not None:
+        writer.write(data)
+    return data
+
+
+def _abandon(encoder: StreamEncoder, writer: ResponseWriter | None) -> None:
+    encoder.close()
+    if writer is not None:
+        writer.discard()
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as the log says it: the library's messages, else only its type."""
+    if isinstance(exc, CacheError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+async def _send_error(send: Send, exc: Exception) -> None:
+    """Answer a failure before the response started: the library's own errors say what the
+    engine refused; anything else is an internal error whose details stay in the log."""
+    if isinstance(exc, APIError):
+        await _send_json(send, exc.status, exc.body(), exc.headers)
+        return
+    log.error("speech failed before the response started", exc_info=exc)
+    body = error_body("the engine failed to synthesise this input", "server_error", None,
+                      "engine_error")  # fmt: skip
+    await _send_json(send, 500, body, {})
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    raw = json.dumps(body).encode()
+    header_list = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    header_list += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": raw, "more_body": False})

@@ -1,0 +1,93 @@
+"""Voices made real: each :class:`VoiceSpec` bound to a loaded engine and its ``LongTextTTS``.
+
+Engines are loaded once per distinct (engine, options) pair and shared by the voices that name
+them; each gets one ``LongTextTTS`` over a cache at its sample rate, in the same directory as the
+command line's (the entries are the same), with the file lock (or, with ``--redis``, a Redis tier
+and the Redis lock) so that processes sharing it synthesise each segment once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sparktts_cache import (
+    Cache,
+    InvalidOptionError,
+    LongTextTTS,
+    RedisCache,
+    RedisSynthesisLock,
+    TieredCache,
+    TTSCache,
+    engine_names,
+    generate_cache_key,
+    load_tts_model,
+)
+from sparktts_cache.engines import accepted_params
+
+from .config import ServerConfig, VoiceSpec
+from .metrics import Metrics, counted_model
+
+__all__ = ["Voice", "engine_kind", "load_voice_engines"]
+
+
+@dataclass
+class Voice:
+    """A voice clients may ask for: its engine's ``LongTextTTS`` and the parameters it passes.
+
+    ``identity`` is the voice's cache key of a fixed probe text: it covers the engine's identity
+    and every parameter (a prompt file by content), and so names the voice in response keys.
+    """
+
+    spec: VoiceSpec
+    long_text: LongTextTTS
+    params: dict[str, Any]
+    identity: str
+    engine: str
+
+
+def engine_kind(engine: str) -> str:
+    """The engine's name without its argument (a model directory is ``spark``): what metrics and
+    ``/v1/audio/voices`` show, never a path."""
+    name = engine.partition(":")[0]
+    return name if name in engine_names() else "spark"
+
+
+def load_voice_engines(
+    config: ServerConfig, specs: dict[str, VoiceSpec], metrics: Metrics, segment_budget: int | None
+) -> dict[str, Voice]:
+    """Load every engine the voices name (blocking: minutes for Spark-TTS) and bind the voices.
+
+    Raises:
+        InvalidOptionError: a voice with a parameter its engine does not take, or one that
+            cannot be keyed (a prompt file that is not a readable regular file...).
+        MissingDependencyError, EngineError: from loading an engine.
+    """
+    engines: dict[str, LongTextTTS] = {}
+    voices: dict[str, Voice] = {}
+    for name, spec in specs.items():
+        engine_key = json.dumps([spec.engine, spec.engine_options], sort_keys=True)
+        long_text = engines.get(engine_key)
+        if long_text is None:
+            model = load_tts_model(spec.engine, **spec.engine_options)
+            model = counted_model(model, metrics, engine_kind(spec.engine))
+            long_text = engines[engine_key] = _long_text(config, model, segment_budget)
+        params = accepted_params(long_text.model, spec.params)
+        if not spec.openai and params != {k: v for k, v in spec.params.items() if v is not None}:
+            unknown = sorted(set(spec.params) - set(params))
+            raise InvalidOptionError(
+                f"voice {name!r}: its engine takes no parameter {', '.join(unknown)}"
+            )
+        identity = generate_cache_key("voice identity", long_text.key_params(params))
+        voices[name] = Voice(spec, long_text, params, identity, engine_kind(spec.engine))
+    return voices
+
+
+def _long_text(config: ServerConfig, model: Any, segment_budget: int | None) -> LongTextTTS:
+    local = TTSCache(config.cache_dir, sample_rate=model.sample_rate, max_size_bytes=segment_budget)
+    if config.redis:
+        shared = RedisCache(config.redis, sample_rate=model.sample_rate)
+        cache: Cache = TieredCache(local, shared)
+        return LongTextTTS(model, cache=cache, cross_process_lock=RedisSynthesisLock(config.redis))
+    return LongTextTTS(model, cache=local, cross_process_lock=True)
