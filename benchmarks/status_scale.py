@@ -6,7 +6,9 @@ writes ``benchmarks/results/status_scale.json``).
 Each size runs in a fresh process (so that one size's memory does not hide another's) against a
 cache holding every tenth segment. A 1 ms heartbeat on the event loop records the longest stall
 during the calls, and apart from it the stall of the caller dropping the answer (a million key
-strings freed on the loop: the caller's cost, which ``del`` in a worker thread avoids);
+strings freed on the loop: the caller's cost, which ``del`` in a worker thread avoids) and the
+floor of this machine (the heartbeat while a worker thread runs a plain busy loop that pauses for
+the GIL as the status code does: on a shared, loaded machine this alone stalls beyond 5 ms);
 peak memory is what ``tracemalloc`` saw allocated during one more call (traced, so not timed),
 next to the size of the answer (its lists and the key strings).
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sparktts_cache import SyncTTSCache, TTSCache
+from sparktts_cache._core.gil import CHUNK, GilYielder
 
 from ._harness import RESULTS, machine_info
 from .run import PARAMS, segments_of
@@ -44,6 +47,17 @@ def _deep_size(status: Any) -> int:
     )
 
 
+FLOOR_SECONDS = 3.0
+
+
+def _busy_worker(seconds: float) -> None:
+    yielder = GilYielder()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        sum(range(CHUNK))
+        yielder.pause_if_due()
+
+
 def _measure(size: int, root: str, queue: Any) -> None:
     segments = segments_of(size)
     sync = SyncTTSCache(root, sample_rate=16000)
@@ -55,6 +69,7 @@ def _measure(size: int, root: str, queue: Any) -> None:
 
     async def main() -> dict[str, Any]:
         stalls = [0.0]  # during get_cache_status
+        floor_stalls = [0.0]  # during a worker thread's plain busy loop
         free_stalls = [0.0]  # while the caller drops the answer (its million strings)
         phase = [stalls]
         done = asyncio.Event()
@@ -67,6 +82,11 @@ def _measure(size: int, root: str, queue: Any) -> None:
 
         beat = asyncio.create_task(heartbeat())
         await asyncio.sleep(0.01)
+        # The floor on this machine: the same heartbeat while a worker thread runs a pure-Python
+        # loop that pauses for the GIL as the status code does (GilYielder).
+        phase[0] = floor_stalls
+        await asyncio.to_thread(_busy_worker, FLOOR_SECONDS)
+        phase[0] = stalls
         seconds, peaks, answer = [], [], 0
         for repeat in range(REPEATS + 1):
             traced = repeat == REPEATS  # the last run traces memory (which slows it), untimed
@@ -81,7 +101,8 @@ def _measure(size: int, root: str, queue: Any) -> None:
                 tracemalloc.stop()
             else:
                 seconds.append(time.perf_counter() - began)
-            answer = _deep_size(status)
+            if traced:  # a million getsizeof calls on the loop would be a stall of its own
+                answer = _deep_size(status)
             assert len(status.cached_keys) == (size + CACHED_EVERY - 1) // CACHED_EVERY
             await asyncio.sleep(0.05)
             phase[0] = free_stalls
@@ -94,6 +115,7 @@ def _measure(size: int, root: str, queue: Any) -> None:
             "seconds": seconds,
             "stall_ms": max(stalls) * 1e3,
             "free_stall_ms": max(free_stalls) * 1e3,
+            "floor_stall_ms": max(floor_stalls) * 1e3,
             "peak_mb": max(peaks) / 1e6,
             "answer_mb": answer / 1e6,
         }
@@ -115,7 +137,8 @@ def main() -> int:
             print(
                 f"{size:>9} segments  median {sorted(row['seconds'])[1]:.3f} s  "
                 f"worst stall {row['stall_ms']:.2f} ms  (dropping the answer "
-                f"{row['free_stall_ms']:.1f} ms)  peak {row['peak_mb']:.0f} MB  "
+                f"{row['free_stall_ms']:.1f} ms; a busy worker thread alone "
+                f"{row['floor_stall_ms']:.1f} ms)  peak {row['peak_mb']:.0f} MB  "
                 f"answer {row['answer_mb']:.0f} MB",
                 flush=True,
             )
