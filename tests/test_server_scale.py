@@ -76,7 +76,8 @@ class WorkerCounters:
         values: dict[str, float] = {}
         for path in sorted(self.directory.glob("counter_*.db")):
             pid = path.stem.removeprefix("counter_")
-            for metric in MultiProcessCollector.merge([str(path)], accumulate=True):
+            merged = MultiProcessCollector.merge([str(path)], accumulate=True)  # type: ignore[no-untyped-call]
+            for metric in merged:
                 for sample in metric.samples:
                     if sample.name == name and (labels or {}).items() <= sample.labels.items():
                         values[pid] = values.get(pid, 0.0) + sample.value
