@@ -86,7 +86,7 @@ def _entry(root: Path, seconds: int) -> tuple[str, str]:
     audio = (np.random.default_rng(seconds).standard_normal(seconds * RATE) * 0.1).astype(
         np.float32
     )
-    cache = SyncTTSCache(root / "cache")
+    cache = SyncTTSCache(root / "cache", sample_rate=16000)
     key = cache.generate_cache_key(f"{seconds} seconds")
     assert cache.cache_data(key, audio, "text")
     raw = root / f"raw-{seconds}.bin"
@@ -98,9 +98,15 @@ def main() -> int:
     figures: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as work:
         root = Path(work)
-        checked, unchecked = SyncTTSCache(root / "cache"), SyncTTSCache(root / "cache")
+        checked, unchecked = (
+            SyncTTSCache(root / "cache", sample_rate=16000),
+            SyncTTSCache(root / "cache", sample_rate=16000),
+        )
         unchecked._core.store.codec = UncheckedWavCodec()
-        front, old_front = TTSCache(root / "cache"), TTSCache(root / "cache")
+        front, old_front = (
+            TTSCache(root / "cache", sample_rate=16000),
+            TTSCache(root / "cache", sample_rate=16000),
+        )
         old_front._core.store.codec = UncheckedWavCodec()
         for seconds in SECONDS:
             key, raw = _entry(root, seconds)

@@ -105,7 +105,7 @@ async def bench_status(config: Config, results: Results) -> None:
     for size in config.status_sizes:
         with fresh_dir(config, "status") as root:
             segments = segments_of(size)
-            sync = SyncTTSCache(root / "ours")
+            sync = SyncTTSCache(root / "ours", sample_rate=16000)
             obvious = ObviousCache(root / "obvious")
             disk = diskcache.Cache(str(root / "diskcache"))
             for text in segments[::2]:
@@ -113,7 +113,7 @@ async def bench_status(config: Config, results: Results) -> None:
                 sync.cache_data(key, small_audio(), text, PARAMS)
                 obvious.put(obvious.key(text, PARAMS), small_audio(), text)
                 disk.set(key, small_audio())
-            cache = TTSCache(root / "ours")
+            cache = TTSCache(root / "ours", sample_rate=16000)
             paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in segments]
             await cache.get_cache_status(segments, PARAMS)  # warm the page cache and the code
 
@@ -224,10 +224,10 @@ async def bench_latency(config: Config, results: Results) -> None:
     size = config.latency_segments
     with fresh_dir(config, "latency") as root:
         segments = segments_of(size)
-        sync = SyncTTSCache(root)
+        sync = SyncTTSCache(root, sample_rate=16000)
         for text in segments[::2]:
             sync.cache_data(sync.generate_cache_key(text, PARAMS), small_audio(), text, PARAMS)
-        cache = TTSCache(root)
+        cache = TTSCache(root, sample_rate=16000)
         paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in segments]
         real_stat, real_access = os.stat, os.access
 
@@ -277,8 +277,8 @@ async def bench_read_write(config: Config, results: Results) -> None:
             np.float32
         )
         with fresh_dir(config, "io") as root:
-            cache = TTSCache(root / "ours")
-            durable = TTSCache(root / "durable", fsync=True)
+            cache = TTSCache(root / "ours", sample_rate=16000)
+            durable = TTSCache(root / "durable", fsync=True, sample_rate=16000)
             raw = root / "raw"
             raw.mkdir()
             obvious = ObviousCache(root / "obvious")
@@ -376,14 +376,14 @@ async def bench_scaling(config: Config, results: Results) -> None:
     figures: list[Figure] = []
     floors: list[Figure] = []
     with fresh_dir(config, "scaling") as root:
-        sync = SyncTTSCache(root)
+        sync = SyncTTSCache(root, sample_rate=16000)
         filled = 0
         for total in (small, large):
             while filled < total:  # the first `small` entries are the segments themselves
                 text = segments[filled] if filled < small else f"filler {filled}"
                 sync.cache_data(sync.generate_cache_key(text, PARAMS), small_audio(), text, PARAMS)
                 filled += 1
-            cache = TTSCache(root)
+            cache = TTSCache(root, sample_rate=16000)
             probe = segments[::2] + [f"missing {i}" for i in range(small // 2)]
             paths = [str(cache.entry_path(sync.generate_cache_key(t, PARAMS))) for t in probe]
             await cache.get_cache_status(probe, PARAMS)
@@ -421,7 +421,7 @@ async def bench_scaling(config: Config, results: Results) -> None:
 
 
 def _process_worker(root: str, worker: int, ops: int, queue: Any, done: Any) -> None:
-    cache = SyncTTSCache(root)
+    cache = SyncTTSCache(root, sample_rate=16000)
     audio = (np.arange(RATE, dtype=np.float32) / RATE).astype(np.float32)  # 1 s
     done.put("ready")
     queue.get()  # start together

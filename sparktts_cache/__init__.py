@@ -10,6 +10,7 @@ from ._core.audio import as_mono_float32
 from ._core.cache import Cache, CacheStatus, SynthesisLock, build_status
 from ._core.codec import Entry, EntryMeta, decode_entry, encode_entry
 from ._core.errors import (
+    BlockingCallError,
     CacheError,
     CorruptEntryError,
     EngineError,
@@ -30,9 +31,11 @@ from ._shared.redis import RedisCache, RedisSynthesisLock
 from ._shared.tiered import TieredCache
 from ._text.long_text import LongTextTTS
 from ._text.segmenter import TextSegmenter
+from ._text.sync_long_text import SyncLongTextTTS
 from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [
+    "BlockingCallError",
     "Cache",
     "CacheError",
     "CacheStatus",
@@ -54,6 +57,7 @@ __all__ = [
     "RedisCache",
     "RedisSynthesisLock",
     "Stats",
+    "SyncLongTextTTS",
     "SyncTTSCache",
     "SynthesisLock",
     "TTSCache",

@@ -512,7 +512,8 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         print(f"synth: {source} is blank (only white space): nothing to say", file=sys.stderr)
         return EXIT_USAGE
     params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
-                                ("speed", args.speed)) if v is not None}  # fmt: skip
+                                ("speed", args.speed), ("voice", args.voice))
+              if v is not None}  # fmt: skip
     for name, value in args.param:
         if name in params:
             print(f"synth: parameter {name!r} given twice", file=sys.stderr)
@@ -640,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--gender", choices=GENDERS)
     synth.add_argument("--pitch", choices=LEVELS)
     synth.add_argument("--speed", choices=LEVELS)
+    synth.add_argument(
+        "--voice",
+        help="an eSpeak voice (en, en-us, cmn, ja...) for every segment (default: each segment's "
+        "by its script: Chinese cmn, English en); a parameter like the others, in the cache key",
+    )
     synth.add_argument(
         "--param",
         type=parse_param,

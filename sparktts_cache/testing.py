@@ -351,6 +351,37 @@ class CacheContract:
         entry = await cache.get_entry(default_key)
         assert entry is not None and entry.meta.sample_rate == self.default_sample_rate
 
+    # -- verified reads --------------------------------------------------------------------------
+
+    async def test_verified_read_serves_only_the_request_an_entry_was_made_for(
+        self, cache: Cache
+    ) -> None:
+        # A crafted collision, simulated: the entry under B's key was made for text A.
+        key = cache.generate_cache_key("Text B", PARAMS)
+        audio = sealed_audio(34)
+        assert await cache.cache_data(key, audio, "Text A", PARAMS)
+        self.assert_audio_equal(await cache.get_cached_data(key), audio)  # by key: served
+        [collided] = await cache.get_verified_batch([key], ["Text B"], PARAMS)
+        assert collided is None
+        looked_up, collided = await cache.lookup("Text B", PARAMS)
+        assert looked_up == key and collided is None
+        [served] = await cache.get_verified_batch([key], ["  Text \n A "], PARAMS)
+        self.assert_audio_equal(served, audio)  # the same text, normalised
+        other_params = {**PARAMS, "pitch": "high"}
+        [mismatched] = await cache.get_verified_batch([key], ["Text A"], other_params)
+        assert mismatched is None
+        # Written for B, the same key is a verified hit for B.
+        assert await cache.cache_data(key, audio, "Text B", dict(reversed(PARAMS.items())))
+        found_key, found = await cache.lookup("Text B", {**PARAMS, "unset": None})
+        assert found_key == key
+        self.assert_audio_equal(found, audio)
+        missing = cache.generate_cache_key("never written", PARAMS)
+        both = await cache.get_verified_batch([key, missing], ["Text B", "never written"], PARAMS)
+        self.assert_audio_equal(both[0], audio)
+        assert both[1] is None
+        with pytest.raises(ValueError):
+            await cache.get_verified_batch([key, missing], ["Text B"], PARAMS)
+
     # -- persistence -----------------------------------------------------------------------------
 
     async def test_a_reopened_backend_sees_what_the_first_wrote(

@@ -227,7 +227,7 @@ WRITER_SAMPLES = (160, 16_000, 160_000, 320_000)
 
 def writer(cache_dir: str, seed: int) -> None:
     """Write sealed entries of 10 ms to 20 s to shared and private keys until killed."""
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, sample_rate=16000)
     rnd = random.Random(seed)
     ready()
     while True:
@@ -240,7 +240,7 @@ def writer(cache_dir: str, seed: int) -> None:
 def writer_killed_mid_write(cache_dir: str, seed: int) -> None:
     """Write a 20 s entry but stop halfway through its temp file, call :func:`ready` and hang:
     the parent's SIGKILL then lands in the middle of a write for certain, not by chance."""
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, sample_rate=16000)
 
     def half_then_hang(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
         data = b"".join(buffers)
@@ -284,7 +284,7 @@ def mixed_load(
     headroom it counted for up to 2 s): the last cleanups run after every other write, so the
     cache ends within its limit, but for the last writes that raced the last cleanup.
     """
-    cache = TTSCache(cache_dir, max_size_bytes=limit)
+    cache = TTSCache(cache_dir, max_size_bytes=limit, sample_rate=16000)
     counts = dict.fromkeys(("writes", "write_failures", "hits", "misses", "statuses", "clears",
                             "corrupt_reads", "unexpected_errors"), 0)  # fmt: skip
     errors: list[str] = []
@@ -336,7 +336,7 @@ def mixed_load(
         anyio.run(main)
         gate.arrive("loaded")
         gate.wait("loaded")
-        fresh = SyncTTSCache(cache_dir, max_size_bytes=limit)
+        fresh = SyncTTSCache(cache_dir, max_size_bytes=limit, sample_rate=16000)
         name = f"private {worker} last"
         audio = sealed_audio(random.Random(seed * 1000 + worker).randrange(2**24), 32000)
         counts["writes" if fresh.cache_data(harness_key(fresh, name), audio, name) else
@@ -424,7 +424,7 @@ def attempts_as_nobody(cache_dir: str, readable_key: str, refused_key: str) -> d
     """Become the user ``nobody`` (needs root), then use a cache that root created."""
     os.setgid(65534)
     os.setuid(65534)
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, sample_rate=16000)
     refused = cache.cache_data(refused_key, sealed_audio(2, 1600), "nobody's entry") is False
     return {
         "write refused": refused,

@@ -72,7 +72,7 @@ def crash(cache_dir: str, kills: int, writers: int = 3, seed: int = 0) -> dict[s
     live writer's, for all it knows), and ``clear_cache`` must leave none of the cache's files.
     """
     rnd = random.Random(seed)
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, sample_rate=16000)
 
     def started(target: Any) -> Worker:
         worker = Worker(target, cache_dir, rnd.randrange(2**24))
@@ -175,7 +175,7 @@ def load(
                     totals["errors"] += value
                 else:
                     totals[name] = totals.get(name, 0) + value
-    cache = SyncTTSCache(cache_dir)
+    cache = SyncTTSCache(cache_dir, sample_rate=16000)
     report = cache.verify()  # before the final reads, which would remove a corrupt file
     whole, torn = read_every_entry(cache)
     sizes = [info.size for info in cache.iter_entries()]

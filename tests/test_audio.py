@@ -27,12 +27,12 @@ relaxed = settings(max_examples=60, suppress_health_check=[HealthCheck.function_
 
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory: pytest.TempPathFactory) -> SyncTTSCache:
-    return SyncTTSCache(tmp_path_factory.mktemp("wav"))
+    return SyncTTSCache(tmp_path_factory.mktemp("wav"), sample_rate=16000)
 
 
 @pytest.fixture(scope="module")
 def flac(tmp_path_factory: pytest.TempPathFactory) -> SyncTTSCache:
-    return SyncTTSCache(tmp_path_factory.mktemp("flac"), audio_format="flac")
+    return SyncTTSCache(tmp_path_factory.mktemp("flac"), audio_format="flac", sample_rate=16000)
 
 
 def round_trip(cache: SyncTTSCache, audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:

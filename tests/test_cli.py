@@ -55,7 +55,7 @@ def cli(
 
 @pytest.fixture
 def filled(tmp_path: Path) -> tuple[Path, list[str]]:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     return tmp_path, fill(cache, 12)
 
 
@@ -103,7 +103,7 @@ def test_clear_asks_first(filled: tuple[Path, list[str]]) -> None:
     assert cli(root, "clear", stdin="").returncode == 1  # no answer is no
     assert cli(root, "clear", stdin="y\n").returncode == 0
     assert json.loads(cli(root, "stats", "--json").stdout)["entries"] == 0
-    fill(SyncTTSCache(root), 2)
+    fill(SyncTTSCache(root, sample_rate=16000), 2)
     assert cli(root, "clear", "--yes").returncode == 0
 
 
@@ -219,7 +219,7 @@ def test_printable_escapes_what_a_terminal_acts_on() -> None:
 
 
 def test_ls_and_show_escape_control_characters_of_stored_texts(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     params = {"voice": "\x1b[31mred\u202e"}
     key = cache.generate_cache_key(HOSTILE_TEXT, params)
     assert cache.cache_data(key, sealed_audio(1), HOSTILE_TEXT, params)
@@ -237,7 +237,7 @@ def test_ls_and_show_escape_control_characters_of_stored_texts(tmp_path: Path) -
 
 def test_ls_show_and_export_find_flac_entries(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    cache = SyncTTSCache(root, audio_format="flac")
+    cache = SyncTTSCache(root, audio_format="flac", sample_rate=16000)
     keys = fill(cache, 3)
     listed = json.loads(cli(root, "ls", "--json").stdout)
     assert sorted(row["key"] for row in listed) == sorted(keys)
@@ -512,7 +512,7 @@ def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, l
 
 
 def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     text = "你好，世界。Grüße! " + HOSTILE_TEXT + " \u2028\u2066\x7f"
     params = {"voice": "普通话\u202e\x85"}
     key = cache.generate_cache_key(text, params)

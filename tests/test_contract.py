@@ -34,11 +34,11 @@ class TestTTSCacheWav(CacheContract):
 
     @pytest.fixture
     def cache(self, tmp_path: Path) -> TTSCache:
-        return TTSCache(tmp_path / "cache")
+        return TTSCache(tmp_path / "cache", sample_rate=16000)
 
     @pytest.fixture
     def reopen(self, tmp_path: Path) -> Callable[[], Cache]:
-        return lambda: TTSCache(tmp_path / "cache")
+        return lambda: TTSCache(tmp_path / "cache", sample_rate=16000)
 
 
 class TestTTSCacheFlac(CacheContract):
@@ -47,11 +47,11 @@ class TestTTSCacheFlac(CacheContract):
 
     @pytest.fixture
     def cache(self, tmp_path: Path) -> TTSCache:
-        return TTSCache(tmp_path / "cache", audio_format="flac")
+        return TTSCache(tmp_path / "cache", audio_format="flac", sample_rate=16000)
 
     @pytest.fixture
     def reopen(self, tmp_path: Path) -> Callable[[], Cache]:
-        return lambda: TTSCache(tmp_path / "cache", audio_format="flac")
+        return lambda: TTSCache(tmp_path / "cache", audio_format="flac", sample_rate=16000)
 
 
 def readme_backend() -> Any:
@@ -137,6 +137,12 @@ class TestCustomCache(CacheContract):
     @pytest.mark.xfail(strict=True, raises=AssertionError, reason="keeps no sample rate")
     async def test_sample_rate_round_trips_through_get_entry(self, cache: Cache) -> None:
         await super().test_sample_rate_round_trips_through_get_entry(cache)
+
+    @pytest.mark.xfail(strict=True, raises=AssertionError, reason="keeps no text: cannot verify")
+    async def test_verified_read_serves_only_the_request_an_entry_was_made_for(
+        self, cache: Cache
+    ) -> None:
+        await super().test_verified_read_serves_only_the_request_an_entry_was_made_for(cache)
 
     @pytest.mark.xfail(strict=True, raises=AssertionError, reason="in memory: a new one is empty")
     async def test_a_reopened_backend_sees_what_the_first_wrote(

@@ -39,7 +39,7 @@ from .test_cli import cli
 def test_an_entry_at_another_keys_path_is_a_logged_miss_and_removed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, audio_format: str
 ) -> None:
-    cache = SyncTTSCache(tmp_path, audio_format=audio_format)
+    cache = SyncTTSCache(tmp_path, audio_format=audio_format, sample_rate=16000)
     mine, other = cache.generate_cache_key("mine"), cache.generate_cache_key("other")
     assert cache.cache_data(mine, sealed_audio(1), "mine")
     wrong = cache.entry_path(other)
@@ -58,7 +58,7 @@ def test_an_entry_at_another_keys_path_is_a_logged_miss_and_removed(
 
 @pytest.mark.anyio
 async def test_the_async_front_checks_the_key_too(tmp_path: Path) -> None:
-    cache = TTSCache(tmp_path)
+    cache = TTSCache(tmp_path, sample_rate=16000)
     mine, other = cache.generate_cache_key("mine"), cache.generate_cache_key("other")
     assert await cache.cache_data(mine, sealed_audio(1), "mine")
     cache.entry_path(other).parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def test_the_key_check_reads_the_bytes_the_checksum_covers(tmp_path: Path) -> No
     """The fast check compares the key at its fixed place; a crafted entry whose JSON starts
     differently (a space, another order) names no key there and is a miss, as is one whose
     metadata is too short to hold a key."""
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     key = cache.generate_cache_key("hello")
     audio = sealed_audio(1, 160)
     path = cache.entry_path(key)
@@ -98,7 +98,7 @@ def test_the_key_check_reads_the_bytes_the_checksum_covers(tmp_path: Path) -> No
          "a million declared in 300 bytes"],
 )  # fmt: skip
 def test_a_flac_header_cannot_demand_memory(tmp_path: Path, samples: int, declared: int) -> None:
-    cache = SyncTTSCache(tmp_path, audio_format="flac")
+    cache = SyncTTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     key = cache.generate_cache_key("hello")
     data = crafted_flac(key, np.array([7], dtype=np.int16), samples=samples, declared=declared)
     assert len(data) < 400
@@ -121,7 +121,7 @@ def test_a_flac_header_cannot_demand_memory(tmp_path: Path, samples: int, declar
 
 def test_the_flac_bound_holds_every_real_entry(tmp_path: Path) -> None:
     """Silence is what FLAC codes densest: a minute of it is still far inside the bound."""
-    cache = SyncTTSCache(tmp_path, audio_format="flac")
+    cache = SyncTTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     key = cache.generate_cache_key("a minute of silence")
     silence = np.zeros(60 * 16000, dtype=np.float32)
     assert cache.cache_data(key, silence, "a minute of silence")
@@ -144,7 +144,7 @@ def test_the_flac_bound_is_the_file_size_and_what_an_entry_may_hold() -> None:
 
 @pytest.fixture
 def crafted_cache(tmp_path: Path) -> tuple[SyncTTSCache, str, Path]:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     key = cache.generate_cache_key("hello")
     path = cache.entry_path(key)
     path.parent.mkdir(parents=True)

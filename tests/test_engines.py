@@ -104,8 +104,94 @@ def test_espeak_identity_names_library_and_data_versions() -> None:
     identity = EspeakModel().cache_identity
     assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", identity["version"]), identity
     assert identity["data"] == "espeakng-loader " + metadata.version("espeakng-loader")
-    assert (identity["voice"], identity["sample_rate"]) == ("en", 22050)
+    assert identity["sample_rate"] == 22050
+    # No voice chosen: the identity is the choice by script, so changing it changes the keys.
+    assert identity["voice"] == {"kana": "ja", "hangul": "ko", "han": "cmn", "other": "en"}
     assert EspeakModel("en-us").cache_identity["voice"] == "en-us"
+
+
+#: About 23 s of Mandarin; the English voice spells it out as "Chinese letter" for about 58 s.
+CHINESE = (
+    "人工智能是计算机科学的一个分支，它企图了解智能的实质，并生产出一种新的能以人类智能相似的"
+    "方式做出反应的智能机器。该领域的研究包括机器人、语言识别、图像识别、自然语言处理和专家系统等。"
+)
+
+
+def _seconds(audio: npt.NDArray[np.float32]) -> float:
+    return len(audio) / 22050
+
+
+def test_espeak_reads_chinese_with_the_mandarin_voice() -> None:
+    from sparktts_cache.engines.espeak import reported_voice
+
+    model = EspeakModel()
+    chosen = model.inference(CHINESE)
+    assert reported_voice()["language"] == "cmn"
+    english = model.inference(CHINESE, voice="en")  # what every Chinese text got before
+    assert reported_voice()["language"].startswith("en")
+    # Letter names take well over twice as long as the Mandarin (measured: 2.5x).
+    assert _seconds(english) > 2.0 * _seconds(chosen), (_seconds(english), _seconds(chosen))
+    # eSpeak varies a run's length by a few samples in a thousand: compare lengths, not samples.
+    assert _seconds(EspeakModel("cmn").inference(CHINESE)) == pytest.approx(_seconds(chosen), 0.02)
+    # English text is still read by the English voice, as before.
+    text = "The quick brown fox jumps over the lazy dog."
+    assert _seconds(model.inference(text)) == pytest.approx(
+        _seconds(EspeakModel("en").inference(text)), 0.02
+    )
+    assert reported_voice()["language"].startswith("en")
+
+
+def test_espeak_chooses_the_voice_by_script() -> None:
+    from sparktts_cache.engines.espeak import reported_voice, voice_for_text
+
+    cases = {
+        "Hello there.": "en",
+        "我们使用Python和TensorFlow来训练模型。": "cmn",  # Mandarin reads Latin words as English
+        "こんにちは、世界。東京": "ja",  # kana with Han is Japanese
+        "안녕하세요": "ko",
+        "1, 2, 3!": "en",
+    }
+    model = EspeakModel()
+    for text, voice in cases.items():
+        assert voice_for_text(text) == voice, text
+        model.inference(text, gender="female")
+        assert reported_voice()["language"].startswith(voice), (text, reported_voice())
+
+
+def test_espeak_voice_parameter_overrides_the_model_and_the_script() -> None:
+    from sparktts_cache.engines.espeak import reported_voice
+
+    pinned = EspeakModel("en")  # espeak:en: one voice for everything, as before
+    assert _seconds(pinned.inference(CHINESE)) > 2.0 * _seconds(EspeakModel().inference(CHINESE))
+    pinned.inference("Hello.", voice="en-us")
+    assert reported_voice()["identifier"] == "gmw/en-US"
+    for bad in ("no-such-voice", "en+f3", "", "../x", 3):
+        with pytest.raises(InvalidParamsError, match="voice") as caught:
+            pinned.inference("Hello.", voice=bad)  # type: ignore[arg-type]
+        assert isinstance(caught.value, ValueError)
+
+
+async def test_espeak_voice_parameter_is_in_the_key(tmp_path: Path) -> None:
+    long_text = LongTextTTS(EspeakModel(), cache_dir=tmp_path)
+    chosen, _ = await long_text.generate(CHINESE)
+    english, fully_cached = await long_text.generate(CHINESE, {"voice": "en"})
+    assert fully_cached is False  # another entry, not the Mandarin one
+    assert len(english) > 2 * len(chosen)
+    again, fully_cached = await long_text.generate(CHINESE, {"voice": "en"})
+    assert fully_cached is True
+    np.testing.assert_array_equal(again, english)
+
+
+def test_cli_synth_voice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import soundfile
+
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert main([*cache, "synth", CHINESE, "-o", str(tmp_path / "zh.wav")]) == 0
+    assert main([*cache, "synth", CHINESE, "--voice", "en", "-o", str(tmp_path / "en.wav")]) == 0
+    chosen = soundfile.info(str(tmp_path / "zh.wav")).duration
+    english = soundfile.info(str(tmp_path / "en.wav")).duration
+    assert english > 2 * chosen, (english, chosen)
+    assert "synthesised" in capsys.readouterr().out
 
 
 def test_load_tts_model_errors(tmp_path: Path) -> None:

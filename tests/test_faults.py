@@ -47,7 +47,7 @@ def temp_files(root: Path) -> list[str]:
 
 
 def test_disk_full_on_a_real_file_system(small_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
-    cache = SyncTTSCache(small_fs / "cache")
+    cache = SyncTTSCache(small_fs / "cache", sample_rate=16000)
     written: list[tuple[str, int]] = []
     with caplog.at_level(logging.ERROR, logger="sparktts_cache"):
         for seed in range(100):  # 64 KiB each: the 2 MiB file system fills up
@@ -70,7 +70,7 @@ def test_disk_full_on_a_real_file_system(small_fs: Path, caplog: pytest.LogCaptu
 
 
 def test_read_only_file_system(small_fs: Path) -> None:
-    cache = SyncTTSCache(small_fs / "cache")
+    cache = SyncTTSCache(small_fs / "cache", sample_rate=16000)
     key = cache.generate_cache_key("kept")
     assert cache.cache_data(key, sealed_audio(1, 1600), "kept")
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
@@ -98,7 +98,7 @@ def test_permission_denied_for_another_user() -> None:
 
 
 def _permission_denied(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path / "cache")
+    cache = SyncTTSCache(tmp_path / "cache", sample_rate=16000)
     key = cache.generate_cache_key("root's entry")
     assert cache.cache_data(key, sealed_audio(1, 1600), "root's entry")
     other = cache.generate_cache_key("nobody's entry")
@@ -112,7 +112,7 @@ def _permission_denied(tmp_path: Path) -> None:
 def test_failing_rename_or_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    cache = SyncTTSCache(tmp_path, fsync=True)
+    cache = SyncTTSCache(tmp_path, fsync=True, sample_rate=16000)
     real = getattr(os, failing)
 
     def broken(*args: Any, **kwargs: Any) -> Any:

@@ -24,7 +24,7 @@ from .helpers import files_under, fill
 
 @pytest.fixture
 def cache(tmp_path: Path) -> SyncTTSCache:
-    return SyncTTSCache(tmp_path / "cache")
+    return SyncTTSCache(tmp_path / "cache", sample_rate=16000)
 
 
 def write_one(cache: SyncTTSCache, text: str = "hello", seed: int = 1) -> tuple[str, Path]:
@@ -70,7 +70,7 @@ def test_sample_rate_is_recorded(tmp_path: Path) -> None:
 def test_no_temp_file_is_left_and_permissions_follow_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o000)
     try:
-        cache = SyncTTSCache(tmp_path / "cache")
+        cache = SyncTTSCache(tmp_path / "cache", sample_rate=16000)
         _key, path = write_one(cache)
     finally:
         os.umask(old)
@@ -79,7 +79,7 @@ def test_no_temp_file_is_left_and_permissions_follow_the_umask(tmp_path: Path) -
         assert not item.stat().st_mode & stat.S_IWOTH, f"{item} is world-writable"
     old = os.umask(0o077)
     try:
-        _key, private = write_one(SyncTTSCache(tmp_path / "private"))
+        _key, private = write_one(SyncTTSCache(tmp_path / "private", sample_rate=16000))
     finally:
         os.umask(old)
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
@@ -88,7 +88,7 @@ def test_no_temp_file_is_left_and_permissions_follow_the_umask(tmp_path: Path) -
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPARKTTS_CACHE_DIR", str(tmp_path / "from-env"))
-    assert TTSCache().cache_dir == tmp_path / "from-env"
+    assert TTSCache(sample_rate=16000).cache_dir == tmp_path / "from-env"
     monkeypatch.delenv("SPARKTTS_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "sparktts_cache"
@@ -96,9 +96,9 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 def test_bad_constructor_arguments() -> None:
     with pytest.raises(ValueError, match="audio_format"):
-        TTSCache("x", audio_format="mp3")
+        TTSCache("x", audio_format="mp3", sample_rate=16000)
     with pytest.raises(TypeError):
-        TTSCache(42)  # type: ignore[arg-type]
+        TTSCache(42, sample_rate=16000)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         TTSCache("x", sample_rate=-1)
 
@@ -176,7 +176,7 @@ FLAC_DAMAGE: dict[str, Callable[[bytes], bytes]] = {
 
 @pytest.mark.parametrize("damage", FLAC_DAMAGE)
 def test_flac_damage_is_a_miss(tmp_path: Path, damage: str) -> None:
-    cache = SyncTTSCache(tmp_path, audio_format="flac")
+    cache = SyncTTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     key = cache.generate_cache_key("hello")
     assert cache.cache_data(key, sealed_audio(1), "hello")
     path = cache.cache_dir / key[:2] / key[2:4] / f"{key}.flac"
@@ -227,7 +227,7 @@ def test_symlinked_shard_is_never_followed(cache: SyncTTSCache, tmp_path: Path) 
     assert list(outside.iterdir()) == []
     # A planted entry outside, reachable only through the link, is not read either.
     (outside / key[2:4]).mkdir()
-    other = SyncTTSCache(tmp_path / "real")
+    other = SyncTTSCache(tmp_path / "real", sample_rate=16000)
     _k, real_path = write_one(other, "escape")
     (outside / key[2:4] / f"{key}.wav").write_bytes(real_path.read_bytes())
     assert cache.get_cached_data(key) is None
@@ -258,7 +258,7 @@ def test_clear_removes_empty_shards(cache: SyncTTSCache) -> None:
 
 
 def test_clear_of_a_missing_directory_is_fine(tmp_path: Path) -> None:
-    assert SyncTTSCache(tmp_path / "never-created").clear_cache() is True
+    assert SyncTTSCache(tmp_path / "never-created", sample_rate=16000).clear_cache() is True
 
 
 # -- faults -----------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_rename_failure_returns_false_and_leaves_nothing(
 
 
 def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = SyncTTSCache(tmp_path / "ro")
+    cache = SyncTTSCache(tmp_path / "ro", sample_rate=16000)
     key, _path = write_one(cache, "ro")
     if os.geteuid() == 0:  # root ignores permission bits: inject the refusal instead
         real_open = os.open
@@ -333,7 +333,7 @@ def test_read_only_directory_returns_false(tmp_path: Path, monkeypatch: pytest.M
 
 def test_cache_dir_that_is_a_file_returns_false(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    cache = SyncTTSCache(tmp_path / "file")
+    cache = SyncTTSCache(tmp_path / "file", sample_rate=16000)
     key = cache.generate_cache_key("x", {})
     assert cache.cache_data(key, sealed_audio(1), "x", {}) is False
     assert cache.get_cached_data(key) is None
@@ -362,7 +362,7 @@ def test_write_survives_a_concurrent_clear_of_its_shard(
 
 
 def test_fsync_option_writes_the_same_entry(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path, fsync=True)
+    cache = SyncTTSCache(tmp_path, fsync=True, sample_rate=16000)
     key, _path = write_one(cache)
     np.testing.assert_array_equal(cache.get_cached_data(key), sealed_audio(1))
 

@@ -557,7 +557,7 @@ def test_keying_an_array_does_not_import_torch() -> None:
 def test_a_megabyte_array_is_stored_as_its_record(tmp_path: Path) -> None:
     from sparktts_cache import SyncTTSCache
 
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     big = np.random.default_rng(1).standard_normal(1 << 17)  # 1 MiB of float64
     params = {"global_tokens": big}
     key = cache.generate_cache_key("hi", params)

@@ -35,7 +35,7 @@ def entry_path(cache: SyncTTSCache, key: str) -> Path:
 
 def test_cache_stays_under_its_limit(tmp_path: Path) -> None:
     limit = 60 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     fill(cache, 300)
     assert disk_bytes(tmp_path) <= limit
     assert disk_bytes(tmp_path) >= 0.5 * limit  # trimmed to about 90 %, not emptied
@@ -44,7 +44,7 @@ def test_cache_stays_under_its_limit(tmp_path: Path) -> None:
 
 
 def test_least_recently_used_entries_go_first(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     keys = fill(cache, 40)
     for index, key in enumerate(keys):  # entry 0 is the oldest
         age(entry_path(cache, key), 10_000 - index * 100)
@@ -58,7 +58,7 @@ def test_least_recently_used_entries_go_first(tmp_path: Path) -> None:
 
 
 def test_a_hit_refreshes_recency_at_most_once_a_minute(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     [key] = fill(cache, 1)
     path = entry_path(cache, key)
     age(path, 30)
@@ -71,7 +71,7 @@ def test_a_hit_refreshes_recency_at_most_once_a_minute(tmp_path: Path) -> None:
 
 
 def test_prune_by_age_and_orphan_temp_files(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     keys = fill(cache, 10)
     for key in keys[:4]:
         age(entry_path(cache, key), 40 * 86400)
@@ -88,7 +88,7 @@ def test_prune_by_age_and_orphan_temp_files(tmp_path: Path) -> None:
 
 
 def test_prune_removes_empty_shards_and_validates_arguments(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     fill(cache, 10)
     report = cache.prune(max_size_bytes=0)
     assert report.entries == 10 and report.empty_dirs > 0
@@ -96,11 +96,11 @@ def test_prune_removes_empty_shards_and_validates_arguments(tmp_path: Path) -> N
     with pytest.raises(ValueError):
         cache.prune(max_size_bytes=-1)
     with pytest.raises(ValueError):
-        SyncTTSCache(tmp_path, max_size_bytes=0)
+        SyncTTSCache(tmp_path, max_size_bytes=0, sample_rate=16000)
 
 
 def test_eviction_keeps_foreign_files_and_open_readers_keep_their_data(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     keys = fill(cache, 5)
     foreign = entry_path(cache, keys[0]).parent / "notes.txt"
     foreign.write_text("mine")
@@ -117,7 +117,7 @@ def test_eviction_keeps_foreign_files_and_open_readers_keep_their_data(tmp_path:
 
 def test_cleanup_is_skipped_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     limit = 20 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     tmp_path.mkdir(exist_ok=True)
     lock = os.open(tmp_path / CLEANUP_LOCK, os.O_RDWR | os.O_CREAT)
     try:
@@ -135,14 +135,14 @@ def test_large_caches_trim_the_fullest_shards(
 ) -> None:
     monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 10)  # take the million-entry path
     limit = 100 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     fill(cache, 400)
     assert disk_bytes(tmp_path) <= limit
     assert cache.verify().clean
 
 
 def test_counters_follow_writes_replacements_and_clear(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path, max_size_bytes=10**9)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=10**9, sample_rate=16000)
     keys = fill(cache, 30)
     fill(cache, 10)  # replaces ten entries with the same sizes
     from sparktts_cache._file.counters import read_counter
@@ -163,7 +163,7 @@ def test_counters_follow_writes_replacements_and_clear(tmp_path: Path) -> None:
 
 
 def test_verify_finds_and_fixes_each_kind_of_damage(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     keys = fill(cache, 8)
     corrupt = entry_path(cache, keys[0])
     corrupt.write_bytes(corrupt.read_bytes()[:-10])
@@ -198,7 +198,7 @@ def test_verify_finds_and_fixes_each_kind_of_damage(tmp_path: Path) -> None:
 
 
 def test_stats_and_traffic(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     empty = cache.stats()
     assert (empty.entries, empty.bytes, empty.oldest, empty.newest) == (0, 0, None, None)
     keys = fill(cache, 6)
@@ -214,7 +214,7 @@ def test_stats_and_traffic(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_async_front_offers_the_same(tmp_path: Path) -> None:
-    cache = TTSCache(tmp_path, max_size_bytes=10**6)
+    cache = TTSCache(tmp_path, max_size_bytes=10**6, sample_rate=16000)
     key = cache.generate_cache_key("x")
     assert await cache.cache_data(key, sealed_audio(1), "x")
     assert (await cache.stats()).entries == 1
@@ -226,7 +226,7 @@ async def test_async_front_offers_the_same(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_iter_entries_lists_every_entry_on_both_fronts(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     keys = fill(cache, 40)
     (tmp_path / "user-file.txt").write_text("not an entry")
     listed = {info.key: info for info in cache.iter_entries()}
@@ -234,9 +234,11 @@ async def test_iter_entries_lists_every_entry_on_both_fronts(tmp_path: Path) -> 
     for key, info in listed.items():
         assert info.path == f"{key[:2]}/{key[2:4]}/{key}.wav"
         assert info.size == (tmp_path / info.path).stat().st_size
-    async_listed = [info.key async for info in TTSCache(tmp_path).iter_entries()]
+    async_listed = [info.key async for info in TTSCache(tmp_path, sample_rate=16000).iter_entries()]
     assert sorted(async_listed) == sorted(keys)
-    assert [info.key for info in SyncTTSCache(tmp_path / "none").iter_entries()] == []
+    assert [
+        info.key for info in SyncTTSCache(tmp_path / "none", sample_rate=16000).iter_entries()
+    ] == []
 
 
 @pytest.mark.parametrize("operation", ["prune", "verify --fix", "eviction"])
@@ -248,7 +250,7 @@ def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
     import shutil
 
     root = tmp_path / "cache"
-    cache = SyncTTSCache(root)
+    cache = SyncTTSCache(root, sample_rate=16000)
     keys = fill(cache, 30)
     for key in keys[:10]:  # damaged, so that verify --fix has something to remove
         path = entry_path(cache, key)
@@ -274,7 +276,7 @@ def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
     elif operation == "verify --fix":
         cache.verify(fix=True)
     else:
-        limited = SyncTTSCache(root, max_size_bytes=1)
+        limited = SyncTTSCache(root, max_size_bytes=1, sample_rate=16000)
         monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 0)  # the shard-by-shard path too
         limited.cache_data(limited.generate_cache_key("trigger"), sealed_audio(1), "x")
         cache.prune(max_size_bytes=0)

@@ -102,13 +102,13 @@ def assert_users_files_intact(root: Path, files: dict[str, bytes]) -> None:
 
 
 def test_the_first_write_marks_an_empty_directory_and_no_other(tmp_path: Path) -> None:
-    fresh = SyncTTSCache(tmp_path / "fresh")
+    fresh = SyncTTSCache(tmp_path / "fresh", sample_rate=16000)
     assert write(fresh, "hello")
     assert (tmp_path / "fresh" / TAG).read_bytes().startswith(SIGNATURE)
     shared = tmp_path / "shared"
     shared.mkdir()
     files = users_directory(shared)
-    assert write(SyncTTSCache(shared), "hello")
+    assert write(SyncTTSCache(shared, sample_rate=16000), "hello")
     assert_users_files_intact(shared, files)
     assert len(entry_files(shared)) == 1
 
@@ -136,7 +136,7 @@ def test_maintenance_refuses_an_unmarked_directory_holding_a_users_files(
     tmp_path: Path, operation: str
 ) -> None:
     files = users_directory(tmp_path)
-    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS, sample_rate=16000)
     fill(cache, 20)
     assert len(entry_files(tmp_path)) == 20
     with pytest.raises(NotACacheDirectoryError) as refused:
@@ -153,7 +153,7 @@ def test_maintenance_refuses_an_unmarked_directory_holding_a_users_files(
 
 def test_a_tag_without_the_signature_is_neither_a_mark_nor_replaced(tmp_path: Path) -> None:
     (tmp_path / TAG).write_bytes(b"my own file that happens to have this name")
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     fill(cache, 3)
     with pytest.raises(NotACacheDirectoryError, match=r"CACHEDIR\.TAG"):
         cache.clear_cache()
@@ -162,7 +162,7 @@ def test_a_tag_without_the_signature_is_neither_a_mark_nor_replaced(tmp_path: Pa
 
 def test_writes_never_write_a_users_file_in_a_two_letter_directory(tmp_path: Path) -> None:
     files = users_directory(tmp_path)
-    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS, sample_rate=16000)
     text, key = key_in_shard(cache, "db")
     assert cache.cache_data(key, sealed_audio(1), text)
     assert_users_files_intact(tmp_path, files)
@@ -174,7 +174,7 @@ def test_a_failed_write_removes_only_the_directories_it_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = users_directory(tmp_path)
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     text, key = key_in_shard(cache, "ee")
 
     def broken(*args: Any, **kwargs: Any) -> None:
@@ -191,7 +191,7 @@ def test_eviction_in_an_unmarked_directory_keeps_the_limit_and_the_users_directo
 ) -> None:
     files = users_directory(tmp_path)
     limit = 30 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     with caplog.at_level(logging.WARNING, logger="sparktts_cache"):
         fill(cache, 150)
     assert disk_bytes(tmp_path) <= limit
@@ -206,7 +206,7 @@ def test_eviction_in_an_unmarked_directory_keeps_the_limit_and_the_users_directo
 def make_old_cache(root: Path, entries: int = 30) -> list[str]:
     """A cache as versions before ``CACHEDIR.TAG`` left it: ``stats`` counters, no tag, a cleanup
     lock, an empty locks directory and an empty shard."""
-    keys = fill(SyncTTSCache(root, max_size_bytes=LIMIT_FOR_COUNTERS), entries)
+    keys = fill(SyncTTSCache(root, max_size_bytes=LIMIT_FOR_COUNTERS, sample_rate=16000), entries)
     (root / TAG).unlink()
     for counter in root.glob(f"*/{COUNTER}"):
         counter.rename(counter.parent / "stats")
@@ -229,9 +229,9 @@ def test_a_cache_made_before_the_tag_is_adopted(tmp_path: Path, operation: str) 
     keys = make_old_cache(tmp_path)
     old_size = disk_bytes(tmp_path)
     assert list(tmp_path.glob("*/stats")) and not (tmp_path / TAG).exists()
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     if operation == "eviction":
-        limited = SyncTTSCache(tmp_path, max_size_bytes=old_size // 2)
+        limited = SyncTTSCache(tmp_path, max_size_bytes=old_size // 2, sample_rate=16000)
         assert write(limited, "one more")  # a process's first write checks the size
         on_disk = disk_bytes(tmp_path)
         assert on_disk <= old_size // 2
@@ -255,7 +255,7 @@ def test_an_old_cache_holding_a_users_file_named_stats_is_not_adopted(tmp_path: 
     (tmp_path / "3a" / "stats").parent.mkdir(exist_ok=True)
     (tmp_path / "3a" / "stats").write_text("not a counter\n")  # a user's file, the old name
     with pytest.raises(NotACacheDirectoryError, match="3a/stats"):
-        SyncTTSCache(tmp_path).clear_cache()
+        SyncTTSCache(tmp_path, sample_rate=16000).clear_cache()
     assert (tmp_path / "3a" / "stats").read_text() == "not a counter\n"
     assert not (tmp_path / TAG).exists()
 
@@ -275,7 +275,7 @@ def test_the_command_line_refuses_with_one_line_and_exit_2(tmp_path: Path) -> No
     shared.mkdir()
     old.mkdir()
     files = users_directory(shared)
-    fill(SyncTTSCache(shared), 5)
+    fill(SyncTTSCache(shared, sample_rate=16000), 5)
     make_old_cache(old, 5)
     for args in (["clear", "--yes"], ["prune", "--max-size", "1"], ["verify", "--fix"]):
         refused = cli(shared, *args)
@@ -297,7 +297,7 @@ ROUNDS = 120
 
 def race_worker(role: str, root: str, rounds: int, barrier: Any, results: Any) -> None:
     """One process of the race below: each round, every process starts its operation at once."""
-    cache = SyncTTSCache(root, max_size_bytes=LIMIT_FOR_COUNTERS)
+    cache = SyncTTSCache(root, max_size_bytes=LIMIT_FOR_COUNTERS, sample_rate=16000)
     failures: list[str] = []
     for round_ in range(rounds):
         if role == "clear":  # refill while the others wait at the barrier
@@ -334,7 +334,7 @@ def test_no_maintenance_operation_raises_while_another_process_clears(tmp_path: 
         proc.join(timeout=60)
         assert proc.exitcode == 0
     assert failures == []
-    assert SyncTTSCache(tmp_path).verify().ok
+    assert SyncTTSCache(tmp_path, sample_rate=16000).verify().ok
 
 
 # -- squatters: counters ----------------------------------------------------------------------
@@ -357,7 +357,7 @@ def finishes(operation: Callable[[], object], unblock: Path | None = None) -> ob
 
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[SyncTTSCache]:
-    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=LIMIT_FOR_COUNTERS, sample_rate=16000)
     fill(cache, 5)
     yield cache
 
@@ -370,7 +370,9 @@ def test_a_fifo_at_a_counter_hangs_nothing_and_is_replaced(
     fifo.unlink(missing_ok=True)
     os.mkfifo(fifo)
     assert limited.verify().squatters == [f"5c/{COUNTER}"]
-    small = SyncTTSCache(tmp_path, max_size_bytes=1)  # a write elsewhere sums every counter
+    small = SyncTTSCache(
+        tmp_path, max_size_bytes=1, sample_rate=16000
+    )  # a write elsewhere sums every counter
     text, key = key_in_shard(small, "6a")
     assert finishes(lambda: small.cache_data(key, sealed_audio(1), text), fifo) is True
     assert not fifo.is_fifo()
@@ -416,7 +418,7 @@ def test_a_directory_at_a_counter_is_reported_and_the_limit_still_holds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     limit = 30 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     fill(cache, 5)
     blocked = tmp_path / "7e" / COUNTER / "something"
     blocked.mkdir(parents=True)
@@ -438,7 +440,7 @@ def test_a_directory_at_a_counter_is_reported_and_the_limit_still_holds(
 @pytest.mark.parametrize("squatter", ["empty directory", "FIFO"])
 def test_a_cleanup_lock_squatter_in_a_cache_is_removed(tmp_path: Path, squatter: str) -> None:
     limit = 30 * ENTRY_BYTES
-    cache = SyncTTSCache(tmp_path, max_size_bytes=limit)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     fill(cache, 2)
     lock = tmp_path / "cleanup.lock"
     lock.unlink(missing_ok=True)
@@ -447,7 +449,7 @@ def test_a_cleanup_lock_squatter_in_a_cache_is_removed(tmp_path: Path, squatter:
     else:
         lock.mkdir()
     assert cache.verify().squatters == ["cleanup.lock"]
-    fill(SyncTTSCache(tmp_path, max_size_bytes=limit), 100, prefix="more")
+    fill(SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000), 100, prefix="more")
     assert disk_bytes(tmp_path) <= limit
     assert lock.is_file()
 
@@ -455,12 +457,16 @@ def test_a_cleanup_lock_squatter_in_a_cache_is_removed(tmp_path: Path, squatter:
 def test_a_cleanup_lock_that_cannot_be_removed_is_reported(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = SyncTTSCache(tmp_path, max_size_bytes=30 * ENTRY_BYTES)
+    cache = SyncTTSCache(tmp_path, max_size_bytes=30 * ENTRY_BYTES, sample_rate=16000)
     fill(cache, 2)
     (tmp_path / "cleanup.lock").unlink(missing_ok=True)
     (tmp_path / "cleanup.lock" / "inside").mkdir(parents=True)
     with caplog.at_level(logging.WARNING, logger="sparktts_cache"):
-        fill(SyncTTSCache(tmp_path, max_size_bytes=30 * ENTRY_BYTES), 60, prefix="more")
+        fill(
+            SyncTTSCache(tmp_path, max_size_bytes=30 * ENTRY_BYTES, sample_rate=16000),
+            60,
+            prefix="more",
+        )
     assert "size limit is not enforced" in caplog.text and "cleanup.lock" in caplog.text
     assert cache.verify().squatters == ["cleanup.lock"]
     with pytest.raises(OSError, match=r"cleanup\.lock"):
@@ -508,7 +514,7 @@ async def test_a_symlinked_locks_directory_is_never_followed(tmp_path: Path) -> 
 
 
 def test_an_entry_larger_than_the_format_holds_is_refused_before_writing(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=16000)
     for samples in (layout.MAX_ENTRY_BYTES // 4 + 1, (1 << 30) + 1):  # over 1 GiB, over 4 GiB
         huge = np.zeros(samples, np.float32)  # pages never touched: no memory is used
         with pytest.raises(InvalidAudioError, match="1 GiB"):

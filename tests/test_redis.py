@@ -58,7 +58,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def redis_cache(redis_url: str) -> AsyncIterator[RedisCache]:
-    cache = RedisCache(redis_url, namespace=f"test{os.getpid()}-{next(_namespaces)}")
+    cache = RedisCache(
+        redis_url, namespace=f"test{os.getpid()}-{next(_namespaces)}", sample_rate=16000
+    )
     yield cache
     await cache.clear_cache()
     await cache.aclose()
@@ -72,7 +74,7 @@ async def reopen_redis(
     opened: list[RedisCache] = []
 
     def reopen() -> RedisCache:
-        opened.append(RedisCache(redis_url, namespace=redis_cache.namespace))
+        opened.append(RedisCache(redis_url, namespace=redis_cache.namespace, sample_rate=16000))
         return opened[-1]
 
     yield reopen
@@ -97,13 +99,13 @@ class TestTieredCache(CacheContract):
 
     @pytest.fixture
     def cache(self, redis_cache: RedisCache, tmp_path: Path) -> TieredCache:
-        return TieredCache(TTSCache(tmp_path), redis_cache)
+        return TieredCache(TTSCache(tmp_path, sample_rate=16000), redis_cache)
 
     @pytest.fixture
     def reopen(
         self, reopen_redis: Callable[[], RedisCache], tmp_path: Path
     ) -> Callable[[], TieredCache]:
-        return lambda: TieredCache(TTSCache(tmp_path), reopen_redis())
+        return lambda: TieredCache(TTSCache(tmp_path, sample_rate=16000), reopen_redis())
 
 
 pytestmark = pytest.mark.anyio
@@ -173,7 +175,10 @@ async def test_status_is_one_round_trip_per_batch(redis_cache: RedisCache) -> No
 
 
 async def test_clear_removes_only_its_namespace(redis_url: str) -> None:
-    mine, other = RedisCache(redis_url, namespace="mine"), RedisCache(redis_url, namespace="other")
+    mine, other = (
+        RedisCache(redis_url, namespace="mine", sample_rate=16000),
+        RedisCache(redis_url, namespace="other", sample_rate=16000),
+    )
     try:
         for cache in (mine, other):
             for index in range(30):
@@ -192,7 +197,7 @@ async def test_clear_removes_only_its_namespace(redis_url: str) -> None:
 
 
 async def test_ttl_expires_entries(redis_url: str) -> None:
-    cache = RedisCache(redis_url, namespace="ttl", ttl=0.3)
+    cache = RedisCache(redis_url, namespace="ttl", ttl=0.3, sample_rate=16000)
     key = cache.generate_cache_key("short-lived")
     assert await cache.cache_data(key, sealed_audio(1, 16), "short-lived")
     assert 0 < await cache.client.pttl(cache.redis_key(key)) <= 300
@@ -211,7 +216,7 @@ async def test_corrupt_redis_value_is_a_miss(redis_cache: RedisCache) -> None:
 async def test_unreachable_redis_is_a_miss_and_false(tmp_path: Path) -> None:
     from .redis_server import free_port
 
-    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0")
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", sample_rate=16000)
     key = cache.generate_cache_key("nobody home")
     assert await cache.get_cached_data(key) is None
     assert await cache.cache_data(key, sealed_audio(1, 16), "x") is False
@@ -229,7 +234,7 @@ async def test_redis_restart_mid_run(tmp_path: Path) -> None:
         if in_ci():
             raise
         pytest.skip(f"no Redis server can be started here: {exc}")
-    cache = RedisCache(server.url)
+    cache = RedisCache(server.url, sample_rate=16000)
     try:
         key = cache.generate_cache_key("before")
         assert await cache.cache_data(key, sealed_audio(1, 160), "before")
@@ -248,7 +253,10 @@ async def test_redis_restart_mid_run(tmp_path: Path) -> None:
 async def test_tiered_copies_shared_hits_and_asks_shared_only_for_local_misses(
     redis_cache: RedisCache, tmp_path: Path
 ) -> None:
-    machine_a, machine_b = TTSCache(tmp_path / "a"), TTSCache(tmp_path / "b")
+    machine_a, machine_b = (
+        TTSCache(tmp_path / "a", sample_rate=16000),
+        TTSCache(tmp_path / "b", sample_rate=16000),
+    )
     tier_a, tier_b = TieredCache(machine_a, redis_cache), TieredCache(machine_b, redis_cache)
     key = tier_a.generate_cache_key("shared sentence")
     assert await tier_a.cache_data(key, sealed_audio(3, 800), "shared sentence", sample_rate=22050)
@@ -333,7 +341,10 @@ async def test_namespaces_cannot_reach_each_other(redis_url: str) -> None:
             RedisCache(redis_url, namespace=base + suffix)
         with pytest.raises(InvalidOptionError):
             RedisSynthesisLock(redis_url, namespace=base + suffix)
-    caches = [RedisCache(redis_url, namespace=base + suffix) for suffix in SAFE_NAMESPACES]
+    caches = [
+        RedisCache(redis_url, namespace=base + suffix, sample_rate=16000)
+        for suffix in SAFE_NAMESPACES
+    ]
     try:
         for cache in caches:
             for index in range(3):
@@ -387,7 +398,7 @@ async def test_a_poisoned_shared_entry_is_a_miss_everywhere(
         key = name.decode().rpartition(":")[2]
         await redis_cache.client.set(name, hostile_wav(poison, key, sealed_audio(1, 160)))
         assert await redis_cache.get_cached_data(key) is None
-        tiered = TieredCache(TTSCache(tmp_path / f"b-{key}"), redis_cache)
+        tiered = TieredCache(TTSCache(tmp_path / f"b-{key}", sample_rate=16000), redis_cache)
         assert await tiered.get_cached_data(key) is None
     model = CountingModel()
     second = LongTextTTS(model, cache=TieredCache(TTSCache(tmp_path / "c"), redis_cache),
@@ -409,7 +420,7 @@ async def test_a_shared_hit_the_local_tier_cannot_store_is_served(
     audio = sealed_audio(4, 160)
     meta = metadata_json(key, len(audio), text='"ultrasound"', rate="700000")
     await redis_cache.client.set(redis_cache.redis_key(key), crafted_wav(meta, audio, 700000))
-    local = TTSCache(tmp_path, audio_format="flac")
+    local = TTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     tiered = TieredCache(local, redis_cache)
     np.testing.assert_array_equal(await tiered.get_cached_data(key), audio)
     assert await local.get_cached_data(key) is None

@@ -18,6 +18,7 @@ from .codec import Entry, EntryMeta
 from .errors import InvalidOptionError
 from .gil import CHUNK, GilYielder
 from .keys import keys_for_segments
+from .matching import matching_audio
 
 __all__ = [
     "Cache",
@@ -117,7 +118,8 @@ class Cache(abc.ABC):
     ) -> bool:
         """Store ``audio`` (at ``sample_rate``, or the backend's default) under ``key``.
 
-        Returns False if the storage refused the write.
+        Returns False if the storage refused the write. A backend with no default rate (a
+        ``TTSCache`` made without one) raises ``InvalidOptionError`` when none is given.
         """
 
     @abc.abstractmethod
@@ -152,6 +154,58 @@ class Cache(abc.ABC):
             None if samples is None else Entry(samples, EntryMeta(key, "", {}, 0, 0.0))
             for key, samples in zip(keys, audio, strict=True)
         ]
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """Return the cached audio of each key, only where its entry was made for that text and
+        these parameters (None elsewhere), in order.
+
+        A key is a fast hash, not a proof: a crafted text can share another's key. This read
+        compares what each entry records (the normalised text and the canonical parameters) with
+        the request, so an entry made for another request is a miss (logged), which the caller
+        fills with :meth:`cache_data` and so overwrites. ``texts`` are aligned with ``keys`` and
+        ``tts_params`` are those the keys were made with.
+
+        This default reads with :meth:`get_entries` and compares in a worker thread (a speaker
+        file recorded under another path is read to compare its content). A backend whose
+        entries do not record their text and parameters (the ``get_entries`` default) cannot
+        compare them, and its hits are served as they are.
+
+        Raises:
+            InvalidOptionError: if ``texts`` is not aligned with ``keys``.
+            InvalidKeyError, UnsupportedTypeError, InvalidTextError, InvalidParamsError: for a
+                bad key, text or parameters.
+        """
+        entries = await self.get_entries(keys)
+        return await anyio.to_thread.run_sync(
+            matching_audio, list(keys), list(texts), tts_params, entries
+        )
+
+    async def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None = None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        """Return the key of ``text`` with ``tts_params`` and its cached audio (None on a miss).
+
+        The key is computed in a worker thread (keying reads a speaker file that
+        ``prompt_speech_path`` names), and the read is :meth:`get_verified_batch`'s: audio made
+        for another text or other parameters that share the key is a miss. On a miss, synthesise
+        and store it under the key returned::
+
+            key, audio = await cache.lookup(text, params)
+            if audio is None:
+                audio = model.inference(text, **params)
+                await cache.cache_data(key, audio, text, params)
+
+        Raises:
+            as :meth:`generate_cache_key`.
+        """
+        key = await anyio.to_thread.run_sync(self.generate_cache_key, text, tts_params)
+        [audio] = await self.get_verified_batch([key], [text], tts_params)
+        return key, audio
 
     def segment_keys(
         self, segments: Sequence[str], tts_params: Mapping[str, Any] | None = None

@@ -45,7 +45,7 @@ import numpy.typing as npt
 import xxhash
 
 from .audio import as_mono_float32, check_sample_rate
-from .errors import CacheError, CorruptEntryError, InvalidAudioError
+from .errors import CacheError, CorruptEntryError, InvalidAudioError, InvalidOptionError
 from .keys import canonical_params, check_key, check_text
 
 __all__ = [
@@ -133,6 +133,18 @@ class EntryMeta:
         return meta, record
 
 
+def params_json(params: dict[str, Any]) -> bytes:
+    """Canonical ``params`` as ``EntryMeta.to_json`` writes them (for :func:`request_json`)."""
+    return json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def request_json(text: str, params: bytes) -> bytes:
+    """How an entry's metadata records ``text`` and the parameters (from :func:`params_json`)
+    after its key: ``"text":<text>,"params":<params>,"sample_rate":``, as ``to_json`` writes."""
+    text_json = json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return b'"text":%s,"params":%s,"sample_rate":' % (text_json, params)
+
+
 def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object as a dict, refusing a name given twice (``json`` would keep the last one,
     so a crafted entry could name one key where the readers look and another elsewhere)."""
@@ -150,6 +162,15 @@ class Entry:
     meta: EntryMeta
 
 
+#: Why ``cache_data`` without a rate, on a backend without one, is refused: audio is only
+#: samples, and an assumed rate is wrong for every engine not at that rate (eSpeak's 22,050 Hz
+#: stored as 16,000 plays slowed, and ``show`` gives the wrong length).
+NO_SAMPLE_RATE = (
+    "cache_data needs the audio's sample rate: pass sample_rate=model.sample_rate, or make the "
+    "cache with one for every entry, TTSCache(..., sample_rate=model.sample_rate) "
+    "(16000 for Spark-TTS)"
+)
+
 #: Room for an entry's headers and the codec's own metadata fields, besides the JSON (generous).
 _METADATA_ALLOWANCE = 1 << 16
 
@@ -160,7 +181,7 @@ def new_entry(
     text: object,
     params: Mapping[str, Any] | None,
     sample_rate: int | None,
-    default_rate: int,
+    default_rate: int | None,
     codec: Codec,
 ) -> tuple[npt.NDArray[np.float32], EntryMeta]:
     """Check what a caller hands to ``cache_data`` and make the entry's samples and metadata.
@@ -168,13 +189,17 @@ def new_entry(
     Every backend stores entries made here, so they all accept and refuse the same things.
 
     Raises:
+        InvalidOptionError: if neither ``sample_rate`` nor ``default_rate`` (the backend's) is
+            given: an array does not say its rate, and a guessed one is silently wrong.
         UnsupportedTypeError, InvalidAudioError, InvalidTextError, InvalidParamsError: for bad
             arguments (``key`` must already be checked). InvalidAudioError also for an entry
             larger than ``MAX_ENTRY_BYTES`` (1 GiB, about 4.6 hours of 16 kHz float32 audio): no
             reader would take it, and past 4 GiB the WAV header cannot even say its size.
     """
-    samples = as_mono_float32(audio)
     rate = default_rate if sample_rate is None else check_sample_rate(sample_rate)
+    if rate is None:
+        raise InvalidOptionError(NO_SAMPLE_RATE)
+    samples = as_mono_float32(audio)
     if rate > codec.max_sample_rate:
         raise InvalidAudioError(
             f"{codec.extension} entries cannot store {rate} Hz audio "
@@ -214,6 +239,13 @@ class Codec(Protocol):
     def decode(self, data: EntryBytes, key: str) -> Entry:
         """Return the samples and metadata of a whole entry of ``key``, checking its digest, that
         it names ``key`` and its metadata (as ``EntryMeta.from_json``); raise CorruptEntryError."""
+        ...
+
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        """:meth:`decode_audio`, and the metadata unless it is known to record ``recorded``
+        (``request_json``'s bytes: the text and parameters of a request) exactly; then None."""
         ...
 
 
@@ -344,6 +376,19 @@ class WavCodec:
         self._check_names(meta_json, key)
         return np.frombuffer(data, dtype="<f4", count=samples, offset=offset)
 
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        _rate, samples, meta_json, offset, _n = self._parse(data)
+        self._check_names(meta_json, key)
+        # The JSON goes on with the text and the parameters right after '"key":"<key>",': bytes
+        # equal to a request's, under the digest, are the same request (the verified hot path).
+        start = len(_JSON_START) + len(key) + 2
+        if meta_json[start : start + len(recorded)] == recorded:
+            return np.frombuffer(data, dtype="<f4", count=samples, offset=offset), None
+        entry = self.decode(data, key)
+        return entry.audio, entry.meta
+
     def decode(self, data: EntryBytes, key: str) -> Entry:
         rate, samples, meta_json, offset, _n = self._parse(data)
         self._check_names(meta_json, key)
@@ -408,6 +453,12 @@ class FlacCodec:
     def decode_audio(self, data: EntryBytes, key: str) -> npt.NDArray[np.float32]:
         return self.decode(data, key).audio
 
+    def decode_for(
+        self, data: EntryBytes, key: str, recorded: bytes
+    ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
+        entry = self.decode(data, key)  # parses the metadata anyway
+        return entry.audio, entry.meta
+
 
 #: The fewest bytes a FLAC frame takes: a 6-byte header (sync and coding fields, a frame number of
 #: at least one byte, CRC-8), a subframe of at least one byte and a 2-byte CRC-16 (9 bytes; a
@@ -440,7 +491,7 @@ def encode_entry(
     params: Mapping[str, Any] | None = None,
     *,
     sample_rate: int | None = None,
-    default_rate: int = DEFAULT_SAMPLE_RATE,
+    default_rate: int | None = DEFAULT_SAMPLE_RATE,
 ) -> bytes:
     """Check the arguments of a ``cache_data`` call and return the whole entry as bytes.
 
@@ -452,6 +503,8 @@ def encode_entry(
         key: the entry's key (checked here).
         audio, text, params: as given to ``cache_data``.
         sample_rate: the audio's rate; ``default_rate`` (the backend's default) if None.
+        default_rate: None for a backend without a default: a call without ``sample_rate`` then
+            raises ``InvalidOptionError``.
 
     Raises:
         InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
@@ -462,8 +515,9 @@ def encode_entry(
     """
     codec = CODECS["wav"]
     samples, meta = new_entry(
-        check_key(key), audio, text, params, sample_rate, check_sample_rate(default_rate), codec
-    )
+        check_key(key), audio, text, params, sample_rate,
+        None if default_rate is None else check_sample_rate(default_rate), codec,
+    )  # fmt: skip
     return b"".join(codec.encode(samples, meta))
 
 

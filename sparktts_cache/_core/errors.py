@@ -9,6 +9,7 @@ where documented, becomes a miss or a False return).
 from __future__ import annotations
 
 __all__ = [
+    "BlockingCallError",
     "CacheError",
     "CorruptEntryError",
     "EngineError",
@@ -61,6 +62,14 @@ class EngineError(CacheError, RuntimeError):
     """A TTS engine that ships with this library failed to load or to synthesise.
 
     Errors raised by a model of your own pass through unchanged.
+    """
+
+
+class BlockingCallError(CacheError, RuntimeError):
+    """A blocking call (``SyncLongTextTTS``) was made on a thread that runs an event loop.
+
+    It would run an event loop of its own inside that one, as ``asyncio.run`` refuses to: await
+    the async form (``LongTextTTS``) there, or call the blocking form from a worker thread.
     """
 
 

@@ -22,6 +22,7 @@ from .._core.cache import Cache, CacheStatus
 from .._core.codec import CODECS, Entry, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
+from .._core.matching import RequestCheck, check_aligned
 from . import maintenance
 from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
 from .status import StatusPlan
@@ -75,7 +76,7 @@ class _CacheCore:
     def __init__(
         self,
         cache_dir: str | os.PathLike[str] | None,
-        sample_rate: int,
+        sample_rate: int | None,
         audio_format: str,
         fsync: bool,
         max_size_bytes: int | None,
@@ -101,7 +102,7 @@ class _CacheCore:
         self.cache_dir = (
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )
-        self.sample_rate = check_sample_rate(sample_rate)
+        self.sample_rate = None if sample_rate is None else check_sample_rate(sample_rate)
         self.store = FileStore(
             str(self.cache_dir), codec, fsync=bool(fsync), max_size_bytes=max_size_bytes
         )
@@ -122,6 +123,23 @@ class _CacheCore:
         hits = sum(result is not None for result in results)
         self._count(hits=hits, misses=len(results) - hits)
         return results
+
+    def read_verified(
+        self, keys: Sequence[str], texts: Sequence[str], tts_params: Mapping[str, Any] | None
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`read_many`, but an entry made for another text or parameters is a miss."""
+        key_list, text_list = [check_key(key) for key in keys], list(texts)
+        check_aligned(key_list, text_list)
+        results = self.store.read_verified_many(key_list, text_list, RequestCheck(tts_params))
+        hits = sum(result is not None for result in results)
+        self._count(hits=hits, misses=len(results) - hits)
+        return results
+
+    def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        key = generate_cache_key(text, tts_params)
+        return key, self.read_verified([key], [text], tts_params)[0]
 
     def stats(self, progress: Progress | None = None) -> Stats:
         found = maintenance.stats(self.store.root, progress)
@@ -157,7 +175,7 @@ class _CacheCore:
     def status_plan(self, segments: object, tts_params: Mapping[str, Any] | None) -> StatusPlan:
         """A plan to key ``segments`` and check them, for the fronts to run (see ``status``)."""
         return StatusPlan(
-            _as_segment_list(segments), tts_params, self.store.root, self.store.codec.extension
+            _as_segment_sequence(segments), tts_params, self.store.root, self.store.codec.extension
         )
 
     def status(self, segments: object, tts_params: Mapping[str, Any] | None) -> CacheStatus:
@@ -183,12 +201,13 @@ class _CacheCore:
         return maintenance.shard_entries(self.store.root, outer)
 
 
-def _as_segment_list(segments: object) -> list[str]:
+def _as_segment_sequence(segments: object) -> Sequence[str]:
+    """``segments`` if it is a sequence (not a str); the plan copies it in a worker thread."""
     if isinstance(segments, (str, bytes)) or not isinstance(segments, Sequence):
         raise UnsupportedTypeError(
             f"segments must be a sequence of str, not {type(segments).__name__}"
         )
-    return list(segments)
+    return segments
 
 
 class _CacheFront:
@@ -200,7 +219,7 @@ class _CacheFront:
         self,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
         audio_format: str = "wav",
         fsync: bool = False,
         max_size_bytes: int | None = None,
@@ -218,7 +237,8 @@ class _CacheFront:
         return self._core.cache_dir
 
     @property
-    def sample_rate(self) -> int:
+    def sample_rate(self) -> int | None:
+        """The rate of entries written without one; None: each ``cache_data`` must give it."""
         return self._core.sample_rate
 
     @property
@@ -248,14 +268,17 @@ class TTSCache(_CacheFront, Cache):
 
     Args:
         cache_dir: where entries live; ``$SPARKTTS_CACHE_DIR`` or the user cache directory if None.
-        sample_rate: the sample rate recorded with entries written without an explicit one.
+        sample_rate: the sample rate of audio written without an explicit one (the model's,
+            ``model.sample_rate``). None (the default): every ``cache_data`` must give its
+            ``sample_rate``, and one that does not raises ``InvalidOptionError``: a rate assumed
+            for audio that is only samples would be wrong, silently, for every other engine.
         audio_format: ``"wav"`` (float32, bit-exact, default) or ``"flac"`` (16-bit, about half the
             size, lossy against float32).
         fsync: flush each entry to stable storage before publishing it (slower; see the README).
 
     Example::
 
-        cache = TTSCache(cache_dir="tts_cache")
+        cache = TTSCache(cache_dir="tts_cache", sample_rate=model.sample_rate)
         key = cache.generate_cache_key("Hello world", {"gender": "female"})
         if (audio := await cache.get_cached_data(key)) is None:
             audio = model.inference("Hello world", gender="female")
@@ -289,6 +312,38 @@ class TTSCache(_CacheFront, Cache):
         key_list = list(keys)
         return await anyio.to_thread.run_sync(
             self._core.read_many, key_list, abandon_on_cancel=True
+        )
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`get_cached_batch`, but an entry made for another text or other parameters that
+        share its key (a crafted collision) is a miss; see :meth:`Cache.get_verified_batch`.
+
+        One worker-thread call reads each entry with its metadata and compares it with the request
+        (the normalised text and the canonical parameters). A mismatched entry is left in place
+        (it is a valid entry): the caller's ``cache_data`` replaces it.
+
+        Raises:
+            InvalidOptionError: if ``texts`` is not aligned with ``keys``.
+            InvalidKeyError, UnsupportedTypeError, InvalidTextError, InvalidParamsError: for a
+                bad key, text or parameters (nothing is read).
+        """
+        key_list, text_list = list(keys), list(texts)
+        return await anyio.to_thread.run_sync(
+            self._core.read_verified, key_list, text_list, tts_params, abandon_on_cancel=True
+        )
+
+    async def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None = None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        """The key of ``text`` with ``tts_params`` and its verified audio, keyed and read in one
+        worker-thread call; see :meth:`Cache.lookup`."""
+        return await anyio.to_thread.run_sync(
+            self._core.lookup, text, tts_params, abandon_on_cancel=True
         )
 
     async def get_entry(self, key: str) -> Entry | None:
@@ -332,6 +387,7 @@ class TTSCache(_CacheFront, Cache):
         Raises:
             InvalidKeyError, UnsupportedTypeError, InvalidAudioError, InvalidTextError,
             InvalidParamsError: for bad arguments; nothing is written.
+            InvalidOptionError: if neither ``sample_rate`` nor the cache's gives the rate.
         """
         check_key(key)
         return await anyio.to_thread.run_sync(
@@ -432,9 +488,9 @@ async def _check_concurrently(plan: StatusPlan) -> None:
     bounded number of tasks (and lets other tasks run between starting them).
     """
     start = plan.checked
-    remaining = len(plan.paths) - start
+    remaining = len(plan.distinct) - start
     chunk = max(1, math.ceil(remaining / SLOW_STATUS_THREADS))
-    cursor = iter(range(start, len(plan.paths), chunk))
+    cursor = iter(range(start, len(plan.distinct), chunk))
 
     async def worker() -> None:
         for begin in cursor:
@@ -457,6 +513,12 @@ class SyncTTSCache(_CacheFront):
     call it from an event loop thread; use :class:`TTSCache` there.
     """
 
+    def as_async(self) -> TTSCache:
+        """A :class:`TTSCache` over this cache: the same files, options and traffic counts."""
+        front = TTSCache.__new__(TTSCache)
+        front._core = self._core
+        return front
+
     def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
         """Return the cached samples of ``key``, or None on a miss."""
         return self._core.read(key)
@@ -464,6 +526,21 @@ class SyncTTSCache(_CacheFront):
     def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
         """Return the cached samples of each key (None where missing), in order."""
         return self._core.read_many(keys)
+
+    def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """As :meth:`TTSCache.get_verified_batch`."""
+        return self._core.read_verified(keys, texts, tts_params)
+
+    def lookup(
+        self, text: str, tts_params: Mapping[str, Any] | None = None
+    ) -> tuple[str, npt.NDArray[np.float32] | None]:
+        """As :meth:`TTSCache.lookup`."""
+        return self._core.lookup(text, tts_params)
 
     def get_entry(self, key: str) -> Entry | None:
         """Return the samples and metadata of ``key``, or None on a miss."""
@@ -478,7 +555,11 @@ class SyncTTSCache(_CacheFront):
         *,
         sample_rate: int | None = None,
     ) -> bool:
-        """Store ``audio`` under ``key``; False if the file system refused."""
+        """Store ``audio`` under ``key``; False if the file system refused.
+
+        As :meth:`TTSCache.cache_data`: without ``sample_rate``, the cache's is used, and a cache
+        made without one raises ``InvalidOptionError``.
+        """
         return self._core.write(key, audio, text, params, sample_rate)
 
     def get_cache_status(

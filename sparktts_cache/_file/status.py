@@ -13,7 +13,7 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.cache import CacheStatus, first_occurrences
@@ -37,23 +37,27 @@ class StatusPlan:
     """
 
     __slots__ = (
-        "_extension", "_first", "_params", "_root", "checked", "found", "keys", "paths",
+        "_extension", "_first", "_params", "_root", "checked", "distinct", "found", "keys",
         "segments", "slow",
     )  # fmt: skip
 
     def __init__(
         self,
-        segments: list[str],
+        segments: Sequence[str],
         tts_params: Mapping[str, Any] | None,
         root: str,
         extension: str,
     ) -> None:
+        #: The caller's segments; copied to a list in the worker thread (``build``), as copying
+        #: a million of them on the event loop stalls it for milliseconds.
         self.segments = segments
         self._params = tts_params
         self._root, self._extension = root, extension
         self.keys: list[str] = []
         self._first: dict[str, int] = {}
-        self.paths: list[str] = []
+        #: The distinct keys, in first-occurrence order. Their entry paths are made a chunk at a
+        #: time when checked, never all kept: at a million segments they were most of the memory.
+        self.distinct: list[str] = []
         self.found: list[bool | None] = []
         self.checked = 0
         self.slow = False
@@ -64,17 +68,11 @@ class StatusPlan:
         Raises:
             as :func:`keys_for_segments`.
         """
+        self.segments = list(self.segments)
         keys = keys_for_segments(self.segments, self._params)
-        yielder = GilYielder()
         first = first_occurrences(keys)
-        root, extension = self._root, self._extension
-        distinct = list(first)
-        paths: list[str] = []
-        for start in range(0, len(distinct), CHUNK):
-            paths += entry_paths(root, distinct[start : start + CHUNK], extension)
-            yielder.pause_if_due()
-        self.keys, self._first, self.paths = keys, first, paths
-        self.found = [None] * len(self.paths)
+        self.keys, self._first, self.distinct = keys, first, list(first)
+        self.found = [None] * len(self.distinct)
 
     def check_range(self, start: int, stop: int) -> list[bool]:
         """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
@@ -86,9 +84,11 @@ class StatusPlan:
         """
         yielder = GilYielder()
         exists = functools.partial(os.access, mode=os.F_OK, follow_symlinks=False)
+        root, extension = self._root, self._extension
         results: list[bool] = []
-        for begin in range(start, stop, CHUNK):
-            results += map(exists, self.paths[begin : min(stop, begin + CHUNK)])
+        for begin in range(start, min(stop, len(self.distinct)), CHUNK):
+            keys = self.distinct[begin : min(stop, begin + CHUNK)]
+            results += map(exists, entry_paths(root, keys, extension))
             yielder.pause_if_due()
         return results
 
@@ -112,7 +112,7 @@ class StatusPlan:
 
     def finish(self) -> CacheStatus:
         """Check every path not checked yet in this thread, then return the status."""
-        self.record(self.checked, self.check_range(self.checked, len(self.paths)))
+        self.record(self.checked, self.check_range(self.checked, len(self.distinct)))
         return self.result()
 
     def result(self) -> CacheStatus:
@@ -121,18 +121,19 @@ class StatusPlan:
         found = self.found
         if None in found:
             raise RuntimeError("status plan is not complete")  # a bug in the caller
-        distinct = list(self._first)
-        yielder.pause_if_due()
+        distinct = self.distinct
         cached = list(itertools.compress(distinct, found))
         yielder.pause_if_due()
         firsts = itertools.compress(self._first.values(), [not hit for hit in found])
         missing = [self.segments[first] for first in firsts]
-        # Free the paths and indexes here, in the worker thread, a piece at a time: freeing
-        # 100,000 strings at once takes milliseconds during which the event loop cannot run.
+        # Free the indexes and the copy of the segments here, in the worker thread, a piece at a
+        # time: freeing a million references at once takes milliseconds during which the event
+        # loop cannot run (the plan itself is dropped on the event loop thread).
         yielder.pause_if_due()
         self._first = {}
         del distinct
-        for structure in (self.paths, self.found):
+        for structure in (self.distinct, self.found, self.segments):
+            assert isinstance(structure, list)
             while structure:
                 del structure[-CHUNK * 16 :]
                 yielder.pause_if_due()

@@ -23,6 +23,7 @@ cache's own layout (see ``maintenance.claim``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -35,6 +36,7 @@ import numpy.typing as npt
 
 from .._core.codec import Codec, Entry, EntryMeta
 from .._core.errors import CorruptEntryError
+from .._core.matching import RequestCheck, log_collision
 from . import layout as layout
 from .counters import add_to_counter
 from .maintenance import SizeLimit, require_cache_directory
@@ -104,6 +106,37 @@ class FileStore:
     def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
         """:meth:`read_entry` of each key, sharing directory descriptors between the reads."""
         return self._read_many(keys, self.codec.decode)
+
+    def read_verified_many(
+        self, keys: Sequence[str], texts: Sequence[str], check: RequestCheck
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """:meth:`read_audio_many`, where an entry made for another text (aligned with ``keys``)
+        or other parameters than ``check``'s is a miss, logged and left in place.
+
+        An entry that records exactly what ``cache_data`` records for the request is checked by
+        comparing those bytes; any other has its metadata parsed and compared by ``check``.
+        """
+        recorded = [check.recorded(text) for text in texts]  # checks every text first
+        outer_fds: dict[str, int] = {}
+        try:
+            return [
+                self._read_one(
+                    outer_fds, key, functools.partial(self._decode_for, check, text, request)
+                )
+                for key, text, request in zip(keys, texts, recorded, strict=True)
+            ]
+        finally:
+            for fd in outer_fds.values():
+                os.close(fd)
+
+    def _decode_for(
+        self, check: RequestCheck, text: str, recorded: bytes, data: memoryview, key: str
+    ) -> npt.NDArray[np.float32] | None:
+        audio, meta = self.codec.decode_for(data, key, recorded)
+        if meta is None or check.matches(meta, text):
+            return audio
+        log_collision(key)
+        return None
 
     def _read_many(
         self, keys: Sequence[str], decode: Callable[[memoryview, str], _T]

@@ -87,7 +87,9 @@ class RedisCache(Cache):
         url: a ``redis://`` URL, or a ``redis.asyncio.Redis`` client.
         namespace: prefix of every Redis key this cache uses (``clear_cache`` removes only these).
         ttl: seconds an entry lives (None: until Redis evicts it).
-        sample_rate: recorded with entries written without an explicit one.
+        sample_rate: recorded with entries written without an explicit one (the model's).
+            None (the default): every ``cache_data`` must give its ``sample_rate``
+            (``InvalidOptionError`` otherwise), as for :class:`TTSCache`.
 
     Raises:
         InvalidOptionError: for a namespace that is not 1 to 200 letters, digits, ``_``, ``.``
@@ -108,7 +110,7 @@ class RedisCache(Cache):
         *,
         namespace: str = "sparktts",
         ttl: float | None = None,
-        sample_rate: int = 16000,
+        sample_rate: int | None = None,
     ) -> None:
         namespace = check_namespace(namespace)
         if ttl is not None and ttl <= 0:
@@ -116,7 +118,7 @@ class RedisCache(Cache):
         self.client = _connect(url)
         self.namespace = namespace
         self.ttl = ttl
-        self.sample_rate = check_sample_rate(sample_rate)
+        self.sample_rate = None if sample_rate is None else check_sample_rate(sample_rate)
         self._errors = _redis_errors()
 
     def redis_key(self, key: str) -> str:

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 
 from .._core.cache import Cache, CacheStatus, build_status
 from .._core.codec import Entry
 from .._core.errors import CacheError
+from .._core.matching import check_aligned, matching_audio
 
 __all__ = ["TieredCache"]
 
@@ -65,6 +67,36 @@ class TieredCache(Cache):
         """Entries from the local tier, then from the shared tier for the local misses."""
         local = await self.local.get_entries(keys)
         return await self._fill_from_shared(keys, local, _itself)
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """Verified reads of the local tier, then of the shared tier for what is still missing.
+
+        A shared entry is copied to the local tier only if it was made for the request (see
+        :meth:`Cache.get_verified_batch`), so a colliding entry never spreads; it may replace a
+        local entry made for another request.
+        """
+        key_list, text_list = list(keys), list(texts)
+        check_aligned(key_list, text_list)
+        results = await self.local.get_verified_batch(key_list, text_list, tts_params)
+        missing = [index for index, result in enumerate(results) if result is None]
+        if not missing:
+            return results
+        missing_keys = [key_list[index] for index in missing]
+        missing_texts = [text_list[index] for index in missing]
+        fetched = await self.shared.get_entries(missing_keys)
+        verified = await anyio.to_thread.run_sync(
+            matching_audio, missing_keys, missing_texts, tts_params, fetched
+        )
+        for index, entry, audio in zip(missing, fetched, verified, strict=True):
+            if entry is not None and audio is not None:
+                results[index] = audio
+                await self._copy_to_local(key_list[index], entry)
+        return results
 
     async def _fill_from_shared(
         self, keys: Sequence[str], results: list[_T | None], pick: Callable[[Entry], _T]

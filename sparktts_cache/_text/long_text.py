@@ -17,7 +17,7 @@ import numpy.typing as npt
 from .._core.audio import as_mono_float32
 from .._core.cache import Cache, SynthesisLock
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
-from .._file.cache import TTSCache
+from .._file.cache import SyncTTSCache, TTSCache
 from .._file.locks import FileSynthesisLock
 from ..engines import TTSModel, accepted_params
 from .segmenter import TextSegmenter
@@ -41,6 +41,45 @@ class _Pending:
         self.error: BaseException | None = None
 
 
+#: The cache methods LongTextTTS awaits.
+_AWAITED = ("get_cache_status", "get_cached_batch", "get_cached_data", "cache_data")
+
+
+def _check_async_cache(cache: object, model_rate: int) -> None:
+    """Refuse a cache LongTextTTS cannot use, now rather than at the first ``generate``.
+
+    A blocking cache (``SyncTTSCache``, or a backend written with plain ``def``) failed only inside
+    ``generate``, with "object ... can't be used in 'await' expression". A backend whose
+    ``cache_data`` takes no ``sample_rate`` stores every entry at its own rate: one that says it is
+    not the model's would store the model's audio at the wrong rate, silently.
+    """
+    if isinstance(cache, SyncTTSCache):
+        raise UnsupportedTypeError(
+            "LongTextTTS awaits its cache, and SyncTTSCache is the blocking one: pass "
+            "cache=TTSCache(...) (same arguments, same files), or for blocking calls in a script "
+            "use SyncLongTextTTS(model, cache=SyncTTSCache(...))"
+        )
+    for name in _AWAITED:
+        if not inspect.iscoroutinefunction(getattr(cache, name, None)):
+            raise UnsupportedTypeError(
+                f"LongTextTTS awaits its cache, and {type(cache).__name__}.{name} is not an "
+                "async method: give it a Cache whose methods are 'async def' (see Cache)"
+            )
+    cache_rate = getattr(cache, "sample_rate", None)
+    takes_rate = inspect.signature(cache.cache_data).parameters  # type: ignore[attr-defined]
+    if (
+        "sample_rate" not in takes_rate
+        and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes_rate.values())
+        and isinstance(cache_rate, int)
+        and cache_rate != model_rate
+    ):
+        raise InvalidOptionError(
+            f"{type(cache).__name__} stores every entry at {cache_rate} Hz (its cache_data takes "
+            f"no sample_rate), and the model makes {model_rate} Hz audio: make the cache with "
+            "the model's rate"
+        )
+
+
 class LongTextTTS:
     """Long text to speech through a cache: each distinct segment is synthesised once.
 
@@ -48,7 +87,9 @@ class LongTextTTS:
         model: anything with ``sample_rate`` and a blocking ``inference(text, **params)``; see
             :func:`~sparktts_cache.load_tts_model`.
         cache_dir: a directory for a :class:`TTSCache` at the model's sample rate...
-        cache: ...or any :class:`Cache` (not both).
+        cache: ...or any async :class:`Cache` (not both). A blocking one (``SyncTTSCache``, or
+            methods written with plain ``def``) is refused here with ``UnsupportedTypeError``;
+            for blocking calls use :class:`SyncLongTextTTS`.
         segmenter: how text is split (default: :class:`TextSegmenter()`).
         pause_seconds: silence between segments.
         max_concurrency: model calls running at once in this process (each in a worker thread).
@@ -88,6 +129,8 @@ class LongTextTTS:
             )
         if cache is not None and cache_dir is not None:
             raise InvalidOptionError("pass cache_dir or cache, not both")
+        if cache is not None:
+            _check_async_cache(cache, model.sample_rate)
         if pause_seconds < 0 or max_concurrency < 1:
             raise InvalidOptionError("pause_seconds must be >= 0 and max_concurrency >= 1")
         self.model = model
@@ -98,7 +141,7 @@ class LongTextTTS:
         self.pause_seconds = pause_seconds
         self.max_concurrency = max_concurrency
         self._limiter = anyio.CapacityLimiter(max_concurrency)
-        self._inflight: dict[str, _Pending] = {}
+        self._inflight: dict[tuple[str, str], _Pending] = {}
         self._lock: SynthesisLock | None
         if cross_process_lock is True:
             if not isinstance(self.cache, TTSCache):
@@ -197,9 +240,22 @@ class LongTextTTS:
             return None
         status = await self.cache.get_cache_status(segments, self.key_params(tts_params))
         cached = [] if force else status.cached_keys
-        audio = await self.cache.get_cached_batch(cached)
+        segment_of = dict(zip(reversed(status.cache_keys), reversed(segments), strict=True))
+        audio = await self._read_cached(cached, [segment_of[key] for key in cached], tts_params)
         found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
         return segments, status.cache_keys, found
+
+    async def _read_cached(
+        self, keys: list[str], segments: list[str], tts_params: Mapping[str, Any] | None
+    ) -> list[npt.NDArray[np.float32] | None]:
+        """The cached audio of each key (aligned with ``segments``), None where missing: every
+        read of cached audio goes through here.
+
+        Verified: an entry made for another text or other parameters that share its key (a
+        crafted collision; XXH3-128 is fast, not collision resistant) is a miss, so the segment
+        is synthesised and its entry overwritten.
+        """
+        return await self.cache.get_verified_batch(keys, segments, self.key_params(tts_params))
 
     def _join(self, pieces: list[npt.NDArray[np.float32] | None]) -> npt.NDArray[np.float32]:
         pause = self.pause
@@ -214,15 +270,20 @@ class LongTextTTS:
     async def _synthesise_once(
         self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
     ) -> npt.NDArray[np.float32]:
-        """Synthesise ``key`` unless a task of this process already is; then share its result."""
-        while (pending := self._inflight.get(key)) is not None:
+        """Synthesise ``key`` unless a task of this process already is; then share its result.
+
+        Shared by key and text: a colliding text (another text with the same key) never takes
+        the audio of a synthesis in progress for the first.
+        """
+        inflight = (key, segment)
+        while (pending := self._inflight.get(inflight)) is not None:
             await pending.done.wait()
             if pending.audio is not None:
                 return pending.audio
             if isinstance(pending.error, Exception):
                 raise pending.error
             # The owner was cancelled: try again, maybe as the owner.
-        pending = self._inflight[key] = _Pending()
+        pending = self._inflight[inflight] = _Pending()
         try:
             pending.audio = await self._synthesise(key, segment, tts_params, force)
             return pending.audio
@@ -230,7 +291,7 @@ class LongTextTTS:
             pending.error = exc
             raise
         finally:
-            del self._inflight[key]
+            del self._inflight[inflight]
             pending.done.set()
 
     async def _synthesise(
@@ -241,8 +302,10 @@ class LongTextTTS:
         async with contextlib.AsyncExitStack() as stack:
             if self._lock is not None:
                 await stack.enter_async_context(self._lock.hold(key))
-            if not force and (audio := await self.cache.get_cached_data(key)) is not None:
-                return audio
+            if not force:
+                [audio] = await self._read_cached([key], [segment], tts_params)
+                if audio is not None:
+                    return audio
             return await self._make(key, segment, tts_params)
         raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 

@@ -58,8 +58,8 @@ def load_tts_model(name_or_dir: str | os.PathLike[str] = "espeak", **options: An
 
     Example::
 
-        load_tts_model("espeak")                                 # English eSpeak NG
-        load_tts_model("espeak:cmn")                             # its Mandarin voice
+        load_tts_model("espeak")                                 # eSpeak NG, voice by script
+        load_tts_model("espeak:cmn")                             # its Mandarin voice only
         load_tts_model("piper")                                  # Piper, its bundled voice
         load_tts_model("piper:voices/en_GB-alan-medium.onnx")    # any Piper voice file
         load_tts_model("spark:pretrained_models/Spark-TTS-0.5B", device="cuda:0")

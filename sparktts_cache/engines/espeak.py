@@ -7,6 +7,7 @@ synchronous mode; it keeps global state, so calls are serialised by a process-wi
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 from importlib import metadata
 from typing import Any, ClassVar
@@ -14,10 +15,15 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from .._core.errors import EngineError, InvalidOptionError, MissingDependencyError
+from .._core.errors import (
+    EngineError,
+    InvalidOptionError,
+    InvalidParamsError,
+    MissingDependencyError,
+)
 from ._base import GENDERS, LEVELS, check_choice
 
-__all__ = ["LEVELS", "EspeakModel"]
+__all__ = ["LEVELS", "SCRIPT_VOICES", "EspeakModel", "reported_voice", "voice_for_text"]
 
 _PITCH = dict(zip(LEVELS, (20, 35, 50, 65, 80), strict=True))  # eSpeak pitch, 0-100
 _RATE = dict(zip(LEVELS, (120, 150, 175, 210, 250), strict=True))  # words per minute
@@ -33,6 +39,43 @@ _EE_OK = 0
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
+
+#: The voice a segment is read with when none is chosen, by the first script found in this order
+#: (so kana with Han is Japanese); a segment in none of them is read by ``"en"``. The Mandarin
+#: voice reads Latin words as English itself ("latin as English", eSpeak's own description), so a
+#: mixed Chinese and English segment is one ``cmn`` call, not several.
+SCRIPT_VOICES: tuple[tuple[str, str], ...] = (
+    ("kana", "ja"),
+    ("hangul", "ko"),
+    ("han", "cmn"),
+)
+#: The voice of a segment in none of the scripts of SCRIPT_VOICES (Latin, digits, punctuation).
+DEFAULT_VOICE = "en"
+_SCRIPTS = {
+    "kana": re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]"),
+    "hangul": re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]"),
+    "han": re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"),
+}
+#: What a ``voice`` parameter may be: an eSpeak voice or language name (``en-us``, ``cmn``,
+#: ``sit/yue``), without a ``+variant`` (``gender`` picks that).
+_VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?")
+
+
+class _Voice(ctypes.Structure):
+    """``espeak_VOICE``, as ``espeak_GetCurrentVoice`` returns it."""
+
+    _fields_ = (
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    )
+
 
 _lock = threading.Lock()
 _library: Any = None
@@ -71,6 +114,8 @@ def _load() -> tuple[Any, int]:
         library.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         library.espeak_Info.restype = ctypes.c_char_p
         library.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        library.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
+        library.espeak_GetCurrentVoice.argtypes = []
         library.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
@@ -97,16 +142,50 @@ def _level(name: str, value: object, table: dict[str, int]) -> int:
     return table[check_choice(name, value, LEVELS) or "moderate"]
 
 
+def voice_for_text(text: str) -> str:
+    """The eSpeak voice that reads ``text`` when none is chosen: by its script.
+
+    Han (without kana) gives ``"cmn"`` (Mandarin, which reads Latin words as English), kana
+    ``"ja"``, Hangul ``"ko"``, anything else ``"en"``. A pure function of the text, so the cache
+    key (which holds the text) stays right without naming the voice.
+    """
+    for script, voice in SCRIPT_VOICES:
+        if _SCRIPTS[script].search(text):
+            return voice
+    return DEFAULT_VOICE
+
+
+def reported_voice() -> dict[str, str]:
+    """The voice eSpeak NG last selected, as it reports it (``espeak_GetCurrentVoice``).
+
+    ``{"name": "Chinese (Mandarin, latin as English)", "language": "cmn", "identifier":
+    "sit/cmn"}``: what a test checks to know which voice really spoke, not which was asked for.
+    """
+    with _lock:
+        library, _rate = _load()
+        voice = library.espeak_GetCurrentVoice().contents
+        languages = voice.languages or b""
+        return {
+            "name": (voice.name or b"").decode(errors="replace"),
+            # a priority byte, then the language name, NUL-terminated
+            "language": languages[1:].decode(errors="replace"),
+            "identifier": (voice.identifier or b"").decode(errors="replace"),
+        }
+
+
 class EspeakModel:
     """A real TTS engine that needs no model download, with Spark-TTS's parameter names.
 
-    ``gender`` picks a voice variant (female ``+f3``, male ``+m3``); the levels ``very_low`` to
-    ``very_high`` of ``pitch`` and ``speed`` map to eSpeak's pitch (20-80) and rate (120-250 words
-    per minute). Spark-TTS's other parameters (``prompt_speech_path``, ``temperature``...) have no
-    meaning here and are ignored, though they still count in the cache key.
+    Each text is read by the voice of its script unless a voice is chosen (see
+    :func:`voice_for_text`): Chinese by ``cmn``, English by ``en``. ``gender`` picks a voice
+    variant (female ``+f3``, male ``+m3``); the levels ``very_low`` to ``very_high`` of ``pitch``
+    and ``speed`` map to eSpeak's pitch (20-80) and rate (120-250 words per minute). Spark-TTS's
+    other parameters (``prompt_speech_path``, ``temperature``...) have no meaning here and are
+    ignored, though they still count in the cache key.
 
     Args:
-        voice: an eSpeak voice name (``"en"``, ``"en-us"``, ``"cmn"`` for Mandarin...).
+        voice: an eSpeak voice name (``"en"``, ``"en-us"``, ``"cmn"`` for Mandarin...) that reads
+            every text; None (the default) chooses by each text's script.
 
     Raises:
         MissingDependencyError: if ``espeakng-loader`` is not installed.
@@ -115,10 +194,10 @@ class EspeakModel:
 
     name: ClassVar[str] = "espeak"
 
-    def __init__(self, voice: str = "en") -> None:
+    def __init__(self, voice: str | None = None) -> None:
         with _lock:
             library, rate = _load()
-            if library.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            if voice is not None and not _selects(library, voice):
                 raise InvalidOptionError(f"eSpeak has no voice {voice!r}")
         self.voice = voice
         self.sample_rate: int = rate
@@ -130,12 +209,21 @@ class EspeakModel:
     @property
     def cache_identity(self) -> dict[str, Any]:
         """The library's version (``espeak_Info``), the data's (the espeakng-loader wheel that
-        ships it, read once per process) and the voice: a new eSpeak NG pronounces differently."""
+        ships it, read once per process) and the voice: a new eSpeak NG pronounces differently.
+
+        Without a chosen voice, ``voice`` is the choice by script itself (``SCRIPT_VOICES`` and the
+        default), so a change of that table changes the keys of the texts it may concern; a
+        ``voice`` parameter counts in the key as every parameter does.
+        """
+        voice: str | dict[str, str] = self.voice or {
+            **dict(SCRIPT_VOICES),
+            "other": DEFAULT_VOICE,
+        }
         return {
             "engine": "espeak-ng",
             "version": self.library_version,
             "data": self.data_version,
-            "voice": self.voice,
+            "voice": voice,
             "sample_rate": self.sample_rate,
         }
 
@@ -145,21 +233,30 @@ class EspeakModel:
         gender: str | None = None,
         pitch: str | None = None,
         speed: str | None = None,
+        voice: str | None = None,
     ) -> npt.NDArray[np.float32]:
         """Synthesise ``text``; return mono float32 samples at :attr:`sample_rate`.
 
+        ``voice`` (an eSpeak voice name) overrides the model's voice, and the choice by script.
+
         Raises:
             InvalidParamsError: if ``gender``, ``pitch`` or ``speed`` is not one of Spark-TTS's
-                values (``GENDERS`` and ``LEVELS`` in :mod:`sparktts_cache.engines`).
+                values (``GENDERS`` and ``LEVELS`` in :mod:`sparktts_cache.engines`), or eSpeak
+                has no such ``voice``.
             EngineError: if eSpeak NG fails.
         """
         check_choice("gender", gender, GENDERS)
-        voice = self.voice + (f"+{_VARIANT[gender]}" if gender else "")
+        if voice is not None and not (isinstance(voice, str) and _VOICE_NAME.fullmatch(voice)):
+            raise InvalidParamsError(f"voice must be an eSpeak voice name, got {voice!r}")
+        name = voice or self.voice or voice_for_text(text)
+        variant = f"+{_VARIANT[gender]}" if gender else ""
         encoded = text.encode("utf-8") + b"\0"
         with _lock:
             library, _rate = _load()
-            if library.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise EngineError(f"eSpeak could not select voice {voice!r}")
+            if not _selects(library, name + variant):
+                if voice is not None and not _selects(library, voice):
+                    raise InvalidParamsError(f"eSpeak has no voice {voice!r}")
+                raise EngineError(f"eSpeak could not select voice {name + variant!r}")
             library.espeak_SetParameter(_ESPEAK_PITCH, _level("pitch", pitch, _PITCH), 0)
             library.espeak_SetParameter(_ESPEAK_RATE, _level("speed", speed, _RATE), 0)
             _chunks.clear()
@@ -172,3 +269,8 @@ class EspeakModel:
             raise EngineError(f"eSpeak synthesis failed with status {status}")
         samples: npt.NDArray[np.float32] = pcm.astype(np.float32) / np.float32(32768.0)
         return samples
+
+
+def _selects(library: Any, voice: str) -> bool:
+    """Select ``voice`` in eSpeak (call with ``_lock`` held); False if it has no such voice."""
+    return bool(library.espeak_SetVoiceByName(voice.encode()) == _EE_OK)

@@ -1,0 +1,121 @@
+"""``get_cache_status`` at 10,000, 100,000 and 1,000,000 segments: event-loop stall and memory.
+
+Command: ``.venv/bin/python -m benchmarks.status_scale`` (a few minutes; prints the figures and
+writes ``benchmarks/results/status_scale.json``).
+
+Each size runs in a fresh process (so that one size's memory does not hide another's) against a
+cache holding every tenth segment. A 1 ms heartbeat on the event loop records the longest stall;
+peak memory is what ``tracemalloc`` saw allocated during one more call (traced, so not timed),
+next to the size of the answer (its lists and the key strings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from sparktts_cache import SyncTTSCache, TTSCache
+
+from ._harness import RESULTS, machine_info
+from .run import PARAMS, segments_of
+
+SIZES = (10_000, 100_000, 1_000_000)
+CACHED_EVERY = 10
+REPEATS = 3
+
+
+def _deep_size(status: Any) -> int:
+    """Bytes of the answer: its three lists and the key strings (the segments are the caller's)."""
+    keys = status.cache_keys
+    return (
+        sys.getsizeof(keys)
+        + sum(map(sys.getsizeof, keys))
+        + sys.getsizeof(status.cached_keys)
+        + sys.getsizeof(status.segments_to_generate)
+    )
+
+
+def _measure(size: int, root: str, queue: Any) -> None:
+    segments = segments_of(size)
+    sync = SyncTTSCache(root)
+    keys = sync.get_cache_status(segments, PARAMS).cache_keys
+    for key, segment in list(zip(keys, segments, strict=True))[::CACHED_EVERY]:
+        sync.cache_data(key, __import__("numpy").zeros(16, "float32"), segment, PARAMS)
+    del keys
+    cache = TTSCache(root)
+
+    async def main() -> dict[str, Any]:
+        stalls = [0.0]
+        done = asyncio.Event()
+
+        async def heartbeat() -> None:
+            while not done.is_set():
+                began = time.perf_counter()
+                await asyncio.sleep(0.001)
+                stalls.append(time.perf_counter() - began - 0.001)
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.01)
+        seconds, peaks, answer = [], [], 0
+        for repeat in range(REPEATS + 1):
+            traced = repeat == REPEATS  # the last run traces memory (which slows it), untimed
+            if traced:
+                done.set()
+                await beat
+                tracemalloc.start()
+            began = time.perf_counter()
+            status = await cache.get_cache_status(segments, PARAMS)
+            if traced:
+                peaks.append(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            else:
+                seconds.append(time.perf_counter() - began)
+            answer = _deep_size(status)
+            assert len(status.cached_keys) == (size + CACHED_EVERY - 1) // CACHED_EVERY
+            del status
+            await asyncio.sleep(0.05)  # the answer is freed on the loop: its stall counts too
+        return {
+            "size": size,
+            "seconds": seconds,
+            "stall_ms": max(stalls) * 1e3,
+            "peak_mb": max(peaks) / 1e6,
+            "answer_mb": answer / 1e6,
+        }
+
+    queue.put(asyncio.run(main()))
+
+
+def main() -> int:
+    figures = []
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as work:
+        for size in SIZES:
+            queue = context.Queue()
+            process = context.Process(target=_measure, args=(size, f"{work}/{size}", queue))
+            process.start()
+            row = queue.get()
+            process.join()
+            figures.append(row)
+            print(
+                f"{size:>9} segments  median {sorted(row['seconds'])[1]:.3f} s  "
+                f"worst stall {row['stall_ms']:.2f} ms  peak {row['peak_mb']:.0f} MB  "
+                f"answer {row['answer_mb']:.0f} MB",
+                flush=True,
+            )
+        info = machine_info(Path(work))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "status_scale.json").write_text(
+        json.dumps({"machine": info, "figures": figures}, indent=2) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
