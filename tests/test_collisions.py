@@ -34,6 +34,7 @@ from .models import CountingModel, audio_for
 pytestmark = pytest.mark.anyio
 
 PARAMS = {"gender": "female", "pitch": "moderate"}
+RATE = CountingModel.sample_rate  # the rate the stand-in model makes audio at
 A, B = "Text A.", "Text B."
 
 
@@ -143,7 +144,10 @@ async def test_concurrent_colliding_requests_do_not_share_one_synthesis(tmp_path
 
 
 async def test_tiered_promotes_only_an_entry_made_for_the_request(tmp_path: Path) -> None:
-    local, shared = TTSCache(tmp_path / "local"), TTSCache(tmp_path / "shared")
+    local, shared = (
+        TTSCache(tmp_path / "local", sample_rate=RATE),
+        TTSCache(tmp_path / "shared", sample_rate=RATE),
+    )
     tiered = TieredCache(local, shared)
     key = tiered.generate_cache_key(B, PARAMS)
     audio_a, audio_b = audio_for(A), audio_for(B)
@@ -167,7 +171,10 @@ async def test_tiered_promotes_only_an_entry_made_for_the_request(tmp_path: Path
 async def test_long_text_over_tiers_synthesises_a_collision_and_overwrites_both(
     tmp_path: Path,
 ) -> None:
-    local, shared = CollidingCache(tmp_path / "local"), TTSCache(tmp_path / "shared")
+    local, shared = (
+        CollidingCache(tmp_path / "local", sample_rate=RATE),
+        TTSCache(tmp_path / "shared", sample_rate=RATE),
+    )
     await long_text(LongTextTTS, TieredCache(local, shared), CountingModel()).generate(A, PARAMS)
     model = CountingModel()
     tts = long_text(LongTextTTS, TieredCache(local, shared), model)
@@ -180,7 +187,7 @@ async def test_long_text_over_tiers_synthesises_a_collision_and_overwrites_both(
 
 
 def test_what_a_verified_read_compares(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path / "cache")
+    cache = SyncTTSCache(tmp_path / "cache", sample_rate=RATE)
     audio = audio_for(A)
     params = {"gender": "female", "temperature": 0.5, "top_k": 50}
     key = cache.generate_cache_key(A, params)
@@ -201,7 +208,7 @@ def test_what_a_verified_read_compares(tmp_path: Path) -> None:
 
 
 def test_a_speaker_file_is_compared_by_content_not_by_path(tmp_path: Path) -> None:
-    cache = SyncTTSCache(tmp_path / "cache")
+    cache = SyncTTSCache(tmp_path / "cache", sample_rate=RATE)
     prompt = tmp_path / "prompt.wav"
     prompt.write_bytes(b"speaker one" * 100)
     moved = tmp_path / "moved.wav"
@@ -241,8 +248,8 @@ async def test_lookup_keys_in_a_worker_thread(
     prompt = tmp_path / "prompt.wav"
     prompt.write_bytes(b"voice" * 1000)
     params = {"prompt_speech_path": str(prompt)}
-    local = TTSCache(tmp_path / "local")
-    for cache in (local, WatchedTiered(local, TTSCache(tmp_path / "shared"))):
+    local = TTSCache(tmp_path / "local", sample_rate=RATE)
+    for cache in (local, WatchedTiered(local, TTSCache(tmp_path / "shared", sample_rate=RATE))):
         keyed_in.clear()
         key, audio = await cache.lookup(A, params)
         assert audio is None and key == real_key(A, params)
@@ -252,7 +259,7 @@ async def test_lookup_keys_in_a_worker_thread(
 def test_an_entry_recording_the_request_verbatim_is_served_without_parsing_its_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = SyncTTSCache(tmp_path)
+    cache = SyncTTSCache(tmp_path, sample_rate=RATE)
     key = cache.generate_cache_key(A, PARAMS)
     assert cache.cache_data(key, audio_for(A), A, PARAMS)
 
