@@ -721,7 +721,7 @@ async def bench_server(config: Config, results: Results) -> None:
     count = len(TextSegmenter().segment_text(whole))
     limit = str(len(whole) + 1000)
     async with running_server(config.work, "espeak", "--engine", "espeak",
-                        "--max-input-chars", limit) as address:  # fmt: skip
+                              "--max-input-chars", limit) as address:  # fmt: skip
         static = config.work / "espeak-static"
         connection = await Connection.open(address)
         request = {"model": "tts-1", "voice": "alloy", "input": whole, "response_format": "mp3"}
