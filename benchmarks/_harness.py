@@ -52,7 +52,11 @@ class Results:
         self.figures.append(figure)
         print(
             f"  {figure.scenario:<28} {figure.implementation:<34} n={figure.size:<7} "
-            f"median {figure.median * 1e3:10.3f} ms"
+            + (
+                f"median {figure.median / 2**20:10.3f} MiB"
+                if figure.unit == "B"
+                else f"median {figure.median * 1e3:10.3f} ms"
+            )
             + (f"  stall {figure.stall * 1e3:6.2f} ms" if figure.stall is not None else ""),
             flush=True,
         )
@@ -214,16 +218,17 @@ def write_results(
         lines += [f"| {i['figure']} | {i['size']} | {i['ratio']:.3f} |" for i in results.info]
     lines += [
         "",
-        "## All figures (milliseconds)",
+        "## All figures (milliseconds; MiB for memory)",
         "",
         "| scenario | implementation | size | median | min | max | longest stall |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in results.figures:
         stall = f"{f.stall * 1e3:.2f}" if f.stall is not None else "-"
+        scale = 1 / 2**20 if f.unit == "B" else 1e3
         lines.append(
-            f"| {f.scenario} | {f.implementation} | {f.size} | {f.median * 1e3:.3f} | "
-            f"{min(f.runs) * 1e3:.3f} | {max(f.runs) * 1e3:.3f} | {stall} |"
+            f"| {f.scenario} | {f.implementation} | {f.size} | {f.median * scale:.3f} | "
+            f"{min(f.runs) * scale:.3f} | {max(f.runs) * scale:.3f} | {stall} |"
         )
     (directory / f"{name}.md").write_text("\n".join(lines) + "\n")
     return path

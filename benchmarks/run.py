@@ -18,13 +18,14 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiofiles.os
 import anyio.to_thread
@@ -660,7 +661,7 @@ async def bench_piper(config: Config, results: Results) -> None:
     async def first_chunk() -> None:
         root = config.work / f"piper-{next(runs)}"
         stream = LongTextTTS(model, cache_dir=root).stream(whole)
-        async with contextlib.aclosing(cast(AsyncGenerator[np.ndarray, None], stream)):
+        async with contextlib.aclosing(stream):
             chunk = await anext(stream)
         assert len(chunk) > 0
 
@@ -917,6 +918,191 @@ async def _bench_server_first_byte(config: Config, results: Results, segments: l
                       ours, base, 1.3)  # fmt: skip
 
 
+class _SecondsModel:
+    """A stand-in engine: ``seconds`` of audio per segment, made at once."""
+
+    sample_rate = RATE
+
+    def __init__(self, seconds: float) -> None:
+        self.samples = round(seconds * RATE)
+
+    def inference(self, text: str) -> np.ndarray:
+        return np.full(self.samples, len(text) / 1000, dtype=np.float32)
+
+
+def _distinct_copies(text: str, copies: int) -> str:
+    """``copies`` copies of ``text``, each paragraph of copy k opening with "Copy k." so that the
+    copies' segments differ (and none is served by another copy's cache entries)."""
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    return "\n\n".join(
+        f"Copy {copy}. {paragraph}" for copy in range(1, copies + 1) for paragraph in paragraphs
+    )
+
+
+#: Runs the command line in a child that writes its own peak RSS (``VmHWM``, in kB) to a file at
+#: exit. Not ``wait4``'s ``ru_maxrss``: on Linux a child's starts from its parent's high-water mark
+#: (recorded when the child execs), so a child of a large benchmark process would report at least
+#: that.
+_PEAK_RSS_WRAPPER = """
+import atexit, runpy, sys
+record_in = sys.argv.pop(1)
+def record():
+    with open("/proc/self/status") as status, open(record_in, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+atexit.register(record)
+sys.argv[0] = "sparktts-cache"
+runpy.run_module("sparktts_cache", run_name="__main__", alter_sys=True)
+"""
+
+
+def _synth_peak_rss(root: Path, text_file: Path) -> tuple[int, str]:
+    """Run ``sparktts-cache synth`` (eSpeak) in a subprocess: its peak RSS (bytes) and the line
+    it prints (Linux: the peak is read from ``/proc``)."""
+    record = root / "peak-rss"
+    command = [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(record),
+               "--cache-dir", str(root / "cache"),
+               "synth", "--file", str(text_file), "-o", str(root / "out.wav")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode:
+        raise RuntimeError(f"synth failed ({done.returncode}): {done.stderr}")
+    return int(record.read_text()) * 1024, done.stdout.strip()
+
+
+async def bench_memory(config: Config, results: Results) -> None:
+    """Peak memory against the length of the text: ``LongTextTTS.stream`` (traced by tracemalloc
+    in this process, cached and uncached, with a stand-in engine making 2 s of 16 kHz audio a
+    segment) and ``sparktts-cache synth`` (peak RSS of the subprocess, eSpeak, the demo text in 1,
+    4 and 16 distinct copies). Memory must stay flat: bounded by the read-ahead window, not the
+    text. Also the time to the first chunk of a cached stream, against the text's length.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only memory``
+    """
+    import tracemalloc
+
+    base = 10 if config.quick else len(TextSegmenter().segment_text(DEMO_TEXT.read_text()))
+    multiples = (1, 4) if config.quick else (1, 4, 16)
+    model = _SecondsModel(0.5 if config.quick else 2.0)
+    peaks: dict[str, list[Figure]] = {"uncached": [], "cached": []}
+    first_chunks: list[Figure] = []
+    audio: list[Figure] = []
+    with fresh_dir(config, "memory") as root:  # first-time allocations (imports) not counted
+        async for _chunk in LongTextTTS(model, cache_dir=root).stream("Warm. Up."):
+            pass
+    for multiple in multiples:
+        count = base * multiple
+        text = "\n\n".join(f"Sentence {index} of the memory benchmark." for index in range(count))
+        with fresh_dir(config, "memory") as root:
+            tts = LongTextTTS(model, cache_dir=root)
+
+            async def consume(tts: LongTextTTS = tts, text: str = text) -> int:
+                chunks = 0
+                async for _chunk in tts.stream(text):
+                    chunks += 1
+                return chunks
+
+            for kind in ("uncached", "cached"):
+                tracemalloc.start()
+                try:
+                    assert await consume() == count
+                    _now, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                peaks[kind].append(
+                    results.add(
+                        Figure(
+                            f"stream peak memory ({kind})",
+                            "LongTextTTS.stream",
+                            count,
+                            [float(peak)],
+                            unit="B",
+                        )
+                    )
+                )
+            audio_bytes = count * model.samples * 4
+            audio.append(
+                results.add(
+                    Figure(
+                        "stream peak memory",
+                        "the text's audio (float32)",
+                        count,
+                        [float(audio_bytes)],
+                        unit="B",
+                    )
+                )
+            )
+
+            async def first_chunk(tts: LongTextTTS = tts, text: str = text) -> None:
+                stream = tts.stream(text)
+                async with contextlib.aclosing(stream):
+                    await anext(stream)
+
+            runs, stall = await time_async(first_chunk, config.repeats)
+            if multiple == multiples[-1]:
+                whole = results.add(
+                    Figure(
+                        "stream whole text, cached",
+                        "LongTextTTS.stream",
+                        count,
+                        *(await time_async(consume, max(3, config.repeats // 2))),
+                    )
+                )
+            first_chunks.append(
+                results.add(
+                    Figure("stream first chunk, cached", "LongTextTTS.stream", count, runs, stall)
+                )
+            )
+    # Flat against the audio: what still grows is the bookkeeping of the whole text (its
+    # segments, their keys and the status: a few hundred bytes a segment, 0.1 % of its audio).
+    for kind, figures in peaks.items():
+        results.ratio(f"stream peak memory ({kind}) over the text's audio, {multiples[-1]}x",
+                      figures[-1], audio[-1], 0.05)  # fmt: skip
+        results.ratio(f"stream peak memory ({kind}), {multiples[-1]}x the text over 1x",
+                      figures[-1], figures[0], None)  # fmt: skip
+    # The first chunk needs the segments and one status call of the whole text (linear, and
+    # microseconds a segment), then one segment's read: not the rest of the text's.
+    results.ratio(f"stream first cached chunk, {multiples[-1]}x the text over 1x",
+                  first_chunks[-1], first_chunks[0], None)  # fmt: skip
+    results.ratio(f"stream first cached chunk over the whole cached stream, {multiples[-1]}x",
+                  first_chunks[-1], whole, 0.1)  # fmt: skip
+
+    from sparktts_cache import MissingDependencyError, load_tts_model
+
+    try:
+        load_tts_model("espeak")
+    except MissingDependencyError as exc:
+        print(f"  synth skipped: {exc}", flush=True)
+        return
+    demo = DEMO_TEXT.read_text(encoding="utf-8")
+    if config.quick:
+        demo = "\n\n".join(demo.split("\n\n")[:3])
+    rss: dict[str, list[Figure]] = {"uncached": [], "cached": []}
+    for multiple in multiples:
+        with fresh_dir(config, "memory-synth") as root:
+            text_file = root / "text.txt"
+            text_file.write_text(_distinct_copies(demo, multiple), encoding="utf-8")
+            for kind in ("uncached",) if config.quick else ("uncached", "cached"):
+                peak, report = _synth_peak_rss(root, text_file)
+                segments = int(report.split()[0])
+                if kind == "cached":
+                    assert " 0 synthesised" in report, report
+                rss[kind].append(
+                    results.add(
+                        Figure(
+                            f"synth peak RSS ({kind})",
+                            "sparktts-cache synth (eSpeak)",
+                            segments,
+                            [float(peak)],
+                            unit="B",
+                        )
+                    )
+                )
+    for kind, figures in rss.items():
+        if not figures:  # --quick: a subprocess a second, so uncached only
+            continue
+        results.ratio(f"synth peak RSS ({kind}), {multiples[-1]}x the text over 1x",
+                      figures[-1], figures[0], 1.5)  # fmt: skip
+
+
 SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
     "keys": bench_keys,
     "status": bench_status,
@@ -925,6 +1111,7 @@ SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
     "scaling": bench_scaling,
     "processes": bench_processes,
     "long_text": bench_long_text,
+    "memory": bench_memory,
     "piper": bench_piper,
     "server": bench_server,
 }

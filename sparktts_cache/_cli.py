@@ -7,7 +7,8 @@ is not a directory (or, for ``synth``, cannot be written), ``clear``, ``prune`` 
 refused in a directory that is not marked as a cache and holds files that are not the cache's (one
 line on stderr says which and what to do), an ``export`` destination whose extension names no
 format it writes, a ``synth`` text that is empty or blank, given twice (TEXT and ``--file``) or in a
-``--file`` that is not a regular UTF-8 file of at most 16 MiB; 3 no such entry (``show``,
+``--file`` that is not a regular UTF-8 file of at most 16 MiB, a ``synth -o`` that cannot be
+written (checked before synthesising); 3 no such entry (``show``,
 ``export``); 4 ``synth --expect-cached`` had to synthesise; 130 interrupted (Ctrl-C). Every error is
 one line on stderr.
 
@@ -487,7 +488,48 @@ def _read_text_file(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text
 
 
+def _synth_format(output: Path) -> tuple[str, str] | None:
+    """The libsndfile container and sample format ``synth`` writes ``output`` in, by its
+    extension: 16-bit PCM where the container takes it (WAV, FLAC, AIFF...), else the container's
+    own (Vorbis for ``.ogg``, MPEG layer III for ``.mp3``); None if libsndfile writes no such
+    container."""
+    import soundfile
+
+    container = output.suffix[1:].upper()
+    if container in ("", "RAW") or container not in soundfile.available_formats():
+        return None
+    subtype = "PCM_16" if soundfile.check_format(container, "PCM_16") else None
+    subtype = subtype or soundfile.default_subtype(container)
+    return None if subtype is None else (container, subtype)
+
+
+def _unwritable_output(output: Path) -> str | None:
+    """Why ``synth`` could not write ``output``, checked before any synthesis; None if it can.
+
+    The file is written beside itself and renamed over it (see :func:`_write_beside`), so what
+    matters is its directory, and that nothing at the name is a directory.
+    """
+    shown = repr(str(output))
+    if _synth_format(output) is None:
+        return f"-o {shown}: cannot tell the format of the extension (try .wav or .flac)"
+    directory = output.parent
+    if not directory.is_dir():
+        return f"-o {shown}: no such directory {str(directory)!r}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"-o {shown}: cannot write in {str(directory)!r} (permission denied or read-only)"
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(output).st_mode):
+            return f"-o {shown} is a directory"
+    return None
+
+
 def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
+    """Synthesise through the cache, writing the output as segments arrive.
+
+    Only a window of segments is in memory at once (see ``LongTextTTS.stream``), whatever the
+    length of the text; the output file is checked before anything is synthesised, written into a
+    temp file beside it and renamed over it at the end (never written through a symlink there).
+    """
     import anyio
     import soundfile
 
@@ -511,6 +553,12 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         source = f"--file {str(args.file)!r}" if args.file else "TEXT"
         print(f"synth: {source} is blank (only white space): nothing to say", file=sys.stderr)
         return EXIT_USAGE
+    output: Path = args.output
+    problem = _unwritable_output(output)
+    if problem is not None:
+        print(f"synth: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    container, subtype = _synth_format(output) or ("WAV", "PCM_16")
     params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
                                 ("speed", args.speed), ("voice", args.voice))
               if v is not None}  # fmt: skip
@@ -524,39 +572,47 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     except InvalidOptionError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    async_cache = TTSCache(cache.cache_dir, sample_rate=model.sample_rate)
+    rate = model.sample_rate
+    async_cache = TTSCache(cache.cache_dir, sample_rate=rate)
     long_text = LongTextTTS(model, cache=async_cache, segmenter=TextSegmenter(args.max_chars))
     segments = long_text.segmenter.segment_text(text)
-    chunks: list[np.ndarray] = []
-    counts = {"cached": 0, "synthesised": 0}
+    written = {"segments": 0, "samples": 0}
 
-    async def run() -> None:
-        from tqdm import tqdm
+    def synthesise_into(file: BinaryIO) -> None:
+        with soundfile.SoundFile(
+            file, "w", samplerate=rate, channels=1, subtype=subtype, format=container
+        ) as sound:
 
-        with tqdm(total=len(segments), unit="segment", disable=not args.progress,
-                  file=sys.stderr) as bar:  # fmt: skip
-            made = long_text.synthesis_count
-            async for chunk in long_text.stream(text, params):
-                chunks.append(chunk)
-                fresh = long_text.synthesis_count > made
-                made = long_text.synthesis_count
-                counts["synthesised" if fresh else "cached"] += 1
-                bar.set_postfix(counts)
-                bar.update()
+            async def run() -> None:
+                from tqdm import tqdm
+
+                with tqdm(total=len(segments), unit="segment", disable=not args.progress,
+                          file=sys.stderr) as bar:  # fmt: skip
+                    async for chunk in long_text.stream(text, params):
+                        # A blocking write of one segment (tens of milliseconds at most): nothing
+                        # else runs on this loop.
+                        sound.write(chunk)
+                        written["segments"] += 1
+                        written["samples"] += len(chunk)
+                        bar.set_postfix(synthesised=long_text.synthesis_count)
+                        bar.update()
+
+            anyio.run(run)
 
     began = time.perf_counter()
     try:
-        anyio.run(run)
-    except KeyboardInterrupt:
+        _write_beside(output, synthesise_into)
+    except KeyboardInterrupt:  # the temp file is gone, the destination as it was
         return _interrupted(cache, segments, long_text.key_params(params))
     elapsed = time.perf_counter() - began
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    soundfile.write(args.output, audio, model.sample_rate, subtype="PCM_16")
-    share = counts["cached"] / max(1, len(chunks))
-    print(f"{_plural(len(chunks), 'segment')} in {elapsed:.2f} s: {counts['cached']} from the "
-          f"cache ({share:.0%}), {counts['synthesised']} synthesised; wrote {args.output} "
-          f"({len(audio) / model.sample_rate:.1f} s of audio)")  # fmt: skip
-    if args.expect_cached and counts["synthesised"]:
+    # Segments are synthesised ahead of the one being written, so they are counted at the end:
+    # a segment repeated in the text is synthesised once and counted cached after that.
+    count, synthesised = written["segments"], long_text.synthesis_count
+    cached = count - synthesised
+    print(f"{_plural(count, 'segment')} in {elapsed:.2f} s: {cached} from the cache "
+          f"({cached / max(1, count):.0%}), {synthesised} synthesised; wrote {output} "
+          f"({written['samples'] / rate:.1f} s of audio)")  # fmt: skip
+    if args.expect_cached and synthesised:
         print("expected every segment to come from the cache", file=sys.stderr)
         return EXIT_NOT_CACHED
     return EXIT_OK
@@ -631,7 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth = command("synth", cmd_synth, "synthesise text through the cache", json=False)
     synth.add_argument("text", nargs="?", help="the text (or --file)")
     synth.add_argument("--file", type=Path, help="read the text from this file")
-    synth.add_argument("-o", "--output", type=Path, required=True, help="the WAV file to write")
+    synth.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="the audio file to write (.wav or .flac: 16-bit; other extensions libsndfile "
+        "writes); written as segments arrive, renamed into place at the end",
+    )
     synth.add_argument(
         "--engine",
         default="espeak",

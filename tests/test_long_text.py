@@ -6,20 +6,28 @@ import collections
 import contextlib
 import os
 import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
 import numpy as np
+import numpy.typing as npt
 import pytest
+from anyio import wait_all_tasks_blocked
 
 from sparktts_cache import (
     FileSynthesisLock,
     InvalidAudioError,
+    InvalidOptionError,
     LongTextTTS,
     SyncTTSCache,
     TextSegmenter,
     TTSCache,
 )
+from sparktts_cache._text.read_ahead import ReadAhead
 
 from .helpers import Gate, Worker, hold_lock, long_text_worker
 from .models import CountingModel, audio_for
@@ -128,8 +136,8 @@ async def test_stream_stopped_early_keeps_what_it_made(tmp_path: Path) -> None:
     stream = tts.stream(TEXT, PARAMS)
     async for _chunk in stream:
         break
-    await stream.aclose()  # type: ignore[attr-defined]
-    assert model.total_calls == 1
+    await stream.aclose()
+    assert 1 <= model.total_calls <= 2  # the first, and perhaps the next, made ahead
     await tts.generate(TEXT, PARAMS)
     assert model.total_calls == len(set(SEGMENTER.segment_text(TEXT)))
 
@@ -287,3 +295,201 @@ async def test_something_else_at_an_entry_path_is_synthesised_anyway(tmp_path: P
     np.testing.assert_array_equal(audio, audio_for("Blocked.", "female"))
     chunks = [chunk async for chunk in tts.stream("Blocked.", PARAMS)]
     np.testing.assert_array_equal(np.concatenate(chunks), audio)
+
+
+# -- stream: the read-ahead window -------------------------------------------------------------
+
+#: 40 distinct segments, one per paragraph.
+LONG_TEXT = "\n\n".join(f"This is sentence number {index}." for index in range(40))
+LONG_SEGMENTS = SEGMENTER.segment_text(LONG_TEXT)
+
+
+class CountingReads(TTSCache):
+    """Counts the keys read, and every read that would hold more than ``window`` segments past
+    the ``received`` ones the consumer has (set by the test)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.keys_read = 0
+        self.received = 0
+        self.window: int | None = None
+        self.excess: list[tuple[int, int]] = []
+
+    async def get_cached_batch(self, keys: Sequence[str]) -> list[npt.NDArray[np.float32] | None]:
+        self._count(len(keys))
+        return await super().get_cached_batch(keys)
+
+    async def get_cached_data(self, key: str) -> npt.NDArray[np.float32] | None:
+        self._count(1)
+        return await super().get_cached_data(key)
+
+    async def get_verified_batch(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        tts_params: Mapping[str, Any] | None = None,
+    ) -> list[npt.NDArray[np.float32] | None]:
+        self._count(len(keys))
+        return await super().get_verified_batch(keys, texts, tts_params)
+
+    def _count(self, keys: int) -> None:
+        self.keys_read += keys
+        if self.window is not None and self.keys_read > self.received + self.window:
+            self.excess.append((self.keys_read, self.received))
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` until true; fail after 10 s (which only a broken read-ahead takes)."""
+    with anyio.fail_after(10):
+        while not condition():
+            await anyio.sleep(0.002)
+
+
+async def test_cached_stream_yields_the_first_segment_before_reading_the_rest(
+    tmp_path: Path,
+) -> None:
+    cache = CountingReads(tmp_path)
+    tts = LongTextTTS(CountingModel(), cache=cache, segmenter=SEGMENTER)
+    await tts.generate(LONG_TEXT, PARAMS)
+    cache.keys_read, cache.window = 0, 4
+    stream = tts.stream(LONG_TEXT, PARAMS, read_ahead=4)
+    async with contextlib.aclosing(stream):
+        first = await anext(stream)
+        # The first segment is read alone; at most the window after it by now.
+        assert 1 <= cache.keys_read <= 5 < len(LONG_SEGMENTS)
+        cache.received = 1
+        chunks = [first]
+        # With the consumer holding still, the reader fills the window ahead of it, no further.
+        await wait_until(lambda: cache.keys_read == 1 + 4)
+        async for chunk in stream:
+            cache.received += 1
+            chunks.append(chunk)
+    assert cache.excess == []  # no read ever held more than the window past the consumer
+    assert cache.keys_read == len(LONG_SEGMENTS) and tts.synthesis_count == len(LONG_SEGMENTS)
+    np.testing.assert_array_equal(np.concatenate(chunks), expected_audio(tts, LONG_TEXT))
+
+
+async def test_stream_synthesises_ahead_of_a_slow_consumer_in_text_order(tmp_path: Path) -> None:
+    received = [0]
+    excess: list[int] = []
+
+    def check_window(call: int) -> None:  # call n makes segment n - 1 (one worker, text order)
+        if call > received[0] + 3:
+            excess.append(call)
+
+    model = CountingModel(before_call=check_window)
+    tts = make(tmp_path, model)
+    stream = tts.stream(LONG_TEXT, PARAMS, read_ahead=3)
+    chunks = []
+    async with contextlib.aclosing(stream):
+        async for chunk in stream:
+            received[0] += 1
+            chunks.append(chunk)
+            if received[0] == 1:  # the consumer holds still: the next 3 are made meanwhile
+                await wait_until(lambda: model.total_calls == 4)
+    assert excess == []
+    assert list(model.calls) == LONG_SEGMENTS and model.total_calls == len(LONG_SEGMENTS)
+    np.testing.assert_array_equal(np.concatenate(chunks), expected_audio(tts, LONG_TEXT))
+
+
+async def test_stream_synthesises_with_max_concurrency_workers(tmp_path: Path) -> None:
+    # The first two model calls wait for each other: only two calls at once get past.
+    meet = threading.Barrier(2)
+    model = CountingModel(before_call=lambda n: n > 2 or meet.wait(timeout=10))
+    tts = make(tmp_path, model, max_concurrency=2)
+    chunks = [chunk async for chunk in tts.stream(TEXT, PARAMS)]
+    assert model.peak == 2
+    assert dict(model.calls) == dict.fromkeys(SEGMENTER.segment_text(TEXT), 1)
+    np.testing.assert_array_equal(np.concatenate(chunks), expected_audio(tts, TEXT))
+
+
+async def test_stream_with_force_makes_a_repeated_segment_once(tmp_path: Path) -> None:
+    model = CountingModel()
+    tts = make(tmp_path, model, max_concurrency=3)
+    await tts.generate(TEXT, PARAMS)
+    model.version = 1
+    chunks = [chunk async for chunk in tts.stream(TEXT, PARAMS, force_regenerate=True)]
+    assert dict(model.calls) == dict.fromkeys(SEGMENTER.segment_text(TEXT), 2)
+    again, fully_cached = await tts.generate(TEXT, PARAMS)
+    assert fully_cached is True
+    np.testing.assert_array_equal(np.concatenate(chunks), again)
+
+
+async def test_stream_raises_a_model_error_at_its_segment(tmp_path: Path) -> None:
+    text = "First one is fine. Second one is fine too. Third will fail. Fourth never runs."
+    model = CountingModel(fail_on="fail")
+    tts = make(tmp_path, model, max_concurrency=2)
+    yielded = 0
+    with pytest.raises(RuntimeError, match="model failed"):
+        async for _chunk in tts.stream(text, PARAMS):
+            yielded += 1
+    segments = SEGMENTER.segment_text(text)
+    assert yielded == next(i for i, segment in enumerate(segments) if "fail" in segment) > 0
+    assert tts._inflight == {} and model.peak <= 2
+
+
+@pytest.mark.parametrize("how", ["aclose", "break", "cancel"])
+async def test_a_stream_stopped_early_leaves_no_worker_running(
+    tmp_path: Path, how: str, anyio_backend: str
+) -> None:
+    model = CountingModel()
+    tts = make(tmp_path, model, max_concurrency=2)
+    stream = tts.stream(LONG_TEXT, PARAMS, read_ahead=len(LONG_SEGMENTS))
+    with anyio.CancelScope() as scope:
+        async for _chunk in stream:
+            await wait_until(lambda: model.total_calls >= 2)  # made ahead: workers are busy
+            if how == "cancel":
+                scope.cancel()
+                await anyio.sleep(1)  # cancelled here, in the consumer's own code
+            break
+    if how == "aclose":
+        await stream.aclose()
+        del stream
+    else:  # dropped unclosed: the event loop's finaliser closes it (trio says so)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del stream
+        expected = ["garbage collected"] if anyio_backend == "trio" else []
+        assert [w for w in expected if any(w in str(c.message) for c in caught)] == expected
+    await wait_until(lambda: ReadAhead.running == 0)  # closed, and the workers are gone
+    assert not tts._inflight and model._active == 0 and tts._limiter.borrowed_tokens == 0
+    stopped_at = model.total_calls
+    await anyio.sleep(0.2)  # workers left running would make the other segments meanwhile
+    assert model.total_calls == stopped_at < len(LONG_SEGMENTS)
+    await tts.generate(LONG_TEXT, PARAMS)  # what was made is cached, and made once
+    assert dict(model.calls) == dict.fromkeys(LONG_SEGMENTS, 1)
+
+
+async def test_closing_a_stream_waits_for_the_model_call_in_progress(tmp_path: Path) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def hold_the_second(n: int) -> None:
+        if n == 2:
+            started.set()
+            release.wait(timeout=30)
+
+    model = CountingModel(before_call=hold_the_second)
+    tts = make(tmp_path, model)
+    stream = tts.stream(LONG_TEXT, PARAMS)
+    await anext(stream)
+    await anyio.to_thread.run_sync(started.wait, 30)
+    closed = anyio.Event()
+
+    async def close() -> None:
+        await stream.aclose()
+        closed.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(close)
+        await wait_all_tasks_blocked()
+        assert not closed.is_set()  # the call cannot be interrupted: close waits for it
+        release.set()
+    assert model._active == 0 and model.total_calls == 2 and not tts._inflight
+    status = await tts.cache.get_cache_status(LONG_SEGMENTS[:3], tts.key_params(PARAMS))
+    assert status.segments_to_generate == LONG_SEGMENTS[2:3]  # the second one was cached
+
+
+async def test_read_ahead_must_be_a_positive_int(tmp_path: Path) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InvalidOptionError):
+            await anext(make(tmp_path).stream(TEXT, PARAMS, read_ahead=bad))  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import collections
 import contextlib
 import math
 import numbers
@@ -16,7 +15,7 @@ import numpy.typing as npt
 
 from .codec import Entry, EntryMeta
 from .errors import InvalidOptionError
-from .gil import CHUNK, GilYielder
+from .gil import CHUNK, GilYielder, make_old
 from .keys import keys_for_segments
 from .matching import matching_audio
 
@@ -49,7 +48,7 @@ def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]
     """Assemble a :class:`CacheStatus` from segment keys and the presence of each distinct key."""
     cached: list[str] = []
     missing: list[str] = []
-    for key, first in first_occurrences(keys).items():
+    for key, first in zip(*first_occurrences(keys), strict=True):
         if found[key]:
             cached.append(key)
         else:
@@ -57,20 +56,29 @@ def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]
     return CacheStatus(keys, cached, missing)
 
 
-def first_occurrences(keys: list[str]) -> dict[str, int]:
-    """Each distinct key with the index of its first occurrence, in first-occurrence order.
+def first_occurrences(keys: list[str]) -> tuple[list[str], list[int]]:
+    """The distinct keys in first-occurrence order, and the index of each one's first occurrence.
 
-    One C-level pass of ``setdefault`` per chunk (``deque(maxlen=0)`` consumes the map without
-    keeping its results), with a pause for the GIL between chunks.
+    Safe for a worker thread next to an event loop at any size: one dict of a million keys holds
+    the GIL for over 100 ms each time it grows (its resize is one C call), so the keys are spread
+    over 256 dicts by their hash (each stays small), walked a chunk at a time
+    with a pause for the GIL between chunks.
     """
-    first: dict[str, int] = {}
-    keep_first = first.setdefault
+    shards: list[dict[str, int]] = [{} for _ in range(256)]
+    distinct: list[str] = []
+    firsts: list[int] = []
+    make_old(len(keys))
     yielder = GilYielder()
     for start in range(0, len(keys), CHUNK):
-        stop = min(start + CHUNK, len(keys))
-        collections.deque(map(keep_first, keys[start:stop], range(start, stop)), maxlen=0)
+        for index, key in enumerate(keys[start : start + CHUNK], start):
+            if shards[hash(key) & 255].setdefault(key, index) == index:
+                distinct.append(key)
+                firsts.append(index)
         yielder.pause_if_due()
-    return first
+    for shard in shards:  # freed piecewise too, for the same reason
+        shard.clear()
+        yielder.pause_if_due()
+    return distinct, firsts
 
 
 class Cache(abc.ABC):

@@ -32,7 +32,7 @@ from .errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
-from .gil import CHUNK, GilYielder
+from .gil import CHUNK, GilYielder, make_old
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -270,6 +270,7 @@ def keys_for_segments(
     """
     prefix = key_prefix(tts_params) if key_of is None else b""
     keys: list[str] = []
+    make_old(len(segments))
     yielder = GilYielder()
     for start in range(0, len(segments), CHUNK):
         chunk = segments[start : start + CHUNK]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.cache import CacheStatus, first_occurrences
-from .._core.gil import CHUNK, GilYielder, hand_over_gil
+from .._core.gil import CHUNK, GilYielder, hand_over_gil, make_old
 from .._core.keys import keys_for_segments
 from .layout import entry_paths
 
@@ -27,6 +27,20 @@ __all__ = ["StatusPlan"]
 PROBE_SIZE = 8
 #: Mean seconds per check above which the rest is checked by many threads at once.
 SLOW_CHECK_SECONDS = 50e-6
+#: Items per C-level pass (a copy, a compress, a free) between two pauses for the GIL: tens of
+#: microseconds each.
+PIECE = CHUNK * 16
+
+
+def _copied(segments: Sequence[str]) -> list[str]:
+    """A list copy of the caller's segments, made a piece at a time (see :data:`PIECE`)."""
+    yielder = GilYielder()
+    copy: list[str] = []
+    make_old(len(segments))
+    for start in range(0, len(segments), PIECE):
+        copy += segments[start : start + PIECE]
+        yielder.pause_if_due()
+    return copy
 
 
 class StatusPlan:
@@ -54,7 +68,8 @@ class StatusPlan:
         self._params = tts_params
         self._root, self._extension = root, extension
         self.keys: list[str] = []
-        self._first: dict[str, int] = {}
+        #: The index of each distinct key's first segment, aligned with ``distinct``.
+        self._first: list[int] = []
         #: The distinct keys, in first-occurrence order. Their entry paths are made a chunk at a
         #: time when checked, never all kept: at a million segments they were most of the memory.
         self.distinct: list[str] = []
@@ -68,11 +83,16 @@ class StatusPlan:
         Raises:
             as :func:`keys_for_segments`.
         """
-        self.segments = list(self.segments)
+        self.segments = _copied(self.segments)
         keys = keys_for_segments(self.segments, self._params)
-        first = first_occurrences(keys)
-        self.keys, self._first, self.distinct = keys, first, list(first)
-        self.found = [None] * len(self.distinct)
+        self.distinct, self._first = first_occurrences(keys)
+        self.keys = keys
+        self.found = found = []
+        make_old(len(self.distinct))
+        yielder = GilYielder()
+        for start in range(0, len(self.distinct), PIECE):
+            found += [None] * min(PIECE, len(self.distinct) - start)
+            yielder.pause_if_due()
 
     def check_range(self, start: int, stop: int) -> list[bool]:
         """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
@@ -93,7 +113,11 @@ class StatusPlan:
         return results
 
     def record(self, start: int, results: list[bool]) -> None:
-        self.found[start : start + len(results)] = results
+        yielder = GilYielder()
+        for begin in range(0, len(results), PIECE):
+            piece = results[begin : begin + PIECE]
+            self.found[start + begin : start + begin + len(piece)] = piece
+            yielder.pause_if_due()
         self.checked += len(results)
 
     def run_unless_slow(self) -> CacheStatus | None:
@@ -112,7 +136,8 @@ class StatusPlan:
 
     def finish(self) -> CacheStatus:
         """Check every path not checked yet in this thread, then return the status."""
-        self.record(self.checked, self.check_range(self.checked, len(self.distinct)))
+        for start in range(self.checked, len(self.distinct), PIECE):
+            self.record(start, self.check_range(start, start + PIECE))
         return self.result()
 
     def result(self) -> CacheStatus:
@@ -121,20 +146,26 @@ class StatusPlan:
         found = self.found
         if None in found:
             raise RuntimeError("status plan is not complete")  # a bug in the caller
-        distinct = self.distinct
-        cached = list(itertools.compress(distinct, found))
-        yielder.pause_if_due()
-        firsts = itertools.compress(self._first.values(), [not hit for hit in found])
-        missing = [self.segments[first] for first in firsts]
+        distinct, firsts, segments = self.distinct, self._first, self.segments
+        cached: list[str] = []
+        missing: list[str] = []
+        make_old(len(found))
+        # C-level passes a piece at a time: one pass over a million items holds the GIL (and so
+        # stalls the event loop) for tens of milliseconds.
+        for start in range(0, len(found), PIECE):
+            stop = start + PIECE
+            hits = found[start:stop]
+            cached += itertools.compress(distinct[start:stop], hits)
+            misses = [not hit for hit in hits]
+            missing += [segments[first] for first in itertools.compress(firsts[start:stop], misses)]
+            yielder.pause_if_due()
         # Free the indexes and the copy of the segments here, in the worker thread, a piece at a
         # time: freeing a million references at once takes milliseconds during which the event
         # loop cannot run (the plan itself is dropped on the event loop thread).
-        yielder.pause_if_due()
-        self._first = {}
-        del distinct
-        for structure in (self.distinct, self.found, self.segments):
+        del distinct, firsts, segments
+        for structure in (self._first, self.distinct, self.found, self.segments):
             assert isinstance(structure, list)
             while structure:
-                del structure[-CHUNK * 16 :]
+                del structure[-PIECE:]
                 yielder.pause_if_due()
         return CacheStatus(self.keys, cached, missing)

@@ -6,7 +6,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import anyio
@@ -20,6 +20,7 @@ from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._file.cache import SyncTTSCache, TTSCache
 from .._file.locks import FileSynthesisLock
 from ..engines import TTSModel, accepted_params
+from .read_ahead import ReadAhead
 from .segmenter import TextSegmenter
 
 __all__ = ["LongTextTTS"]
@@ -28,6 +29,10 @@ log = logging.getLogger("sparktts_cache")
 
 #: The parameter under which a model's ``cache_identity`` enters the cache key.
 ENGINE_PARAM = "_engine"
+
+#: Segments a stream reads and synthesises ahead of its consumer by default (at most this many
+#: held at once: about 8 MB of float32 audio for segments of 200 characters at 16 kHz).
+DEFAULT_READ_AHEAD = 8
 
 
 class _Pending:
@@ -179,10 +184,15 @@ class LongTextTTS:
         each is cached as soon as it is made. ``force_regenerate`` synthesises every segment again
         and replaces its entry. Empty text gives an empty array and True.
         """
-        plan = await self._plan(text, tts_params, force_regenerate)
+        plan = await self._plan(text, tts_params)
         if plan is None:
             return np.zeros(0, dtype=np.float32), True
-        segments, keys, found = plan
+        segments, keys, cached = plan
+        if force_regenerate:
+            cached = []
+        segment_of = dict(zip(reversed(keys), reversed(segments), strict=True))  # first of each
+        audio = await self._read_cached(cached, [segment_of[key] for key in cached], tts_params)
+        found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
         missing = {key: segment for segment, key in zip(segments, keys, strict=True)
                    if found.get(key) is None}  # fmt: skip
         made: dict[str, npt.NDArray[np.float32]] = {}
@@ -209,41 +219,80 @@ class LongTextTTS:
         return await anyio.to_thread.run_sync(self._join, pieces), not missing
 
     async def stream(
-        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
-    ) -> AsyncIterator[npt.NDArray[np.float32]]:
+        self,
+        text: str,
+        tts_params: Mapping[str, Any] | None = None,
+        force_regenerate: bool = False,
+        *,
+        read_ahead: int | None = None,
+    ) -> AsyncGenerator[npt.NDArray[np.float32], None]:
         """Yield each segment's audio in order as soon as it is ready (cached ones at once).
 
         Every chunk after the first starts with the pause, so the chunks joined equal
-        :meth:`generate`'s audio. Segments are synthesised one after the other, as the consumer
-        asks for them.
+        :meth:`generate`'s audio. Behind the consumer, a window of ``read_ahead`` segments
+        (default: 8, or ``max_concurrency`` if larger) is read from the cache and synthesised
+        ahead, in text order, missing ones by up to ``max_concurrency`` model calls at once: at
+        most ``read_ahead`` segments past the one last yielded are held, so memory is bounded by
+        the window, whatever the length of the text. The first cached segment is read alone, so
+        it comes at once; later ones in runs of up to half the window.
+
+        A consumer that stops early (``break``, cancellation, an exception, a disconnected
+        client) stops the work ahead: closing the stream, or its garbage collection, waits until
+        no worker of it runs. A model call in progress cannot be interrupted: it finishes and its
+        segment is cached (so another call waiting for that segment gets it).
         """
-        plan = await self._plan(text, tts_params, force_regenerate)
+        window = self._window(read_ahead)
+        plan = await self._plan(text, tts_params)
         if plan is None:
             return
-        segments, keys, found = plan
-        pause = self.pause
-        for index, (segment, key) in enumerate(zip(segments, keys, strict=True)):
-            audio = found.get(key)
-            if audio is None:
-                audio = await self._synthesise_once(key, segment, tts_params, force_regenerate)
-                found[key] = audio
-            yield np.concatenate([pause, audio]) if index else audio
+        segments, keys, cached_keys = plan
+        cached_set = set() if force_regenerate else set(cached_keys)
+
+        async def read(indices: list[int]) -> list[npt.NDArray[np.float32] | None]:
+            return await self._read_cached(
+                [keys[i] for i in indices], [segments[i] for i in indices], tts_params
+            )
+
+        async def make(index: int, first: bool) -> npt.NDArray[np.float32]:
+            # A repeat of a key made by this stream is never forced: it shares or reads that one.
+            force = force_regenerate and first
+            return await self._synthesise_once(keys[index], segments[index], tts_params, force)
+
+        ahead = ReadAhead(
+            [key in cached_set for key in keys],
+            keys,
+            read=read,
+            make=make,
+            window=window,
+            workers=self.max_concurrency,
+        )
+        ahead.start()
+        try:
+            pause = self.pause
+            for index in range(len(keys)):
+                audio = await ahead.next(index)
+                yield np.concatenate([pause, audio]) if index else audio
+        finally:
+            await ahead.close()
 
     # -- internals -------------------------------------------------------------------------------
 
+    def _window(self, read_ahead: int | None) -> int:
+        if read_ahead is None:
+            return max(DEFAULT_READ_AHEAD, self.max_concurrency)
+        if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 1:
+            raise InvalidOptionError(f"read_ahead must be an int >= 1, not {read_ahead!r}")
+        return read_ahead
+
     async def _plan(
-        self, text: str, tts_params: Mapping[str, Any] | None, force: bool
-    ) -> tuple[list[str], list[str], dict[str, npt.NDArray[np.float32] | None]] | None:
-        """Segment the text, ask the cache once, and read every cached distinct segment."""
+        self, text: str, tts_params: Mapping[str, Any] | None
+    ) -> tuple[list[str], list[str], list[str]] | None:
+        """Segment the text and ask the cache once: the segments, their keys, the cached keys."""
         segments = await anyio.to_thread.run_sync(self.segmenter.segment_text, text)
         if not segments:
             return None
         status = await self.cache.get_cache_status(segments, self.key_params(tts_params))
-        cached = [] if force else status.cached_keys
-        segment_of = dict(zip(reversed(status.cache_keys), reversed(segments), strict=True))
-        audio = await self._read_cached(cached, [segment_of[key] for key in cached], tts_params)
-        found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
-        return segments, status.cache_keys, found
+        return segments, status.cache_keys, status.cached_keys
 
     async def _read_cached(
         self, keys: list[str], segments: list[str], tts_params: Mapping[str, Any] | None

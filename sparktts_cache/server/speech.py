@@ -342,7 +342,7 @@ class SpeechStream(Response):
                 log.error("speech stream cut short: %s", _describe(exc))
         finally:
             with anyio.CancelScope(shield=True):
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()
                 if not completed:
                     await anyio.to_thread.run_sync(_abandon, encoder, writer)
 
