@@ -478,7 +478,9 @@ def _read_text_file(path: Path) -> str:
     with os.fdopen(fd, "rb") as file:
         if st.st_size > MAX_TEXT_FILE_BYTES:
             raise too_big
-        data = file.read(MAX_TEXT_FILE_BYTES + 1)  # no further, whatever the size said
+        # No further than the limit, whatever the size said; no more than it said plus one either
+        # (a short file does not cost a 16 MiB buffer).
+        data = file.read(min(st.st_size, MAX_TEXT_FILE_BYTES) + 1)
     if len(data) > MAX_TEXT_FILE_BYTES:
         raise too_big
     try:

@@ -74,6 +74,15 @@ def test_stream_yields_chunks_that_join_to_generate(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate(chunks), audio)
 
 
+def test_stream_takes_the_read_ahead_window(tmp_path: Path) -> None:
+    long_text = _sync(tmp_path)
+    with pytest.raises(InvalidOptionError, match="read_ahead"):
+        next(long_text.stream(TEXT, read_ahead=0))
+    chunks = list(long_text.stream(TEXT, read_ahead=1))
+    audio, _ = long_text.generate(TEXT)
+    np.testing.assert_array_equal(np.concatenate(chunks), audio)
+
+
 def test_stream_closed_early_stops_the_synthesis(tmp_path: Path) -> None:
     model = CountingModel()
     long_text = _sync(tmp_path, model)

@@ -119,11 +119,17 @@ class SyncLongTextTTS:
         return anyio.run(self.long_text.generate, text, tts_params, force_regenerate)
 
     def stream(
-        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
+        self,
+        text: str,
+        tts_params: Mapping[str, Any] | None = None,
+        force_regenerate: bool = False,
+        *,
+        read_ahead: int | None = None,
     ) -> Generator[npt.NDArray[np.float32], None, None]:
         """Yield each segment's audio in order as it is ready (blocking between chunks).
 
-        As :meth:`LongTextTTS.stream`: the chunks joined equal :meth:`generate`'s audio. The
+        As :meth:`LongTextTTS.stream` (``read_ahead`` too): the chunks joined equal
+        :meth:`generate`'s audio. The
         synthesis runs in an event loop on a thread of its own and is handed over one chunk at a
         time, so it waits for you between chunks; closing the iterator early stops it.
 
@@ -138,7 +144,10 @@ class SyncLongTextTTS:
                 # One task iterates the async stream from start to end: its task groups and cancel
                 # scopes stay in the task that made them.
                 async with send:
-                    async for chunk in self.long_text.stream(text, tts_params, force_regenerate):
+                    chunks = self.long_text.stream(
+                        text, tts_params, force_regenerate, read_ahead=read_ahead
+                    )
+                    async for chunk in chunks:
                         await send.send(chunk)
 
             producer = portal.start_task_soon(produce)
