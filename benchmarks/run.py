@@ -704,6 +704,220 @@ async def bench_piper(config: Config, results: Results) -> None:
     print(f"  -> voice stability: uncached differ {differ}, {identical}/{len(reads)} identical")
 
 
+async def bench_server(config: Config, results: Results) -> None:
+    """``sparktts-cache serve`` against static files served by the same server process.
+
+    The demo text, fully cached, requested again as mp3, against the same mp3 bytes as a static
+    file (``--quick``: its first 8 segments); 32 concurrent clients, each with its own keep-alive
+    connection, requesting cached texts, against the same bytes as static files; and the time to
+    the first byte of an uncached long text with Piper against the first segment's own synthesis
+    plus encoding in this process. See :mod:`benchmarks.server`.
+
+    Command: ``.venv/bin/python -m benchmarks.run --only server``
+    """
+    from .server import Connection, running_server
+
+    segments = TextSegmenter().segment_text(DEMO_TEXT.read_text(encoding="utf-8"))
+    whole = "\n\n".join(segments[:8] if config.quick else segments)
+    count = len(TextSegmenter().segment_text(whole))
+    limit = str(len(whole) + 1000)
+    async with running_server(config.work, "espeak", "--engine", "espeak",
+                              "--max-input-chars", limit) as address:  # fmt: skip
+        static = config.work / "espeak-static"
+        connection = await Connection.open(address)
+        request = {"model": "tts-1", "voice": "alloy", "input": whole, "response_format": "mp3"}
+        began = time.perf_counter()
+        status, headers, first = await connection.request("POST", "/v1/audio/speech", request)
+        assert status == 200 and headers["x-cache"] == "miss", (status, headers)
+        print(f"  (first synthesis of {count} segments: {time.perf_counter() - began:.1f} s)")
+        status, headers, body = await connection.request("POST", "/v1/audio/speech", request)
+        assert status == 200 and headers["x-cache"] == "hit" and body == first
+        (static / "long.mp3").write_bytes(body)
+
+        async def cached_speech() -> None:
+            status, headers, body = await connection.request("POST", "/v1/audio/speech", request)
+            assert status == 200 and headers["x-cache"] == "hit" and len(body) == len(first)
+
+        async def static_file() -> None:
+            status, _, body = await connection.request("GET", "/static/long.mp3")
+            assert status == 200 and len(body) == len(first)
+
+        timed = await time_interleaved(
+            {"cached speech request (stored response)": cached_speech,
+             "the same bytes as a static file": static_file},
+            config.repeats,
+        )  # fmt: skip
+        ours, base = (
+            results.add(
+                Figure(f"server: demo text as mp3 ({len(first) >> 10} KiB)", name, count, *measured)
+            )
+            for name, measured in timed.items()
+        )
+        results.ratio("server: cached long text as mp3 over the static file", ours, base, 1.5)
+        await connection.close()
+
+        # 32 clients at once, cached texts (a text each, a few segments long).
+        clients, texts = 32, 32
+        rounds = 3 if config.quick else 20
+        bodies = []
+        connection = await Connection.open(address)
+        for number in range(texts):
+            text = f"Client text {number}. " + " ".join(
+                segments[number % len(segments) : number % len(segments) + 2]
+            )
+            speech = {"model": "tts-1", "voice": "echo", "input": text, "response_format": "mp3"}
+            for _ in range(2):  # made, then kept
+                status, headers, body = await connection.request("POST", "/v1/audio/speech", speech)
+                assert status == 200
+            assert headers["x-cache"] == "hit"
+            (static / f"{number}.mp3").write_bytes(body)
+            bodies.append((speech, len(body)))
+        await connection.close()
+        connections = [await Connection.open(address) for _ in range(clients)]
+        failures = [0]
+
+        async def client(index: int, speech_requests: bool) -> None:
+            connection = connections[index]
+            for round_number in range(rounds):
+                number = (index + round_number) % texts
+                speech, size = bodies[number]
+                if speech_requests:
+                    status, _, body = await connection.request("POST", "/v1/audio/speech", speech)
+                else:
+                    status, _, body = await connection.request("GET", f"/static/{number}.mp3")
+                if status != 200 or len(body) != size:
+                    failures[0] += 1
+
+        async def all_clients(speech_requests: bool) -> None:
+            await asyncio.gather(*(client(i, speech_requests) for i in range(clients)))
+
+        timed = await time_interleaved(
+            {"cached speech requests": lambda: all_clients(True),
+             "the same bytes as static files": lambda: all_clients(False)},
+            config.repeats,
+        )  # fmt: skip
+        for connection in connections:
+            await connection.close()
+        ours, base = (
+            results.add(
+                Figure(f"server: {clients} clients x {rounds} requests", name, clients, *measured)
+            )
+            for name, measured in timed.items()
+        )
+        requests = clients * rounds
+        print(f"  -> requests per second: speech {requests / ours.median:.0f}, "
+              f"static {requests / base.median:.0f}; failed {failures[0]}")  # fmt: skip
+        results.ratio(f"server: {clients} concurrent clients, time for {requests} cached "
+                      "requests over static files (inverse of requests per second)",
+                      ours, base, 1.5)  # fmt: skip
+        results.targets.append(
+            {
+                "target": f"server: no request failing ({clients} concurrent clients)",
+                "size": requests * config.repeats * 2,
+                "ours": f"{failures[0]} failed",
+                "baseline": "-",
+                "ratio": failures[0],
+                "goal": "0",
+                "met": failures[0] == 0,
+            }
+        )
+
+    await _bench_server_first_byte(config, results, segments)
+
+
+async def _bench_server_first_byte(config: Config, results: Results, segments: list[str]) -> None:
+    """Time to first byte of an uncached long text with Piper, against the first segment's own
+    synthesis plus its mp3 encoding, in this process, on an idle server (interleaved). Each
+    request is the demo text from another segment on (``--quick``: 4 segments of it), so that its
+    first segment is new; the client leaves after the first byte."""
+    from sparktts_cache import MissingDependencyError
+    from sparktts_cache.engines import PiperModel
+    from sparktts_cache.server.audio_formats import StreamEncoder
+
+    from .server import Connection, running_server
+
+    try:
+        model = PiperModel()
+    except MissingDependencyError as exc:
+        print(f"  skipped: {exc}", flush=True)
+        return
+    repeats = 2 if config.quick else 7
+    stride = 5
+    starts = [index * stride for index in range(repeats)]
+    texts = ["\n\n".join(segments[start : start + 4] if config.quick else segments[start:])
+             for start in starts]  # fmt: skip
+    length = min(len(TextSegmenter().segment_text(text)) for text in texts)
+    async with running_server(config.work, "piper", "--engine", "piper",
+                              "--max-input-chars", "20000") as address:  # fmt: skip
+
+        async def first_byte(text: str) -> float:
+            speech = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "mp3"}
+            connection = await Connection.open(address)
+            try:
+                return await connection.first_byte("POST", "/v1/audio/speech", speech)
+            finally:
+                await connection.close()
+
+        async def server_idle() -> None:
+            """Wait (untimed) until the server has stopped the abandoned request's next
+            segment, so that it does not compete with what is timed next."""
+            connection = await Connection.open(address)
+            try:
+                while True:
+                    _, _, body = await connection.request("GET", "/metrics")
+                    busy = next(
+                        float(line.split()[-1])
+                        for line in body.decode().splitlines()
+                        if line.startswith("sparktts_requests_in_progress")
+                    )
+                    if busy <= 1:  # this request only
+                        return
+                    await asyncio.sleep(0.02)
+            finally:
+                await connection.close()
+
+        def synthesise_and_encode(segment: str) -> float:
+            began = time.perf_counter()
+            encoder = StreamEncoder("mp3", model.sample_rate, 1.0)
+            try:
+                data = encoder.encode(model.inference(segment))
+            finally:
+                encoder.close()
+            assert data
+            return time.perf_counter() - began
+
+        # Both warm (a server answers its first request with a cold engine only once).
+        warm_up = "A sentence to warm the engine up, which the demo text does not hold."
+        await first_byte(warm_up)
+        await server_idle()
+        await anyio.to_thread.run_sync(synthesise_and_encode, warm_up)
+        served: list[float] = []
+        own: list[float] = []
+        for round_number, (start, text) in enumerate(zip(starts, texts, strict=True)):
+            for which in ("server", "own") if round_number % 2 == 0 else ("own", "server"):
+                if which == "server":
+                    served.append(await first_byte(text))
+                    await server_idle()
+                else:
+                    own.append(await anyio.to_thread.run_sync(synthesise_and_encode,
+                                                              segments[start]))  # fmt: skip
+        ours = results.add(
+            Figure(
+                "server: piper, first byte",
+                "first byte of an uncached long text (server)",
+                length,
+                served,
+            )
+        )
+        base = results.add(
+            Figure(
+                "server: piper, first byte", "first segment: synthesis + mp3 encoding", length, own
+            )
+        )
+        results.ratio("server: piper first byte over the first segment's synthesis + encoding",
+                      ours, base, 1.3)  # fmt: skip
+
+
 class _SecondsModel:
     """A stand-in engine: ``seconds`` of audio per segment, made at once."""
 
@@ -899,6 +1113,7 @@ SCENARIOS: dict[str, Callable[[Config, Results], Any]] = {
     "long_text": bench_long_text,
     "memory": bench_memory,
     "piper": bench_piper,
+    "server": bench_server,
 }
 
 

@@ -6,10 +6,12 @@ Routes:
     ``GET /v1/models``         the accepted model names, in OpenAI's list shape.
     ``GET /health``            200 once the engines are loaded.
     ``GET /metrics``           Prometheus' text format.
+    ``GET /``                  a web page to try it (see :mod:`.page`).
 
 With an API key, every ``/v1/`` route requires ``Authorization: Bearer <key>`` (compared in
 constant time); ``/health`` and ``/metrics`` stay open for probes and scrapers (they tell nothing
-about requests' contents). Every response, errors included, is logged as one JSON line on the
+about requests' contents), and so does the page at ``/`` (its requests send the key typed in).
+Every response, errors included, is logged as one JSON line on the
 ``sparktts_cache.server.access`` logger.
 """
 
@@ -35,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .config import MODELS, ServerConfig, load_voices
 from .errors import APIError, error_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .page import page_routes
 from .responses import RESPONSE_SHARE, ResponseStore
 from .speech import speech
 from .state import ServerState
@@ -46,7 +49,7 @@ log = logging.getLogger("sparktts_cache.server")
 access_log = logging.getLogger("sparktts_cache.server.access")
 
 #: Routes another module adds (the web page at ``/``): appended to the app's routes.
-extra_routes: list[BaseRoute] = []
+extra_routes: list[BaseRoute] = [*page_routes]
 
 
 def create_app(config: ServerConfig) -> Starlette:
