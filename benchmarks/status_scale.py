@@ -80,6 +80,9 @@ def _measure(size: int, root: str, queue: Any) -> None:
                 await asyncio.sleep(0.001)
                 phase[0].append(time.perf_counter() - began - 0.001)
 
+        # The first anyio call of a process imports its asyncio backend (20 ms, once a process,
+        # whatever the call): not the status call's stall.
+        await cache.get_cache_status(segments[:1], PARAMS)
         beat = asyncio.create_task(heartbeat())
         await asyncio.sleep(0.01)
         # The floor on this machine: the same heartbeat while a worker thread runs a pure-Python
