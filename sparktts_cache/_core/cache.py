@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import array
 import contextlib
 import math
 import numbers
@@ -56,28 +57,33 @@ def build_status(segments: list[str], keys: list[str], found: Mapping[str, bool]
     return CacheStatus(keys, cached, missing)
 
 
-def first_occurrences(keys: list[str]) -> tuple[list[str], list[int]]:
+def first_occurrences(keys: list[str]) -> tuple[list[str], array.array[int]]:
     """The distinct keys in first-occurrence order, and the index of each one's first occurrence.
 
-    Safe for a worker thread next to an event loop at any size: one dict of a million keys holds
-    the GIL for over 100 ms each time it grows (its resize is one C call), so the keys are spread
-    over 256 dicts by their hash (each stays small), walked a chunk at a time
-    with a pause for the GIL between chunks.
+    Safe for a worker thread next to an event loop at any size. What holds the GIL (and so stalls
+    the loop) for milliseconds at a million keys is avoided: one dict's resize (137 ms: the keys
+    are spread over 256 small dicts by hash instead), a growing list's reallocation, which
+    copies it (the outputs are made at full size and cut at the end), and the cycle collector
+    walking young containers (they are made old first, see ``make_old``). The work goes a chunk at
+    a time with a pause for the GIL between chunks.
     """
     shards: list[dict[str, int]] = [{} for _ in range(256)]
-    distinct: list[str] = []
-    firsts: list[int] = []
+    distinct = [""] * len(keys)
     make_old(len(keys))
+    firsts = array.array("q", bytes(8 * len(keys)))  # not a container the collector walks
+    count = 0
     yielder = GilYielder()
     for start in range(0, len(keys), CHUNK):
         for index, key in enumerate(keys[start : start + CHUNK], start):
             if shards[hash(key) & 255].setdefault(key, index) == index:
-                distinct.append(key)
-                firsts.append(index)
+                distinct[count] = key
+                firsts[count] = index
+                count += 1
         yielder.pause_if_due()
     for shard in shards:  # freed piecewise too, for the same reason
         shard.clear()
         yielder.pause_if_due()
+    del distinct[count:], firsts[count:]  # shrinking never copies
     return distinct, firsts
 
 

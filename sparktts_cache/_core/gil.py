@@ -50,14 +50,14 @@ def hand_over_gil() -> None:
 
 
 def make_old(size: int) -> None:
-    """Age the containers a worker thread has just made, still empty, when ``size`` items will
-    fill them: call it right after making them, before they grow.
+    """Age the containers a worker thread has just made, for ``size`` items: call it right after
+    making one at its full size.
 
     CPython's cycle collector walks every element of every young container, holding the GIL:
     the first young-generation collection after a status call of a million segments had built
     its lists walked seven million references, 75 ms during which the event loop could not run.
-    A container collected once while empty is old, and old ones are walked only by the rare full
-    collections. Collecting the two young generations now costs what they hold (little).
+    Collected now, one at a time, each costs a few milliseconds once; old containers are walked
+    only by the rare full collections.
     """
     if size >= MANY:
         gc.collect(1)

@@ -269,7 +269,9 @@ def keys_for_segments(
         InvalidParamsError: as :func:`key_prefix`.
     """
     prefix = key_prefix(tts_params) if key_of is None else b""
-    keys: list[str] = []
+    # Made at full size: a list grown to a million items is reallocated, and copied, in one C
+    # call that holds the GIL for milliseconds (see first_occurrences).
+    keys = [""] * len(segments)
     make_old(len(segments))
     yielder = GilYielder()
     for start in range(0, len(segments), CHUNK):
@@ -279,14 +281,15 @@ def keys_for_segments(
             if not all(normalized):
                 blank = start + normalized.index("")
                 raise InvalidTextError(f"segment {blank}: text is blank")
-            keys += map(xxhash.xxh3_128_hexdigest, [prefix + text.encode() for text in normalized])
+            encoded = [prefix + text.encode() for text in normalized]
+            keys[start : start + len(chunk)] = map(xxhash.xxh3_128_hexdigest, encoded)
         else:
             for index, text in enumerate(chunk, start):
                 try:
                     if key_of is None:
-                        keys.append(key_with_prefix(prefix, text))
+                        keys[index] = key_with_prefix(prefix, text)
                     else:
-                        keys.append(key_of(text, tts_params))
+                        keys[index] = key_of(text, tts_params)
                 except (ValueError, TypeError) as exc:
                     raise type(exc)(f"segment {index}: {exc}") from None
         yielder.pause_if_due()

@@ -9,6 +9,7 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
+import array
 import functools
 import itertools
 import os
@@ -35,10 +36,10 @@ PIECE = CHUNK * 16
 def _copied(segments: Sequence[str]) -> list[str]:
     """A list copy of the caller's segments, made a piece at a time (see :data:`PIECE`)."""
     yielder = GilYielder()
-    copy: list[str] = []
+    copy = [""] * len(segments)  # at full size: growing it would copy it (see first_occurrences)
     make_old(len(segments))
     for start in range(0, len(segments), PIECE):
-        copy += segments[start : start + PIECE]
+        copy[start : start + PIECE] = segments[start : start + PIECE]
         yielder.pause_if_due()
     return copy
 
@@ -69,7 +70,7 @@ class StatusPlan:
         self._root, self._extension = root, extension
         self.keys: list[str] = []
         #: The index of each distinct key's first segment, aligned with ``distinct``.
-        self._first: list[int] = []
+        self._first: array.array[int] = array.array("q")
         #: The distinct keys, in first-occurrence order. Their entry paths are made a chunk at a
         #: time when checked, never all kept: at a million segments they were most of the memory.
         self.distinct: list[str] = []
@@ -87,12 +88,8 @@ class StatusPlan:
         keys = keys_for_segments(self.segments, self._params)
         self.distinct, self._first = first_occurrences(keys)
         self.keys = keys
-        self.found = found = []
-        make_old(len(self.distinct))
-        yielder = GilYielder()
-        for start in range(0, len(self.distinct), PIECE):
-            found += [None] * min(PIECE, len(self.distinct) - start)
-            yielder.pause_if_due()
+        self.found = [None] * len(self.distinct)
+        make_old(len(self.found))
 
     def check_range(self, start: int, stop: int) -> list[bool]:
         """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
@@ -144,26 +141,39 @@ class StatusPlan:
         """The status, once every path is checked (C-level passes, with pauses between them)."""
         yielder = GilYielder()
         found = self.found
-        if None in found:
-            raise RuntimeError("status plan is not complete")  # a bug in the caller
         distinct, firsts, segments = self.distinct, self._first, self.segments
-        cached: list[str] = []
-        missing: list[str] = []
-        make_old(len(found))
         # C-level passes a piece at a time: one pass over a million items holds the GIL (and so
-        # stalls the event loop) for tens of milliseconds.
+        # stalls the event loop) for tens of milliseconds. The answer's lists are made at their
+        # full size (counted first), as growing them would copy them.
+        hit_count = 0
+        for start in range(0, len(found), PIECE):
+            hits = found[start : start + PIECE]
+            if None in hits:
+                raise RuntimeError("status plan is not complete")  # a bug in the caller
+            hit_count += hits.count(True)
+            yielder.pause_if_due()
+        cached = [""] * hit_count
+        missing = [""] * (len(found) - hit_count)
+        make_old(len(found))
+        n_cached = n_missing = 0
         for start in range(0, len(found), PIECE):
             stop = start + PIECE
             hits = found[start:stop]
-            cached += itertools.compress(distinct[start:stop], hits)
+            piece = list(itertools.compress(distinct[start:stop], hits))
+            cached[n_cached : n_cached + len(piece)] = piece
+            n_cached += len(piece)
             misses = [not hit for hit in hits]
-            missing += [segments[first] for first in itertools.compress(firsts[start:stop], misses)]
+            firsts_missing = itertools.compress(firsts[start:stop], misses)
+            piece = [segments[first] for first in firsts_missing]
+            missing[n_missing : n_missing + len(piece)] = piece
+            n_missing += len(piece)
             yielder.pause_if_due()
         # Free the indexes and the copy of the segments here, in the worker thread, a piece at a
         # time: freeing a million references at once takes milliseconds during which the event
         # loop cannot run (the plan itself is dropped on the event loop thread).
         del distinct, firsts, segments
-        for structure in (self._first, self.distinct, self.found, self.segments):
+        self._first = array.array("q")
+        for structure in (self.distinct, self.found, self.segments):
             assert isinstance(structure, list)
             while structure:
                 del structure[-PIECE:]
