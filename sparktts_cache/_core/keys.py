@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -32,7 +32,7 @@ from .errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
-from .gil import CHUNK, GilYielder, make_old
+from .gil import CHUNK, GilYielder, extend_in_pieces, make_old
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -269,10 +269,19 @@ def keys_for_segments(
         InvalidParamsError: as :func:`key_prefix`.
     """
     prefix = key_prefix(tts_params) if key_of is None else b""
-    # Made at full size: a list grown to a million items is reallocated, and copied, in one C
-    # call that holds the GIL for milliseconds (see first_occurrences).
-    keys = [""] * len(segments)
-    make_old(len(segments))
+    keys: list[str] = []
+    make_old(len(segments))  # then filled a chunk at a time, never copied (see extend_in_pieces)
+    extend_in_pieces(keys, _chunk_keys(segments, tts_params, prefix, key_of), len(segments))
+    return keys
+
+
+def _chunk_keys(
+    segments: Sequence[object],
+    tts_params: Mapping[str, Any] | None,
+    prefix: bytes,
+    key_of: Callable[[Any, Mapping[str, Any] | None], str] | None,
+) -> Iterator[list[str]]:
+    """The keys of ``segments`` a chunk at a time, with a pause for the GIL between chunks."""
     yielder = GilYielder()
     for start in range(0, len(segments), CHUNK):
         chunk = segments[start : start + CHUNK]
@@ -282,18 +291,19 @@ def keys_for_segments(
                 blank = start + normalized.index("")
                 raise InvalidTextError(f"segment {blank}: text is blank")
             encoded = [prefix + text.encode() for text in normalized]
-            keys[start : start + len(chunk)] = map(xxhash.xxh3_128_hexdigest, encoded)
+            keys = list(map(xxhash.xxh3_128_hexdigest, encoded))
         else:
+            keys = []
             for index, text in enumerate(chunk, start):
                 try:
                     if key_of is None:
-                        keys[index] = key_with_prefix(prefix, text)
+                        keys.append(key_with_prefix(prefix, text))
                     else:
-                        keys[index] = key_of(text, tts_params)
+                        keys.append(key_of(text, tts_params))
                 except (ValueError, TypeError) as exc:
                     raise type(exc)(f"segment {index}: {exc}") from None
         yielder.pause_if_due()
-    return keys
+        yield keys
 
 
 def _canonical_mapping(

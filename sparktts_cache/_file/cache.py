@@ -488,9 +488,9 @@ async def _check_concurrently(plan: StatusPlan) -> None:
     bounded number of tasks (and lets other tasks run between starting them).
     """
     start = plan.checked
-    remaining = len(plan.distinct) - start
+    remaining = plan.distinct_count - start
     chunk = max(1, math.ceil(remaining / SLOW_STATUS_THREADS))
-    cursor = iter(range(start, len(plan.distinct), chunk))
+    cursor = iter(range(start, plan.distinct_count, chunk))
 
     async def worker() -> None:
         for begin in cursor:

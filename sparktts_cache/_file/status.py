@@ -9,16 +9,18 @@ system, a cold disk), the rest is split into chunks checked concurrently by many
 
 from __future__ import annotations
 
-import array
 import functools
 import itertools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from .._core.cache import CacheStatus, first_occurrences
-from .._core.gil import CHUNK, GilYielder, hand_over_gil, make_old
+from .._core.gil import CHUNK, GilYielder, extend_in_pieces, hand_over_gil, make_old
 from .._core.keys import keys_for_segments
 from .layout import entry_paths
 
@@ -28,32 +30,39 @@ __all__ = ["StatusPlan"]
 PROBE_SIZE = 8
 #: Mean seconds per check above which the rest is checked by many threads at once.
 SLOW_CHECK_SECONDS = 50e-6
+#: Paths checked between two looks at the clock: each check is microseconds of system time.
+CHECK_CHUNK = CHUNK // 4
 #: Items per C-level pass (a copy, a compress, a free) between two pauses for the GIL: tens of
 #: microseconds each.
 PIECE = CHUNK * 16
 
 
-def _copied(segments: Sequence[str]) -> list[str]:
-    """A list copy of the caller's segments, made a piece at a time (see :data:`PIECE`)."""
+#: ``StatusPlan.found`` values: checked and absent, checked and present, not checked yet.
+ABSENT, PRESENT, UNCHECKED = 0, 1, 2
+_ABSENT_TO_TRUE = bytes.maketrans(b"\x00\x01", b"\x01\x00")
+
+
+def _pieces(segments: Sequence[str]) -> Iterator[Sequence[str]]:
+    """The caller's segments a piece at a time (see :data:`PIECE`), pausing for the GIL."""
     yielder = GilYielder()
-    copy = [""] * len(segments)  # at full size: growing it would copy it (see first_occurrences)
-    make_old(len(segments))
     for start in range(0, len(segments), PIECE):
-        copy[start : start + PIECE] = segments[start : start + PIECE]
+        yield segments[start : start + PIECE]
         yielder.pause_if_due()
-    return copy
 
 
 class StatusPlan:
-    """The keys of a list of segments, their distinct entry paths, and which were found so far.
+    """The keys of a list of segments, their distinct entries, and which were found so far.
 
     A plan is filled range by range, possibly from several worker threads at once (each range is
     recorded by the event loop thread, in any order), then turned into a :class:`CacheStatus`.
+    Every list of a million items it makes is made old while empty and filled in place (see
+    ``make_old`` and ``extend_in_pieces``): made or grown at once, or walked by the cycle
+    collector, one holds the GIL, and so stalls the event loop, for milliseconds.
     """
 
     __slots__ = (
-        "_extension", "_first", "_params", "_root", "checked", "distinct", "found", "keys",
-        "segments", "slow",
+        "_extension", "_firsts", "_params", "_root", "checked", "found", "keys", "segments",
+        "slow",
     )  # fmt: skip
 
     def __init__(
@@ -69,30 +78,44 @@ class StatusPlan:
         self._params = tts_params
         self._root, self._extension = root, extension
         self.keys: list[str] = []
-        #: The index of each distinct key's first segment, aligned with ``distinct``.
-        self._first: array.array[int] = array.array("q")
-        #: The distinct keys, in first-occurrence order. Their entry paths are made a chunk at a
-        #: time when checked, never all kept: at a million segments they were most of the memory.
-        self.distinct: list[str] = []
-        self.found: list[bool | None] = []
+        #: The index of each distinct key's first segment, in order. The distinct keys and their
+        #: entry paths are made from it a chunk at a time when needed, never all kept: at a
+        #: million segments they were most of the memory.
+        self._firsts: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        #: One byte per distinct key: ABSENT, PRESENT or UNCHECKED (a list of a million
+        #: references is a container the cycle collector walks; bytes are not).
+        self.found = bytearray()
         self.checked = 0
         self.slow = False
 
+    @property
+    def distinct_count(self) -> int:
+        """How many distinct keys (and entry paths) there are to check."""
+        return len(self._firsts)
+
     def build(self) -> None:
-        """Key every segment and list the distinct entry paths (CPU work: run it in a thread).
+        """Key every segment and find the distinct keys (CPU work: run it in a thread).
 
         Raises:
             as :func:`keys_for_segments`.
         """
-        self.segments = _copied(self.segments)
-        keys = keys_for_segments(self.segments, self._params)
-        self.distinct, self._first = first_occurrences(keys)
+        copy: list[str] = []
+        make_old(len(self.segments))
+        extend_in_pieces(copy, _pieces(self.segments), len(self.segments))
+        self.segments = copy
+        keys = keys_for_segments(copy, self._params)
+        self._firsts = first_occurrences(keys)
         self.keys = keys
-        self.found = [None] * len(self.distinct)
-        make_old(len(self.found))
+        self.found = bytearray([UNCHECKED]) * self.distinct_count
 
-    def check_range(self, start: int, stop: int) -> list[bool]:
-        """Check paths ``start..stop``; return their presence. Safe to run in a worker thread.
+    def _distinct(self, start: int, stop: int) -> list[str]:
+        """The distinct keys ``start..stop``."""
+        keys = self.keys
+        return [keys[first] for first in self._firsts[start:stop].tolist()]
+
+    def check_range(self, start: int, stop: int) -> bytes:
+        """Check paths ``start..stop``; return their presence, a byte each (ABSENT or PRESENT).
+        Safe to run in a worker thread.
 
         Presence is one ``access(F_OK)`` without following symlinks: it answers a miss without
         raising (an exception costs more than the system call). Whatever is at the path is only
@@ -102,19 +125,15 @@ class StatusPlan:
         yielder = GilYielder()
         exists = functools.partial(os.access, mode=os.F_OK, follow_symlinks=False)
         root, extension = self._root, self._extension
-        results: list[bool] = []
-        for begin in range(start, min(stop, len(self.distinct)), CHUNK):
-            keys = self.distinct[begin : min(stop, begin + CHUNK)]
-            results += map(exists, entry_paths(root, keys, extension))
+        results = bytearray()
+        for begin in range(start, min(stop, self.distinct_count), CHECK_CHUNK):
+            keys = self._distinct(begin, min(stop, begin + CHECK_CHUNK))
+            results += bytes(map(exists, entry_paths(root, keys, extension)))
             yielder.pause_if_due()
-        return results
+        return bytes(results)
 
-    def record(self, start: int, results: list[bool]) -> None:
-        yielder = GilYielder()
-        for begin in range(0, len(results), PIECE):
-            piece = results[begin : begin + PIECE]
-            self.found[start + begin : start + begin + len(piece)] = piece
-            yielder.pause_if_due()
+    def record(self, start: int, results: bytes) -> None:
+        self.found[start : start + len(results)] = results
         self.checked += len(results)
 
     def run_unless_slow(self) -> CacheStatus | None:
@@ -133,49 +152,45 @@ class StatusPlan:
 
     def finish(self) -> CacheStatus:
         """Check every path not checked yet in this thread, then return the status."""
-        for start in range(self.checked, len(self.distinct), PIECE):
+        for start in range(self.checked, self.distinct_count, PIECE):
             self.record(start, self.check_range(start, start + PIECE))
         return self.result()
 
     def result(self) -> CacheStatus:
-        """The status, once every path is checked (C-level passes, with pauses between them)."""
-        yielder = GilYielder()
+        """The status, once every path is checked."""
         found = self.found
-        distinct, firsts, segments = self.distinct, self._first, self.segments
-        # C-level passes a piece at a time: one pass over a million items holds the GIL (and so
-        # stalls the event loop) for tens of milliseconds. The answer's lists are made at their
-        # full size (counted first), as growing them would copy them.
-        hit_count = 0
-        for start in range(0, len(found), PIECE):
-            hits = found[start : start + PIECE]
-            if None in hits:
-                raise RuntimeError("status plan is not complete")  # a bug in the caller
-            hit_count += hits.count(True)
-            yielder.pause_if_due()
-        cached = [""] * hit_count
-        missing = [""] * (len(found) - hit_count)
+        if UNCHECKED in found:
+            raise RuntimeError("status plan is not complete")  # a bug in the caller
+        hits = found.count(PRESENT)
+        cached: list[str] = []
+        missing: list[str] = []
         make_old(len(found))
-        n_cached = n_missing = 0
-        for start in range(0, len(found), PIECE):
-            stop = start + PIECE
-            hits = found[start:stop]
-            piece = list(itertools.compress(distinct[start:stop], hits))
-            cached[n_cached : n_cached + len(piece)] = piece
-            n_cached += len(piece)
-            misses = [not hit for hit in hits]
-            firsts_missing = itertools.compress(firsts[start:stop], misses)
-            piece = [segments[first] for first in firsts_missing]
-            missing[n_missing : n_missing + len(piece)] = piece
-            n_missing += len(piece)
-            yielder.pause_if_due()
+        extend_in_pieces(cached, self._found_keys(), hits)
+        extend_in_pieces(missing, self._missing_segments(), len(found) - hits)
         # Free the indexes and the copy of the segments here, in the worker thread, a piece at a
         # time: freeing a million references at once takes milliseconds during which the event
         # loop cannot run (the plan itself is dropped on the event loop thread).
-        del distinct, firsts, segments
-        self._first = array.array("q")
-        for structure in (self.distinct, self.found, self.segments):
-            assert isinstance(structure, list)
-            while structure:
-                del structure[-PIECE:]
-                yielder.pause_if_due()
+        yielder = GilYielder()
+        self._firsts, self.found = np.empty(0, np.int64), bytearray()
+        segments = self.segments
+        assert isinstance(segments, list)
+        while segments:
+            del segments[-PIECE:]
+            yielder.pause_if_due()
         return CacheStatus(self.keys, cached, missing)
+
+    def _found_keys(self) -> Iterator[Iterable[str]]:
+        yielder = GilYielder()
+        for start in range(0, self.distinct_count, PIECE):
+            hits = self.found[start : start + PIECE]
+            yield itertools.compress(self._distinct(start, start + PIECE), hits)
+            yielder.pause_if_due()
+
+    def _missing_segments(self) -> Iterator[list[str]]:
+        yielder = GilYielder()
+        segments = self.segments
+        for start in range(0, self.distinct_count, PIECE):
+            misses = self.found[start : start + PIECE].translate(_ABSENT_TO_TRUE)
+            firsts = self._firsts[start : start + PIECE].tolist()
+            yield [segments[first] for first in itertools.compress(firsts, misses)]
+            yielder.pause_if_due()
