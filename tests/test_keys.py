@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import subprocess
@@ -335,6 +336,43 @@ def test_bulk_keys_equal_generate_cache_key_for_every_segment(
     assert keys_for_segments(segments, params, key_of=generate_cache_key) == expected
 
 
+# Texts already normalized (keyed without splitting them), "|" included: the fast check joins a
+# chunk's texts with "|" and looks for whitespace that normalizing would change.
+normalized_ascii = st.lists(ascii_words, min_size=1, max_size=4).map(" ".join)
+flaws = st.sampled_from([" ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(normalized_ascii, min_size=1, max_size=CHUNK + 3),
+    st.none() | st.tuples(st.integers(0), st.sampled_from(["lead", "in", "trail"]), flaws),
+)
+def test_bulk_keys_of_normalized_texts_with_at_most_one_flaw(
+    segments: list[str], flaw: tuple[int, str, str] | None
+) -> None:
+    if flaw is not None:
+        index, where, space = flaw
+        index %= len(segments)
+        text = segments[index]
+        middle = len(text) // 2
+        segments[index] = {
+            "lead": space + text,
+            "in": text[:middle] + space + space + text[middle:],
+            "trail": text + space,
+        }[where]
+    assert keys_for_segments(segments, {"speed": 1.0}) == [
+        generate_cache_key(text, {"speed": 1.0}) for text in segments
+    ]
+
+
+@pytest.mark.parametrize("index", [0, 1, CHUNK // 2, CHUNK - 1])
+@pytest.mark.parametrize("text", ["| a", "a |", "a||b", "|", " |", "a\x1cb", "a \tb", "a  b"])
+def test_a_text_that_looks_like_the_join_is_keyed_as_itself(index: int, text: str) -> None:
+    segments = [f"plain|words {number}" for number in range(CHUNK)]
+    segments[index] = text
+    assert keys_for_segments(segments) == [generate_cache_key(text) for text in segments]
+
+
 @given(st.lists(ascii_segments | other_segments, max_size=8), params_strategy)
 def test_bulk_keys_of_few_segments_with_any_params(
     segments: list[str], params: dict[str, Any]
@@ -411,6 +449,27 @@ def test_status_lists_distinct_keys_in_first_occurrence_order(
     assert status.cached_keys == [key for key in first_index if found[key]]
     assert status.segments_to_generate == [
         segments[index] for key, index in first_index.items() if not found[key]
+    ]
+
+
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_distinct_keys_with_colliding_hashes_are_told_apart(
+    monkeypatch: pytest.MonkeyPatch, buckets: int
+) -> None:
+    import random
+
+    import sparktts_cache._core.cache as core_cache
+
+    rnd = random.Random(buckets)
+    keys = [f"{rnd.randrange(60):032x}" for _ in range(3 * CHUNK + 5)]
+    expected = sorted({key: keys.index(key) for key in keys}.values())
+    monkeypatch.setattr(core_cache, "hash", lambda key: builtins.hash(key) % buckets, raising=False)
+    assert core_cache.first_occurrences(keys).tolist() == expected
+    found = {key: rnd.random() < 0.5 for key in keys}
+    status = build_status(keys, keys, found)
+    assert status.cached_keys == [keys[index] for index in expected if found[keys[index]]]
+    assert status.segments_to_generate == [
+        keys[index] for index in expected if not found[keys[index]]
     ]
 
 
