@@ -66,6 +66,10 @@ def _summary(stalls: list[float]) -> dict[str, float]:
     }
 
 
+def _listed(values: list[float]) -> str:
+    return " / ".join(f"{value:.1f}" for value in values)
+
+
 def _busy_worker(seconds: float) -> None:
     yielder = GilYielder()
     end = time.perf_counter() + seconds
@@ -85,6 +89,8 @@ def _measure(size: int, root: str, queue: Any) -> None:
 
     async def main() -> dict[str, Any]:
         stalls: list[float] = []  # during get_cache_status
+        call_worst: list[float] = []  # the worst of each call
+        floor_worst: list[float] = []
         floor_stalls: list[float] = []  # during a worker thread's plain busy loop
         free_stalls = [0.0]  # while the caller drops the answer (its million strings)
         phase: list[list[float]] = [[]]
@@ -112,7 +118,8 @@ def _measure(size: int, root: str, queue: Any) -> None:
                 done.set()
                 await beat
                 tracemalloc.start()
-            phase[0] = stalls
+            call_stalls: list[float] = []
+            phase[0] = call_stalls
             began = time.perf_counter()
             status = await cache.get_cache_status(segments, PARAMS)
             if traced:
@@ -124,6 +131,9 @@ def _measure(size: int, root: str, queue: Any) -> None:
                 answer = _deep_size(status)
             assert len(status.cached_keys) == (size + CACHED_EVERY - 1) // CACHED_EVERY
             phase[0] = []
+            if not traced:
+                stalls += call_stalls
+                call_worst.append(max(call_stalls, default=0.0) * 1e3)
             await asyncio.sleep(0.05)
             phase[0] = free_stalls
             await asyncio.sleep(0.005)
@@ -132,14 +142,17 @@ def _measure(size: int, root: str, queue: Any) -> None:
             if not traced:
                 # The floor, right after, for as long: the same heartbeat while a worker thread
                 # runs a pure-Python loop that pauses for the GIL as the status code does.
-                phase[0] = floor_stalls
+                call_floor: list[float] = []
+                phase[0] = call_floor
                 await asyncio.to_thread(_busy_worker, seconds[-1])
                 phase[0] = []
+                floor_stalls += call_floor
+                floor_worst.append(max(call_floor, default=0.0) * 1e3)
         return {
             "size": size,
             "seconds": seconds,
-            "stalls": _summary(stalls),
-            "floor": _summary(floor_stalls),
+            "stalls": _summary(stalls) | {"per_call_worst_ms": call_worst},
+            "floor": _summary(floor_stalls) | {"per_call_worst_ms": floor_worst},
             "free_stall_ms": max(free_stalls) * 1e3,
             "peak_mb": max(peaks) / 1e6,
             "answer_mb": answer / 1e6,
@@ -165,7 +178,9 @@ def main() -> int:
                 f"{stalls['worst_ms']:.1f} ms, 99.9% {stalls['p999_ms']:.1f} ms, "
                 f"{stalls['over_5ms']}/{stalls['beats']} over 5 ms (a busy worker thread "
                 f"as long: {floor['worst_ms']:.1f} ms, {floor['p999_ms']:.1f} ms, "
-                f"{floor['over_5ms']}/{floor['beats']})  dropping the answer "
+                f"{floor['over_5ms']}/{floor['beats']}); worst of each call "
+                f"{_listed(stalls['per_call_worst_ms'])} ms (busy worker "
+                f"{_listed(floor['per_call_worst_ms'])})  dropping the answer "
                 f"{row['free_stall_ms']:.1f} ms  peak {row['peak_mb']:.0f} MB  "
                 f"answer {row['answer_mb']:.0f} MB",
                 flush=True,
