@@ -183,7 +183,8 @@ class StatusPlan:
         yielder = GilYielder()
         for start in range(0, self.distinct_count, PIECE):
             hits = self.found[start : start + PIECE]
-            yield itertools.compress(self._distinct(start, start + PIECE), hits)
+            firsts = self._firsts[start : start + PIECE].tolist()
+            yield [self.keys[first] for first in itertools.compress(firsts, hits)]
             yielder.pause_if_due()
 
     def _missing_segments(self) -> Iterator[list[str]]:
