@@ -14,6 +14,9 @@ the calls (the longest, the 99.9th percentile and how many passed 5 ms), and apa
 - the stall of the caller dropping the answer (a million key strings freed on the loop: the
   caller's cost, which ``del`` in a worker thread avoids).
 
+It also counts the calls whose checks were spread over threads (a round of checks mostly waited,
+as on a cold disk: see ``status.Governor``), from the library's debug log.
+
 Peak memory is what ``tracemalloc`` saw allocated during one more call (traced, so not timed),
 next to the size of the answer (its lists and the key strings).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import multiprocessing
 import sys
 import tempfile
@@ -78,7 +82,22 @@ def _busy_worker(seconds: float) -> None:
         yielder.pause_if_due()
 
 
+class _Spread(logging.Handler):
+    """Counts the library's "checks wait" debug records: status calls that spread over threads."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith("status: checks wait")
+
+
 def _measure(size: int, root: str, queue: Any) -> None:
+    spread = _Spread()
+    library_log = logging.getLogger("sparktts_cache")
+    library_log.addHandler(spread)
+    library_log.setLevel(logging.DEBUG)
     segments = segments_of(size)
     sync = SyncTTSCache(root, sample_rate=16000)
     keys = sync.get_cache_status(segments, PARAMS).cache_keys
@@ -152,6 +171,7 @@ def _measure(size: int, root: str, queue: Any) -> None:
             "size": size,
             "seconds": seconds,
             "stalls": _summary(stalls) | {"per_call_worst_ms": call_worst},
+            "spread_over_threads": spread.count,
             "floor": _summary(floor_stalls) | {"per_call_worst_ms": floor_worst},
             "free_stall_ms": max(free_stalls) * 1e3,
             "peak_mb": max(peaks) / 1e6,
@@ -182,7 +202,8 @@ def main() -> int:
                 f"{_listed(stalls['per_call_worst_ms'])} ms (busy worker "
                 f"{_listed(floor['per_call_worst_ms'])})  dropping the answer "
                 f"{row['free_stall_ms']:.1f} ms  peak {row['peak_mb']:.0f} MB  "
-                f"answer {row['answer_mb']:.0f} MB",
+                f"answer {row['answer_mb']:.0f} MB  spread over threads "
+                f"{row['spread_over_threads']} times",
                 flush=True,
             )
         info = machine_info(Path(work))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +27,12 @@ from .._core.keys import check_key, generate_cache_key
 from .._core.matching import RequestCheck, check_aligned
 from . import maintenance
 from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
-from .status import StatusPlan
+from .status import MAX_THREADS, TICK_SECONDS, Checked, Governor, StatusPlan
 from .store import FileStore
 
 __all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]
 
-#: Threads that check paths at once when checks are slow (network file systems).
-SLOW_STATUS_THREADS = 64
+log = logging.getLogger("sparktts_cache")
 
 
 def default_cache_dir() -> Path:
@@ -399,9 +400,9 @@ class TTSCache(_CacheFront, Cache):
     ) -> CacheStatus:
         """Key every segment and check which distinct entries exist, concurrently.
 
-        All work runs in worker threads: keying and the first checks in one call; the rest in the
-        same thread when checks are fast (a local disk), or in chunks spread over up to 64 threads
-        when they are slow (a network file system).
+        All work runs in worker threads: keying and the checks in one call while the checks are
+        CPU work (a local disk); while they mostly wait (a network file system, a cold disk), in
+        rounds spread over up to 64 threads, as many as keep under half a core busy.
 
         Presence is checked from the directory only; a listed entry that turns out corrupt or
         not a file (or is evicted) before it is read is a miss for :meth:`get_cached_data`, and
@@ -412,12 +413,18 @@ class TTSCache(_CacheFront, Cache):
                 message gives its index); InvalidParamsError for bad parameters.
         """
         plan = self._core.status_plan(segments, tts_params)
-        # One worker-thread call keys, probes and, when checks are fast, finishes the job.
-        status = await anyio.to_thread.run_sync(plan.run_unless_slow, abandon_on_cancel=True)
-        if status is not None:
-            return status
-        await _check_concurrently(plan)
-        return await anyio.to_thread.run_sync(plan.result, abandon_on_cancel=True)
+        # One worker-thread call keys and checks; it hands back a round that mostly waited.
+        outcome = await anyio.to_thread.run_sync(plan.build_and_check, abandon_on_cancel=True)
+        while isinstance(outcome, Checked):
+            log.debug(
+                "status: checks wait (%.0f us each, %.0f%% of a core): spreading %d over threads",
+                outcome.per_check * 1e6, outcome.load * 100, plan.distinct_count - plan.claimed,
+            )  # fmt: skip
+            await _check_concurrently(plan, Governor(outcome, time.perf_counter()))
+            outcome = await anyio.to_thread.run_sync(
+                plan.run_unless_waiting, abandon_on_cancel=True
+            )
+        return outcome
 
     async def stats(self, progress: Progress | None = None) -> Stats:
         """Entries, bytes on disk, least and most recently used entry, and this process's traffic.
@@ -481,29 +488,50 @@ class TTSCache(_CacheFront, Cache):
         return await anyio.to_thread.run_sync(self._core.clear)
 
 
-async def _check_concurrently(plan: StatusPlan) -> None:
-    """Check the unchecked paths of ``plan`` with up to SLOW_STATUS_THREADS threads at once.
+async def _check_concurrently(plan: StatusPlan, governor: Governor) -> None:
+    """Check the paths of ``plan`` not handed out yet with ``governor.threads`` threads at once,
+    until none are left or the governor finds the checks CPU work (``governor.busy``).
 
-    Each of at most that many tasks takes chunks from a shared cursor, so the event loop starts a
-    bounded number of tasks (and lets other tasks run between starting them).
+    Up to :data:`MAX_THREADS` tasks take rounds from the plan, and a limiter lets
+    ``governor.threads`` of them run; beside them a task tells the governor how late the event loop
+    runs, every :data:`TICK_SECONDS`.
     """
-    start = plan.checked
-    remaining = plan.distinct_count - start
-    chunk = max(1, math.ceil(remaining / SLOW_STATUS_THREADS))
-    cursor = iter(range(start, plan.distinct_count, chunk))
+    running = anyio.CapacityLimiter(governor.threads)
+    threads = anyio.CapacityLimiter(MAX_THREADS)
+
+    def steer() -> None:
+        if running.total_tokens != governor.threads:
+            running.total_tokens = governor.threads
 
     async def worker() -> None:
-        for begin in cursor:
-            results = await anyio.to_thread.run_sync(
-                plan.check_range, begin, begin + chunk, abandon_on_cancel=True, limiter=limiter
-            )
-            plan.record(begin, results)
+        while not governor.busy:
+            async with running:
+                span = None if governor.busy else plan.claim(governor.round_size)
+                if span is None:
+                    return
+                checked = await anyio.to_thread.run_sync(
+                    plan.check_range, *span, abandon_on_cancel=True, limiter=threads
+                )
+            plan.record(span[0], checked)
+            governor.observe(checked, time.perf_counter())
+            steer()
 
-    limiter = anyio.CapacityLimiter(SLOW_STATUS_THREADS)
-    async with anyio.create_task_group() as group:
-        for _ in range(min(SLOW_STATUS_THREADS, math.ceil(remaining / chunk))):
-            group.start_soon(worker)
-            await anyio.lowlevel.checkpoint()
+    async def watch_the_loop() -> None:
+        while True:
+            due = time.perf_counter() + TICK_SECONDS
+            await anyio.sleep(TICK_SECONDS)
+            now = time.perf_counter()
+            governor.tick(now - due, now)
+            steer()
+
+    rounds = math.ceil((plan.distinct_count - plan.claimed) / governor.round_size)
+    async with anyio.create_task_group() as watching:
+        watching.start_soon(watch_the_loop)
+        async with anyio.create_task_group() as checking:
+            for _ in range(min(MAX_THREADS, rounds)):
+                checking.start_soon(worker)
+                await anyio.lowlevel.checkpoint()
+        watching.cancel_scope.cancel()
 
 
 class SyncTTSCache(_CacheFront):

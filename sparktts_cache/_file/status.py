@@ -1,20 +1,23 @@
 """Which of many segments are cached: keying, de-duplication, and presence checks in bulk.
 
-The work is split so that the async front can choose its concurrency from what it measures: a
-:class:`StatusPlan` keys every segment and checks the first few paths while timing them. On a local
-file system with a warm cache a check takes microseconds, and one worker thread finishing the rest
-is fastest (threads would only fight over the GIL). When checks take longer (a network file
-system, a cold disk), the rest is split into chunks checked concurrently by many threads.
+The work is split so that the async front can choose its concurrency from what it measures. A
+:class:`StatusPlan` keys every segment, then checks paths in rounds of about 10 ms, timing each
+round by the clock and by the thread's CPU time. On a local file system a check is CPU work in the
+kernel (microseconds): one worker thread finishing the rest is fastest, and more threads would only
+take the event loop's core. When a round shows the checks mostly waiting (a network file system, a
+cold disk), the rest is checked by several threads at once: as many as a :class:`Governor` finds
+the event loop keeps on time with, and never more than keep under half a core busy.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +27,23 @@ from .._core.gil import CHUNK, GilYielder, extend_in_pieces, hand_over_gil, make
 from .._core.keys import keys_for_segments
 from .layout import entry_paths
 
-__all__ = ["StatusPlan"]
+__all__ = ["Checked", "Governor", "StatusPlan"]
 
-#: Paths timed before choosing how to check the rest.
-PROBE_SIZE = 8
-#: Mean seconds per check above which the rest is checked by many threads at once.
+#: Paths checked in the first round, before anything is known of the file system.
+FIRST_ROUND = 16
+#: Seconds a round of checks should last: the figures are looked at after each round.
+ROUND_SECONDS = 0.01
+#: Mean seconds per check below which threads cannot help (a local file system: microseconds).
 SLOW_CHECK_SECONDS = 50e-6
+#: The share of one core that checking threads should keep busy; below the first bound checks
+#: mostly wait (more threads would help), above the second they are CPU work (more threads would
+#: take the event loop's core).
+TARGET_LOAD, WAITING_LOAD, BUSY_LOAD = 0.4, 0.2, 0.6
+#: The most threads that check paths at once.
+MAX_THREADS = 64
+#: How late the event loop may run before the checking threads are halved, and how often it is
+#: looked at while they run.
+LATE_SECONDS, TICK_SECONDS = 0.002, 0.001
 #: Paths checked between two looks at the clock: each check is microseconds of system time.
 CHECK_CHUNK = CHUNK // 4
 #: Items per C-level pass (a copy, a compress, a free) between two pauses for the GIL: tens of
@@ -50,6 +64,88 @@ def _pieces(segments: Sequence[str]) -> Iterator[Sequence[str]]:
         yielder.pause_if_due()
 
 
+class Checked(NamedTuple):
+    """One round of presence checks: a byte per path (ABSENT or PRESENT), and what it cost."""
+
+    found: bytes
+    #: Seconds by the clock.
+    wall: float
+    #: Seconds of the checking thread's CPU time (user and system): the clock minus this is time
+    #: spent waiting, on the file system or for the GIL.
+    cpu: float
+
+    @property
+    def per_check(self) -> float:
+        return self.wall / max(len(self.found), 1)
+
+    @property
+    def load(self) -> float:
+        """The share of a core the round kept busy."""
+        return self.cpu / self.wall if self.wall > 0 else 1.0
+
+    @property
+    def waited(self) -> bool:
+        """Whether one thread's round mostly waited on slow checks, so that threads would help."""
+        return self.per_check > SLOW_CHECK_SECONDS and self.load < WAITING_LOAD
+
+    def next_round_size(self) -> int:
+        """Paths for a round of about :data:`ROUND_SECONDS` at this round's pace."""
+        if self.per_check <= 0:
+            return PIECE
+        return max(FIRST_ROUND, min(PIECE, int(ROUND_SECONDS / self.per_check)))
+
+
+class Governor:
+    """How many threads check paths at once, set again as rounds finish and as the event loop
+    shows how late it runs (``tick``).
+
+    Threads help only while checks wait (a network round trip, a disk read), and each thread
+    coming back from a check needs the GIL: past some number they queue for it, and the event
+    loop queues behind them (64 threads each waiting 1 ms per check stalled the loop 50-70 ms). So
+    the count is steered by the loop's own lateness, as TCP steers its window by loss: it doubles
+    from 2 while the loop keeps on time and the checks wait, then grows by one, and halves
+    whenever the loop runs over :data:`LATE_SECONDS` late. Checks that are CPU work (a local file
+    system once its directories are cached) cut it too: together the threads may keep only
+    :data:`TARGET_LOAD` of a core busy, and once one thread alone is busy, the rest is best left
+    to one thread (``busy``; ``StatusPlan.run_unless_waiting``).
+
+    Not thread-safe: called from the event loop thread only; ``now`` is ``time.perf_counter()``.
+    """
+
+    __slots__ = ("_calm_since", "_growing_fast", "_load", "busy", "round_size", "threads")
+
+    def __init__(self, first: Checked, now: float) -> None:
+        #: Threads to check with now.
+        self.threads = 2
+        #: Paths per thread call.
+        self.round_size = first.next_round_size()
+        #: Whether the checks turned out CPU work at one thread.
+        self.busy = False
+        self._load = first.load  # of one thread's rounds, a moving average
+        self._growing_fast = True
+        self._calm_since = now
+
+    def observe(self, checked: Checked, now: float) -> None:
+        """A round finished."""
+        self.round_size = checked.next_round_size()
+        self._load += (checked.load - self._load) / 4
+        load = self._load * self.threads
+        if load > BUSY_LOAD:
+            self.busy = self.threads == 1
+            self._cut(max(1, math.floor(self.threads * TARGET_LOAD / load)), now)
+
+    def tick(self, late: float, now: float) -> None:
+        """The event loop ran ``late`` seconds after it should have."""
+        if late > LATE_SECONDS:
+            self._cut(max(1, self.threads // 2), now)
+        elif now - self._calm_since >= ROUND_SECONDS and self._load * self.threads < TARGET_LOAD:
+            grown = self.threads * 2 if self._growing_fast else self.threads + 1
+            self.threads, self._calm_since = min(MAX_THREADS, grown), now
+
+    def _cut(self, threads: int, now: float) -> None:
+        self.threads, self._growing_fast, self._calm_since = threads, False, now
+
+
 class StatusPlan:
     """The keys of a list of segments, their distinct entries, and which were found so far.
 
@@ -61,8 +157,8 @@ class StatusPlan:
     """
 
     __slots__ = (
-        "_extension", "_firsts", "_params", "_root", "checked", "found", "keys", "segments",
-        "slow",
+        "_extension", "_firsts", "_params", "_root", "checked", "claimed", "found", "keys",
+        "segments",
     )  # fmt: skip
 
     def __init__(
@@ -85,8 +181,8 @@ class StatusPlan:
         #: One byte per distinct key: ABSENT, PRESENT or UNCHECKED (a list of a million
         #: references is a container the cycle collector walks; bytes are not).
         self.found = bytearray()
-        self.checked = 0
-        self.slow = False
+        #: Distinct keys handed out for checking (``claim``), and how many of them were recorded.
+        self.claimed = self.checked = 0
 
     @property
     def distinct_count(self) -> int:
@@ -113,15 +209,24 @@ class StatusPlan:
         keys = self.keys
         return [keys[first] for first in self._firsts[start:stop].tolist()]
 
-    def check_range(self, start: int, stop: int) -> bytes:
-        """Check paths ``start..stop``; return their presence, a byte each (ABSENT or PRESENT).
-        Safe to run in a worker thread.
+    def claim(self, size: int) -> tuple[int, int] | None:
+        """The next ``size`` distinct keys to check, as a range, or None when all are handed out.
+        Call it from one thread at a time."""
+        start = self.claimed
+        if start >= self.distinct_count:
+            return None
+        self.claimed = min(start + size, self.distinct_count)
+        return start, self.claimed
+
+    def check_range(self, start: int, stop: int) -> Checked:
+        """Check paths ``start..stop`` and time it. Safe to run in a worker thread.
 
         Presence is one ``access(F_OK)`` without following symlinks: it answers a miss without
         raising (an exception costs more than the system call). Whatever is at the path is only
         validated when it is read: a directory, FIFO, symlink or damaged file there is listed as
         cached here and is a miss for ``get_cached_data``.
         """
+        began, began_cpu = time.perf_counter(), time.thread_time()
         yielder = GilYielder()
         exists = functools.partial(os.access, mode=os.F_OK, follow_symlinks=False)
         root, extension = self._root, self._extension
@@ -130,30 +235,36 @@ class StatusPlan:
             keys = self._distinct(begin, min(stop, begin + CHECK_CHUNK))
             results += bytes(map(exists, entry_paths(root, keys, extension)))
             yielder.pause_if_due()
-        return bytes(results)
+        return Checked(bytes(results), time.perf_counter() - began, time.thread_time() - began_cpu)
 
-    def record(self, start: int, results: bytes) -> None:
-        self.found[start : start + len(results)] = results
-        self.checked += len(results)
+    def record(self, start: int, checked: Checked) -> None:
+        self.found[start : start + len(checked.found)] = checked.found
+        self.checked += len(checked.found)
 
-    def run_unless_slow(self) -> CacheStatus | None:
-        """Build, then time the first checks: if they are fast, finish here and return the status;
-        if slow (a network file system), return None and leave the rest to many threads."""
+    def build_and_check(self) -> CacheStatus | Checked:
+        """Build, then check as :meth:`run_unless_waiting` does (run it in a worker thread)."""
         if len(self.segments) > CHUNK * 8:
             hand_over_gil()
         self.build()
-        began = time.perf_counter()
-        results = self.check_range(0, PROBE_SIZE)
-        self.record(0, results)
-        if results and (time.perf_counter() - began) / len(results) > SLOW_CHECK_SECONDS:
-            self.slow = True
-            return None
-        return self.finish()
+        return self.run_unless_waiting()
+
+    def run_unless_waiting(self) -> CacheStatus | Checked:
+        """Check the paths not handed out yet in this thread, a round of about 10 ms at a time,
+        and return the status; or, as soon as a round mostly waited (see ``Checked.waited``),
+        return that round and leave the rest to several threads (see :class:`Governor`)."""
+        size = FIRST_ROUND
+        while (span := self.claim(size)) is not None:
+            checked = self.check_range(*span)
+            self.record(span[0], checked)
+            if checked.waited:
+                return checked
+            size = checked.next_round_size()
+        return self.result()
 
     def finish(self) -> CacheStatus:
         """Check every path not checked yet in this thread, then return the status."""
-        for start in range(self.checked, self.distinct_count, PIECE):
-            self.record(start, self.check_range(start, start + PIECE))
+        while (span := self.claim(PIECE)) is not None:
+            self.record(span[0], self.check_range(*span))
         return self.result()
 
     def result(self) -> CacheStatus:

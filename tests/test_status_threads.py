@@ -1,0 +1,201 @@
+"""How many threads ``get_cache_status`` checks paths with: one while checks are CPU work, more
+while they wait, never so many that the event loop queues behind them (``status.Governor``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from sparktts_cache import SyncTTSCache, TTSCache
+from sparktts_cache._file.status import (
+    BUSY_LOAD,
+    FIRST_ROUND,
+    LATE_SECONDS,
+    MAX_THREADS,
+    PIECE,
+    ROUND_SECONDS,
+    SLOW_CHECK_SECONDS,
+    Checked,
+    Governor,
+)
+from sparktts_cache.testing import sealed_audio
+
+WAITING = Checked(bytes(16), wall=16e-3, cpu=16e-5)  # 1 ms a check, 1% of a core
+BUSY = Checked(bytes(16), wall=16e-3, cpu=15e-3)  # 1 ms a check of CPU work
+
+
+def calm_ticks(governor: Governor, start: float, seconds: float) -> float:
+    """Ticks on time every millisecond for ``seconds``; returns the time after them."""
+    now = start
+    for _ in range(round(seconds * 1000)):
+        now += 0.001
+        governor.tick(0.0001, now)
+    return now
+
+
+def test_a_round_that_waited_is_told_from_one_that_worked() -> None:
+    assert WAITING.waited and not BUSY.waited
+    # Fast checks never call for threads, however little CPU they used.
+    assert not Checked(bytes(16), wall=16 * SLOW_CHECK_SECONDS / 2, cpu=0.0).waited
+    # Rounds of about ROUND_SECONDS at the last round's pace, within FIRST_ROUND..PIECE.
+    assert abs(Checked(bytes(16), wall=16 * 250e-6, cpu=0.0).next_round_size() - 40) <= 1
+    assert WAITING.next_round_size() == FIRST_ROUND == max(FIRST_ROUND, ROUND_SECONDS // 1e-3)
+    assert Checked(bytes(16), wall=16e-7, cpu=16e-7).next_round_size() == PIECE
+    assert Checked(bytes(16), wall=16.0, cpu=0.0).next_round_size() == FIRST_ROUND
+
+
+def test_threads_double_while_the_loop_keeps_on_time_and_checks_wait() -> None:
+    governor = Governor(WAITING, now=0.0)
+    assert governor.threads == 2
+    seen = [governor.threads]
+    now = 0.0
+    for _ in range(8):
+        now = calm_ticks(governor, now, ROUND_SECONDS)
+        seen.append(governor.threads)
+    assert seen[:5] == [2, 4, 8, 16, 32]
+    assert max(seen) <= MAX_THREADS
+
+
+def test_a_late_loop_halves_the_threads_and_growth_turns_slow() -> None:
+    governor = Governor(WAITING, now=0.0)
+    now = calm_ticks(governor, 0.0, 3 * ROUND_SECONDS)
+    assert governor.threads == 16
+    governor.tick(LATE_SECONDS * 2, now)
+    assert governor.threads == 8
+    calm_ticks(governor, now, ROUND_SECONDS)
+    assert governor.threads == 9  # one at a time after a cut
+    for _ in range(10):
+        governor.tick(LATE_SECONDS * 2, now)
+    assert governor.threads == 1 and not governor.busy
+
+
+def test_checks_that_are_cpu_work_cut_the_threads_down_to_one_then_stop() -> None:
+    governor = Governor(WAITING, now=0.0)
+    now = calm_ticks(governor, 0.0, 3 * ROUND_SECONDS)
+    threads = [governor.threads]
+    while not governor.busy:
+        now += 0.001
+        governor.observe(BUSY, now)
+        threads.append(governor.threads)
+        assert len(threads) < 50
+    assert threads[0] == 16 and threads[-1] == 1
+    assert threads == sorted(threads, reverse=True)
+    # Busy rounds never let it grow again.
+    calm_ticks(governor, now, ROUND_SECONDS * 3)
+    assert governor.threads == 1
+    assert BUSY.load > BUSY_LOAD
+
+
+@pytest.fixture
+def cached(tmp_path: Path) -> tuple[list[str], SyncTTSCache]:
+    segments = [f"segment {index}" for index in range(1500)]
+    sync = SyncTTSCache(tmp_path, sample_rate=16000)
+    for text in segments[::3]:
+        assert sync.cache_data(sync.generate_cache_key(text), sealed_audio(1), text)
+    return segments, sync
+
+
+class Concurrency:
+    """Wraps ``os.access`` to count the checks running at once (``peak``), and in which threads."""
+
+    def __init__(self, slow_down: Callable[[int], None]) -> None:
+        self._slow_down = slow_down
+        self._lock = threading.Lock()
+        self.now = self.peak = self.calls = 0
+        self.threads: set[int] = set()
+        self._real = os.access
+
+    def __call__(self, path: Any, *args: Any, **kwargs: Any) -> bool:
+        with self._lock:
+            self.now += 1
+            self.calls += 1
+            call = self.calls
+            self.peak = max(self.peak, self.now)
+            self.threads.add(threading.get_ident())
+        try:
+            self._slow_down(call)
+            return self._real(path, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    @classmethod
+    def installed(cls, monkeypatch: pytest.MonkeyPatch, slow_down: Callable[[int], None]) -> Any:
+        counter = cls(slow_down)
+        monkeypatch.setattr(os, "access", counter)
+        return counter
+
+
+BLOCK = bytes(16384)
+
+
+def spin(seconds: float) -> None:
+    """CPU work for ``seconds`` that lets the event loop run (hashlib drops the GIL)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        hashlib.sha256(BLOCK).digest()
+
+
+@pytest.mark.anyio
+async def test_slow_checks_that_are_cpu_work_stay_on_one_thread(
+    cached: tuple[list[str], SyncTTSCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segments, sync = cached
+    expected = sync.get_cache_status(segments)
+    # 100 us a check, all of it this thread's CPU time: more threads would only share the cores.
+    counter = Concurrency.installed(monkeypatch, lambda call: spin(100e-6))
+    status = await TTSCache(sync.cache_dir, sample_rate=16000).get_cache_status(segments)
+    assert status == expected
+    assert counter.peak == 1 and len(counter.threads) == 1
+
+
+@pytest.mark.anyio
+async def test_waiting_checks_spread_over_threads_and_back_when_they_turn_fast(
+    cached: tuple[list[str], SyncTTSCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segments, sync = cached
+    expected = sync.get_cache_status(segments)
+    peaks: list[int] = []
+
+    def cold_then_warm(call: int) -> None:
+        if call <= 600:
+            time.sleep(0.002)  # a cold disk or a network round trip: waiting, not CPU
+            if call == 600:
+                peaks.append(counter.peak)
+
+    counter = Concurrency.installed(monkeypatch, cold_then_warm)
+    status = await TTSCache(sync.cache_dir, sample_rate=16000).get_cache_status(segments)
+    assert status == expected
+    assert peaks and peaks[0] >= 8, f"only {peaks} checks ran at once while they waited"
+
+
+@pytest.mark.anyio
+async def test_a_late_event_loop_keeps_the_threads_down(
+    cached: tuple[list[str], SyncTTSCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that runs late (here another task blocks it) must not be made later by more threads:
+    they are halved at every late tick, so they never grow past the two they start with."""
+    segments, sync = cached
+    expected = sync.get_cache_status(segments[:400])
+    counter = Concurrency.installed(monkeypatch, lambda call: time.sleep(0.002))
+    done = anyio.Event()
+
+    async def hog() -> None:
+        while not done.is_set():
+            time.sleep(LATE_SECONDS * 2)  # the point: a loop running late
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(hog)
+        status = await TTSCache(sync.cache_dir, sample_rate=16000).get_cache_status(segments[:400])
+        done.set()
+    assert status == expected
+    assert counter.peak <= 2, f"{counter.peak} checks ran at once while the loop ran late"
