@@ -107,35 +107,6 @@ async def test_reads_and_writes_of_large_entries_do_not_stall(tmp_path: Path) ->
     assert stall < STALL_BOUND, f"event loop stalled for {stall * 1000:.1f} ms"
 
 
-async def test_slow_file_system_checks_paths_concurrently(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    segments = [f"slow {index}" for index in range(600)]
-    sync = SyncTTSCache(tmp_path, sample_rate=16000)
-    for text in segments[::3]:
-        assert sync.cache_data(sync.generate_cache_key(text), sealed_audio(1), text)
-    expected = sync.get_cache_status(segments)
-    active = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-    real_access = os.access
-
-    def slow_access(path: Any, *args: Any, **kwargs: Any) -> bool:
-        with lock:
-            active["now"] += 1
-            active["peak"] = max(active["peak"], active["now"])
-        try:
-            time.sleep(0.002)  # a network file system's round trip; releases the GIL
-            return real_access(path, *args, **kwargs)
-        finally:
-            with lock:
-                active["now"] -= 1
-
-    monkeypatch.setattr(os, "access", slow_access)
-    status = await TTSCache(tmp_path, sample_rate=16000).get_cache_status(segments)
-    assert status == expected
-    assert active["peak"] >= 16, f"only {active['peak']} checks ran at once"
-
-
 async def test_fast_file_system_uses_one_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

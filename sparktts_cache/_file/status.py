@@ -44,6 +44,8 @@ MAX_THREADS = 64
 #: How late the event loop may run before the checking threads are halved, and how often it is
 #: looked at while they run.
 LATE_SECONDS, TICK_SECONDS = 0.002, 0.001
+#: How long the loop must keep on time before the threads grow, and the most they start at.
+GROW_SECONDS, FIRST_THREADS = 0.01, 16
 #: Paths checked between two looks at the clock: each check is microseconds of system time.
 CHECK_CHUNK = CHUNK // 4
 #: Items per C-level pass (a copy, a compress, a free) between two pauses for the GIL: tens of
@@ -115,8 +117,9 @@ class Governor:
     __slots__ = ("_calm_since", "_growing_fast", "_load", "busy", "round_size", "threads")
 
     def __init__(self, first: Checked, now: float) -> None:
-        #: Threads to check with now.
-        self.threads = 2
+        #: Threads to check with now: what the first round's load calls for, up to a start of
+        #: :data:`FIRST_THREADS` (a first round can be a poor guide).
+        self.threads = max(2, min(FIRST_THREADS, _threads_for(first.load)))
         #: Paths per thread call.
         self.round_size = first.next_round_size()
         #: Whether the checks turned out CPU work at one thread.
@@ -138,12 +141,19 @@ class Governor:
         """The event loop ran ``late`` seconds after it should have."""
         if late > LATE_SECONDS:
             self._cut(max(1, self.threads // 2), now)
-        elif now - self._calm_since >= ROUND_SECONDS and self._load * self.threads < TARGET_LOAD:
+        elif now - self._calm_since >= GROW_SECONDS:
             grown = self.threads * 2 if self._growing_fast else self.threads + 1
-            self.threads, self._calm_since = min(MAX_THREADS, grown), now
+            grown = min(grown, _threads_for(self._load))
+            if grown > self.threads:
+                self.threads, self._calm_since = grown, now
 
     def _cut(self, threads: int, now: float) -> None:
         self.threads, self._growing_fast, self._calm_since = threads, False, now
+
+
+def _threads_for(load: float) -> int:
+    """How many threads, each keeping ``load`` of a core busy, keep :data:`TARGET_LOAD` busy."""
+    return max(1, min(MAX_THREADS, math.floor(TARGET_LOAD / max(load, 1e-6))))
 
 
 class StatusPlan:
