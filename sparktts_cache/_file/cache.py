@@ -413,7 +413,7 @@ class TTSCache(_CacheFront, Cache):
                 message gives its index); InvalidParamsError for bad parameters.
         """
         plan = self._core.status_plan(segments, tts_params)
-        # One worker-thread call keys and checks; it hands back a round that mostly waited.
+        # One worker-thread call keys and checks; it hands back a round if the checks wait.
         outcome = await anyio.to_thread.run_sync(plan.build_and_check, abandon_on_cancel=True)
         while isinstance(outcome, Checked):
             log.debug(

@@ -4,9 +4,10 @@ The work is split so that the async front can choose its concurrency from what i
 :class:`StatusPlan` keys every segment, then checks paths in rounds of about 10 ms, timing each
 round by the clock and by the thread's CPU time. On a local file system a check is CPU work in the
 kernel (microseconds): one worker thread finishing the rest is fastest, and more threads would only
-take the event loop's core. When a round shows the checks mostly waiting (a network file system, a
-cold disk), the rest is checked by several threads at once: as many as a :class:`Governor` finds
-the event loop keeps on time with, and never more than keep under half a core busy.
+take the event loop's core. When two rounds in a row show the checks mostly waiting (a network
+file system, a cold disk), the rest is checked by several threads at once: as many as a
+:class:`Governor` finds the event loop keeps on time with, and never more than keep under half a
+core busy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = ["Checked", "Governor", "StatusPlan"]
 
 #: Paths checked in the first round, before anything is known of the file system.
 FIRST_ROUND = 16
+#: Rounds in a row that must mostly wait before the checks are spread over threads.
+WAITED_ROUNDS = 2
 #: Seconds a round of checks should last: the figures are looked at after each round.
 ROUND_SECONDS = 0.01
 #: Mean seconds per check below which threads cannot help (a local file system: microseconds).
@@ -45,7 +48,7 @@ MAX_THREADS = 64
 #: looked at while they run.
 LATE_SECONDS, TICK_SECONDS = 0.002, 0.001
 #: How long the loop must keep on time before the threads grow, and the most they start at.
-GROW_SECONDS, FIRST_THREADS = 0.01, 16
+GROW_SECONDS, FIRST_THREADS = 0.01, 4
 #: Paths checked between two looks at the clock: each check is microseconds of system time.
 CHECK_CHUNK = CHUNK // 4
 #: Items per C-level pass (a copy, a compress, a free) between two pauses for the GIL: tens of
@@ -104,10 +107,11 @@ class Governor:
     Threads help only while checks wait (a network round trip, a disk read), and each thread
     coming back from a check needs the GIL: past some number they queue for it, and the event
     loop queues behind them (64 threads each waiting 1 ms per check stalled the loop 50-70 ms). So
-    the count is steered by the loop's own lateness, as TCP steers its window by loss: it doubles
-    from 2 while the loop keeps on time and the checks wait, then grows by one, and halves
-    whenever the loop runs over :data:`LATE_SECONDS` late. Checks that are CPU work (a local file
-    system once its directories are cached) cut it too: together the threads may keep only
+    the count is steered by the loop's own lateness, as TCP steers its window by loss: it starts
+    at what the round that waited calls for (at most :data:`FIRST_THREADS`), doubles every
+    :data:`GROW_SECONDS` while the loop keeps on time, then grows by one, and halves whenever the
+    loop runs over :data:`LATE_SECONDS` late. Checks that are CPU work (a local file system once
+    its directories are cached) cut it too: together the threads may keep only
     :data:`TARGET_LOAD` of a core busy, and once one thread alone is busy, the rest is best left
     to one thread (``busy``; ``StatusPlan.run_unless_waiting``).
 
@@ -117,8 +121,9 @@ class Governor:
     __slots__ = ("_calm_since", "_growing_fast", "_load", "busy", "round_size", "threads")
 
     def __init__(self, first: Checked, now: float) -> None:
-        #: Threads to check with now: what the first round's load calls for, up to a start of
-        #: :data:`FIRST_THREADS` (a first round can be a poor guide).
+        #: Threads to check with now: what the round's load calls for, up to a start of
+        #: :data:`FIRST_THREADS` (a round can be a poor guide: a burst of many threads that turn
+        #: out to be CPU work holds the loop until the cuts catch up).
         self.threads = max(2, min(FIRST_THREADS, _threads_for(first.load)))
         #: Paths per thread call.
         self.round_size = first.next_round_size()
@@ -260,13 +265,16 @@ class StatusPlan:
 
     def run_unless_waiting(self) -> CacheStatus | Checked:
         """Check the paths not handed out yet in this thread, a round of about 10 ms at a time,
-        and return the status; or, as soon as a round mostly waited (see ``Checked.waited``),
-        return that round and leave the rest to several threads (see :class:`Governor`)."""
-        size = FIRST_ROUND
+        and return the status; or, as soon as :data:`WAITED_ROUNDS` rounds in a row mostly waited
+        (see ``Checked.waited``), return the last and leave the rest to several threads (see
+        :class:`Governor`). One round is not enough: a few reads of cold directory blocks make a
+        round of a local disk's checks look like a network's."""
+        size, waited = FIRST_ROUND, 0
         while (span := self.claim(size)) is not None:
             checked = self.check_range(*span)
             self.record(span[0], checked)
-            if checked.waited:
+            waited = waited + 1 if checked.waited else 0
+            if waited == WAITED_ROUNDS:
                 return checked
             size = checked.next_round_size()
         return self.result()
