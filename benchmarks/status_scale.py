@@ -14,8 +14,8 @@ the calls (the longest, the 99.9th percentile and how many passed 5 ms), and apa
 - the stall of the caller dropping the answer (a million key strings freed on the loop: the
   caller's cost, which ``del`` in a worker thread avoids).
 
-It also counts the calls whose checks were spread over threads (a round of checks mostly waited,
-as on a cold disk: see ``status.Governor``), from the library's debug log.
+It also counts how often a call's checks were spread over threads (two rounds of checks in a row
+mostly waited, as on a cold disk: see ``status.Governor``), from the library's debug log.
 
 Peak memory is what ``tracemalloc`` saw allocated during one more call (traced, so not timed),
 next to the size of the answer (its lists and the key strings).

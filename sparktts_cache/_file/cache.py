@@ -402,7 +402,7 @@ class TTSCache(_CacheFront, Cache):
 
         All work runs in worker threads: keying and the checks in one call while the checks are
         CPU work (a local disk); while they mostly wait (a network file system, a cold disk), in
-        rounds spread over up to 64 threads, as many as keep under half a core busy.
+        rounds spread over threads, as many as keep the event loop on time (at most 64).
 
         Presence is checked from the directory only; a listed entry that turns out corrupt or
         not a file (or is evicted) before it is read is a miss for :meth:`get_cached_data`, and

@@ -280,7 +280,7 @@ class StatusPlan:
         return self.result()
 
     def finish(self) -> CacheStatus:
-        """Check every path not checked yet in this thread, then return the status."""
+        """Check every path not handed out yet in this thread, then return the status."""
         while (span := self.claim(PIECE)) is not None:
             self.record(span[0], self.check_range(*span))
         return self.result()
