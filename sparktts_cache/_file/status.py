@@ -172,8 +172,7 @@ class StatusPlan:
     """
 
     __slots__ = (
-        "_extension", "_firsts", "_params", "_root", "checked", "claimed", "found", "keys",
-        "segments",
+        "_extension", "_firsts", "_params", "_root", "claimed", "found", "keys", "segments",
     )  # fmt: skip
 
     def __init__(
@@ -196,8 +195,8 @@ class StatusPlan:
         #: One byte per distinct key: ABSENT, PRESENT or UNCHECKED (a list of a million
         #: references is a container the cycle collector walks; bytes are not).
         self.found = bytearray()
-        #: Distinct keys handed out for checking (``claim``), and how many of them were recorded.
-        self.claimed = self.checked = 0
+        #: Distinct keys handed out for checking (``claim``); ``found`` says which were recorded.
+        self.claimed = 0
 
     @property
     def distinct_count(self) -> int:
@@ -254,7 +253,6 @@ class StatusPlan:
 
     def record(self, start: int, checked: Checked) -> None:
         self.found[start : start + len(checked.found)] = checked.found
-        self.checked += len(checked.found)
 
     def build_and_check(self) -> CacheStatus | Checked:
         """Build, then check as :meth:`run_unless_waiting` does (run it in a worker thread)."""
