@@ -82,13 +82,14 @@ def first_occurrences(keys: list[str]) -> npt.NDArray[np.int64]:
     starts[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
     del ordered
-    firsts = order[starts]
+    group_starts = np.flatnonzero(starts)  # sorted positions where a group starts
+    firsts = order[group_starts]
     later = np.flatnonzero(~starts)  # sorted positions of later members of a group
     # Each later member's group starts at the last start before it. (Not a cumsum of ``starts``:
     # summing a million bools into integers holds the GIL, 15 ms measured.)
-    group_firsts = firsts[np.searchsorted(np.flatnonzero(starts), later, side="right") - 1]
+    group_firsts = firsts[np.searchsorted(group_starts, later, side="right") - 1]
     later_indexes = order[later]
-    del order, starts, later
+    del order, starts, group_starts, later
     colliding: dict[int, dict[str, int]] = {}  # group's first index -> its other keys' firsts
     for start in range(0, len(later_indexes), CHUNK):
         stop = start + CHUNK
