@@ -23,6 +23,7 @@ from ._core.errors import (
     NotACacheDirectoryError,
     UnsupportedTypeError,
 )
+from ._core.files import read_regular_file
 from ._core.keys import check_key, generate_cache_key, normalize_text
 from ._file.cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
 from ._file.locks import FileSynthesisLock
@@ -78,6 +79,7 @@ __all__ = [
     "generate_cache_key",
     "load_tts_model",
     "normalize_text",
+    "read_regular_file",
 ]
 
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import stat
+import struct
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
 from ._core.codec import CODECS, Codec, Entry
 from ._core.errors import (
@@ -47,8 +49,9 @@ from ._core.errors import (
     InvalidTextError,
     NotACacheDirectoryError,
 )
+from ._core.files import read_regular_file
 from ._core.keys import check_key
-from ._file import layout
+from ._file import layout, maintenance
 from ._file.cache import SyncTTSCache, default_cache_dir
 from .engines import GENDERS, LEVELS, engine_names
 
@@ -110,6 +113,17 @@ def parse_duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h or 45m)")
     return float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+
+
+def count(text: str) -> int:
+    """A count from the command line: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -216,6 +230,11 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     # Only what the directory holds: the hits, misses and writes of ``stats()`` are this process's
     # traffic (always none here), and ``max_size_bytes`` this process's setting.
     found = {name: getattr(stats, name) for name in _DIRECTORY_STATS}
+    # Beside the entries: the speech server's finished responses (and anything else found).
+    beside = maintenance.usage_beside_entries(str(cache.cache_dir))
+    total = stats.bytes + sum(size for _, size in beside.values())
+    usage = {name: {"files": files, "bytes": size} for name, (files, size) in beside.items()}
+    found |= {"beside": usage, "total_bytes": total}
     _emit(args, found | {"cache_dir": str(cache.cache_dir)}, [
         f"cache:    {cache.cache_dir}",
         f"entries:  {stats.entries}",
@@ -223,6 +242,9 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         f"oldest:   {format_time(stats.oldest)} (least recently used)",
         f"newest:   {format_time(stats.newest)}",
         f"temp:     {stats.temp_files} temp files",
+        *(f"{printable(name) + ':':<9} {_plural(files, 'file')}, {format_size(size)}"
+          for name, (files, size) in beside.items()),
+        f"total:    {format_size(total)}",
     ])  # fmt: skip
     return EXIT_OK
 
@@ -457,36 +479,23 @@ def _umask() -> int:
 
 def _read_text_file(path: Path) -> str:
     """The text of ``path`` as ``Path.read_text`` gives it, if it is a regular UTF-8 file of at
-    most :data:`MAX_TEXT_FILE_BYTES`.
-
-    Checked on the opened descriptor, which a FIFO cannot block (``O_NONBLOCK``): ``/dev/zero``
-    or a pipe would otherwise be read until memory ran out, or waited on forever.
+    most :data:`MAX_TEXT_FILE_BYTES`; ``-`` is standard input (read to the same bound).
 
     Raises:
         InvalidOptionError: naming the path and what is wrong with it.
     """
-    shown = repr(str(path))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise InvalidOptionError(f"--file {shown}: {exc.strerror}") from None
-    too_big = InvalidOptionError(f"--file {shown} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB")
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):  # before fdopen, which refuses a directory with its own error
-        os.close(fd)
-        raise InvalidOptionError(f"--file {shown} is not a regular file")
-    with os.fdopen(fd, "rb") as file:
-        if st.st_size > MAX_TEXT_FILE_BYTES:
-            raise too_big
-        # No further than the limit, whatever the size said; no more than it said plus one either
-        # (a short file does not cost a 16 MiB buffer).
-        data = file.read(min(st.st_size, MAX_TEXT_FILE_BYTES) + 1)
-    if len(data) > MAX_TEXT_FILE_BYTES:
-        raise too_big
+    if str(path) == "-":
+        shown = "--file - (standard input)"
+        data = sys.stdin.buffer.read(MAX_TEXT_FILE_BYTES + 1)
+        if len(data) > MAX_TEXT_FILE_BYTES:
+            raise InvalidOptionError(f"{shown} is larger than {MAX_TEXT_FILE_BYTES >> 20} MiB")
+    else:
+        shown = f"--file {str(path)!r}"
+        data = read_regular_file(path, MAX_TEXT_FILE_BYTES, "--file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidOptionError(f"--file {shown} is not UTF-8 (byte {exc.start})") from None
+        raise InvalidOptionError(f"{shown} is not UTF-8 (byte {exc.start})") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")  # universal newlines, as read_text
 
 
@@ -531,6 +540,8 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     Only a window of segments is in memory at once (see ``LongTextTTS.stream``), whatever the
     length of the text; the output file is checked before anything is synthesised, written into a
     temp file beside it and renamed over it at the end (never written through a symlink there).
+    ``-o -`` streams a 16-bit WAV to standard output instead (see :func:`_stream_wav`), and the
+    summary goes to stderr.
     """
     import anyio
     import soundfile
@@ -545,22 +556,24 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         text = _read_text_file(args.file) if args.file else args.text
+        segmenter = TextSegmenter(args.max_chars)
     except InvalidOptionError as exc:
-        print(f"synth: {exc}", file=sys.stderr)
+        print(f"synth: {str(exc).replace('max_chars', '--max-chars', 1)}", file=sys.stderr)
         return EXIT_USAGE
     if text is None:
-        print("synth needs TEXT or --file", file=sys.stderr)
+        print("synth: give TEXT or --file", file=sys.stderr)
         return EXIT_USAGE
     if not text.strip():
         source = f"--file {str(args.file)!r}" if args.file else "TEXT"
         print(f"synth: {source} is blank (only white space): nothing to say", file=sys.stderr)
         return EXIT_USAGE
     output: Path = args.output
-    problem = _unwritable_output(output)
+    to_stdout = str(output) == "-"
+    problem = _unwritable_stdout() if to_stdout else _unwritable_output(output)
     if problem is not None:
         print(f"synth: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    container, subtype = _synth_format(output) or ("WAV", "PCM_16")
+    container, subtype = ("WAV", "PCM_16") if to_stdout else _synth_format(output) or ("", "")
     params = {k: v for k, v in (("gender", args.gender), ("pitch", args.pitch),
                                 ("speed", args.speed), ("voice", args.voice))
               if v is not None}  # fmt: skip
@@ -576,48 +589,107 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rate = model.sample_rate
     async_cache = TTSCache(cache.cache_dir, sample_rate=rate)
-    long_text = LongTextTTS(model, cache=async_cache, segmenter=TextSegmenter(args.max_chars))
+    long_text = LongTextTTS(model, cache=async_cache, segmenter=segmenter)
     segments = long_text.segmenter.segment_text(text)
     written = {"segments": 0, "samples": 0}
+
+    def synthesise(write: Callable[[npt.NDArray[np.float32]], object]) -> None:
+        async def run() -> None:
+            from tqdm import tqdm
+
+            with tqdm(total=len(segments), unit="segment", disable=not args.progress,
+                      file=sys.stderr) as bar:  # fmt: skip
+                async for chunk in long_text.stream(text, params):
+                    # A blocking write of one segment (tens of milliseconds at most): nothing
+                    # else runs on this loop.
+                    write(chunk)
+                    written["segments"] += 1
+                    written["samples"] += len(chunk)
+                    bar.set_postfix(synthesised=long_text.synthesis_count)
+                    bar.update()
+
+        anyio.run(run)
 
     def synthesise_into(file: BinaryIO) -> None:
         with soundfile.SoundFile(
             file, "w", samplerate=rate, channels=1, subtype=subtype, format=container
         ) as sound:
-
-            async def run() -> None:
-                from tqdm import tqdm
-
-                with tqdm(total=len(segments), unit="segment", disable=not args.progress,
-                          file=sys.stderr) as bar:  # fmt: skip
-                    async for chunk in long_text.stream(text, params):
-                        # A blocking write of one segment (tens of milliseconds at most): nothing
-                        # else runs on this loop.
-                        sound.write(chunk)
-                        written["segments"] += 1
-                        written["samples"] += len(chunk)
-                        bar.set_postfix(synthesised=long_text.synthesis_count)
-                        bar.update()
-
-            anyio.run(run)
+            synthesise(sound.write)
 
     began = time.perf_counter()
     try:
-        _write_beside(output, synthesise_into)
+        if to_stdout:
+            _stream_wav(sys.stdout.buffer, rate, synthesise)
+        else:
+            _write_beside(output, synthesise_into)
     except KeyboardInterrupt:  # the temp file is gone, the destination as it was
         return _interrupted(cache, segments, long_text.key_params(params))
+    except BrokenPipeError:  # the reader of standard output went away: stop, as Unix tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("synth: standard output was closed", file=sys.stderr)
+        return EXIT_FAILED
     elapsed = time.perf_counter() - began
     # Segments are synthesised ahead of the one being written, so they are counted at the end:
     # a segment repeated in the text is synthesised once and counted cached after that.
     count, synthesised = written["segments"], long_text.synthesis_count
     cached = count - synthesised
     print(f"{_plural(count, 'segment')} in {elapsed:.2f} s: {cached} from the cache "
-          f"({cached / max(1, count):.0%}), {synthesised} synthesised; wrote {output} "
-          f"({written['samples'] / rate:.1f} s of audio)")  # fmt: skip
+          f"({cached / max(1, count):.0%}), {synthesised} synthesised; wrote "
+          f"{'standard output' if to_stdout else output} ({written['samples'] / rate:.1f} s of "
+          "audio)", file=sys.stderr if to_stdout else sys.stdout)  # fmt: skip
     if args.expect_cached and synthesised:
         print("expected every segment to come from the cache", file=sys.stderr)
         return EXIT_NOT_CACHED
     return EXIT_OK
+
+
+def _unwritable_stdout() -> str | None:
+    """Why ``synth -o -`` should not write audio to standard output (a terminal); None if not."""
+    if sys.stdout.isatty():
+        return "-o -: standard output is a terminal; redirect it to a file or a player"
+    return None
+
+
+#: A 16-bit mono WAV header: RIFF size, sample rate, bytes a second, data size.
+_WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+#: The sizes of a WAV whose length is unknown when its header is written, as streamed WAV has.
+_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+def _stream_wav(
+    out: BinaryIO, rate: int, synthesise: Callable[[Callable[[Any], object]], None]
+) -> None:
+    """Write a 16-bit mono WAV to ``out`` as ``synthesise`` hands over each segment's samples.
+
+    The header goes first with the sizes unknown (``0xFFFFFFFF``, which players and ``sox`` read
+    from a pipe), each segment is flushed as it comes, so a player hears the first sentence while
+    the rest is made; where ``out`` can seek (a redirected file), the sizes are set at the end.
+    """
+
+    def header(data_bytes: int) -> bytes:
+        riff = _UNKNOWN_SIZE if data_bytes == _UNKNOWN_SIZE else 36 + data_bytes
+        return _WAV_HEADER.pack(b"RIFF", riff, b"WAVE", b"fmt ", 16, 1, 1, rate, 2 * rate, 2, 16,
+                                b"data", data_bytes)  # fmt: skip
+
+    out.write(header(_UNKNOWN_SIZE))
+    size = 0
+
+    def write(chunk: npt.NDArray[np.float32]) -> None:
+        nonlocal size
+        pcm = (np.clip(chunk, -1.0, 32767 / 32768) * 32768).round().astype("<i2").tobytes()
+        out.write(pcm)
+        out.flush()
+        size += len(pcm)
+
+    synthesise(write)
+    out.flush()
+    with contextlib.suppress(OSError):
+        if out.seekable() and size <= _UNKNOWN_SIZE - 36:
+            out.seek(0)
+            out.write(header(size))
+            out.seek(0, os.SEEK_END)
+            out.flush()
 
 
 def _interrupted(cache: SyncTTSCache, segments: list[str], key_params: dict[str, Any]) -> int:
@@ -674,7 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     ls = command("ls", cmd_ls, "list entries with their text")
     ls.add_argument("--grep", help="only entries whose text contains this (case-insensitive)")
-    ls.add_argument("--limit", type=int, default=0, help="list at most this many")
+    ls.add_argument(
+        "--limit", type=count, default=0, help="list at most this many (default 0: all)"
+    )
     command("show", cmd_show, "show one entry's metadata").add_argument("key")
     export = command(
         "export",
@@ -688,14 +762,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("output", type=Path)
     synth = command("synth", cmd_synth, "synthesise text through the cache", json=False)
     synth.add_argument("text", nargs="?", help="the text (or --file)")
-    synth.add_argument("--file", type=Path, help="read the text from this file")
+    synth.add_argument(
+        "--file", type=Path, help="read the text from this file (- for standard input)"
+    )
     synth.add_argument(
         "-o",
         "--output",
         type=Path,
         required=True,
         help="the audio file to write (.wav or .flac: 16-bit; other extensions libsndfile "
-        "writes); written as segments arrive, renamed into place at the end",
+        "writes); written as segments arrive, renamed into place at the end; - for standard "
+        "output (a 16-bit WAV, each segment flushed as it is ready)",
     )
     synth.add_argument(
         "--engine",

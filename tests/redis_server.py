@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from .system_programs import require_program, unavailable
 
 
 def free_port() -> int:
@@ -18,12 +18,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A throw-away redis-server on 127.0.0.1 that a test can stop and start again."""
+    """A throw-away redis-server on 127.0.0.1 that a test can stop and start again (the test is
+    skipped where redis-server is not installed, and fails there in CI)."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            raise FileNotFoundError("redis-server is not installed")
+        self.binary = require_program("redis-server")
         self.directory = directory
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -33,7 +32,6 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        assert self.binary is not None
         self.proc = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", str(self.directory), "--protected-mode", "yes"],
@@ -55,5 +53,11 @@ class RedisServer:
             self.proc = None
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
+def started_redis(directory: Path) -> RedisServer:
+    """A RedisServer in ``directory``, started; the test skips (fails in CI) if none can be."""
+    server = RedisServer(directory)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        unavailable(f"no Redis server can be started here: {exc}")
+    return server

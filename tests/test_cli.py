@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import io
 import json
 import os
 import re
@@ -445,7 +446,7 @@ def test_a_bad_key_is_bad_usage_and_a_damaged_entry_is_one_line_naming_its_file(
     unknown = cli(root, "synth", "Hi.", "-o", str(out), "--engine", "festival")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     too_short = cli(root, "synth", "Hi.", "-o", str(out), "--max-chars", "1")
-    assert too_short.returncode == 2 and "max_chars must be" in too_short.stderr
+    assert too_short.returncode == 2 and too_short.stderr.startswith("synth: --max-chars must be")
 
 
 def test_cache_dir_after_the_command_and_version(filled: tuple[Path, list[str]]) -> None:
@@ -508,7 +509,10 @@ def test_synth_refuses_blank_or_doubled_input_and_counts_in_the_singular(tmp_pat
 def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, list[str]]) -> None:
     root, _keys = filled
     data = json.loads(cli(root, "stats", "--json").stdout)
-    assert set(data) == {"cache_dir", "entries", "bytes", "oldest", "newest", "temp_files"}
+    assert set(data) == {
+        "cache_dir", "entries", "bytes", "oldest", "newest", "temp_files", "beside", "total_bytes",
+    }  # fmt: skip
+    assert data["beside"] == {} and data["total_bytes"] == data["bytes"]
 
 
 def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: Path) -> None:
@@ -530,3 +534,86 @@ def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: 
     shown = cli(tmp_path, "show", key, "--json").stdout
     assert "普通话\\u202e\\u0085" in shown and json.loads(shown)["params"] == params
     assert to_json({"t": "a\ud800b"}) == '{\n  "t": "a\\ud800b"\n}'  # printable, UTF-8 encodable
+
+
+# -- issue 20: standard input and output, bounds, and what stats counts ---------------------------
+
+
+def test_synth_max_chars_out_of_range_is_a_synth_error(tmp_path: Path) -> None:
+    refused = cli(tmp_path / "cache", "synth", "Hello.", "-o", str(tmp_path / "o.wav"),
+                  "--max-chars", "0")  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr == "synth: --max-chars must be an int of at least 4, not 0\n"
+
+
+def test_ls_limit_must_not_be_negative(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+    refused = cli(root, "ls", "--limit", "-1")
+    assert refused.returncode == 2 and "--limit: must be at least 0, not -1" in refused.stderr
+    assert len(cli(root, "ls", "--limit", "3").stdout.splitlines()) == 3
+
+
+def test_synth_reads_standard_input_and_writes_standard_output(tmp_path: Path) -> None:
+    text = "Read from standard input. Written to standard output, as a pipe."
+    piped = subprocess.run(
+        [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(tmp_path / "cache"), "synth",
+         "--file", "-", "-o", "-"],
+        input=text.encode(), capture_output=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    # Streamed to a pipe: the sizes are unknown when the header goes out, as streamed WAV has.
+    assert piped.stdout[:4] == b"RIFF" and piped.stdout[4:8] == b"\xff\xff\xff\xff"
+    audio, rate = soundfile.read(io.BytesIO(piped.stdout), dtype="float32")
+    assert rate == 22050 and len(audio) == (len(piped.stdout) - 44) // 2 > rate
+    assert b"wrote standard output" in piped.stderr  # the summary keeps out of the audio
+    # Redirected to a file, which can seek: the sizes are set at the end. The same audio, cached.
+    out = tmp_path / "redirected.wav"
+    with open(out, "wb") as file:
+        again = subprocess.run(
+            [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(tmp_path / "cache"),
+             "synth", "--file", "-", "-o", "-", "--expect-cached"],
+            input=text.encode(), stdout=file, stderr=subprocess.PIPE, timeout=120, cwd=REPO,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    info = soundfile.info(str(out))
+    assert info.samplerate == 22050 and info.frames == len(audio)
+    np.testing.assert_array_equal(soundfile.read(out, dtype="float32")[0], audio)
+
+
+def test_synth_to_standard_output_refuses_a_terminal(tmp_path: Path) -> None:
+    controller, terminal = os.openpty()
+    try:
+        refused = subprocess.run(
+            [sys.executable, "-m", "sparktts_cache", "--cache-dir", str(tmp_path / "cache"),
+             "synth", "Hello.", "-o", "-"],
+            stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "synth: -o -: standard output is a terminal; redirect it to a file or a player\n"
+    )
+    assert not (tmp_path / "cache").exists()
+
+
+def test_synth_from_standard_input_is_bounded_too(tmp_path: Path) -> None:
+    refused = cli(tmp_path / "cache", "synth", "--file", "-", "-o", str(tmp_path / "o.wav"),
+                  stdin="x" * (MAX_TEXT_FILE_BYTES + 1), timeout=60)  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr == "synth: --file - (standard input) is larger than 16 MiB\n"
+
+
+def test_stats_counts_what_lies_beside_the_entries(filled: tuple[Path, list[str]]) -> None:
+    root, _keys = filled
+    responses = root / "responses" / "ab"
+    responses.mkdir(parents=True)
+    (responses / "one.mp3").write_bytes(b"x" * 5000)
+    (responses / "two.opus").write_bytes(b"y" * 3000)
+    (responses / "elsewhere").symlink_to("/etc/passwd")  # not followed, not counted
+    data = json.loads(cli(root, "stats", "--json").stdout)
+    assert data["beside"] == {"responses": {"files": 2, "bytes": 8000}}
+    assert data["total_bytes"] == data["bytes"] + 8000
+    shown = cli(root, "stats").stdout
+    assert "responses: 2 files, 7.8 KiB" in shown and "total:" in shown

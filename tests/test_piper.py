@@ -6,6 +6,7 @@ sentences keeps the whole file within a few seconds of synthesis.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -191,11 +192,18 @@ def test_missing_bundled_voice_says_what_to_install(monkeypatch: pytest.MonkeyPa
 
 
 def test_bad_voice_files_and_options(tmp_path: Path) -> None:
-    with pytest.raises(InvalidOptionError, match="cannot read"):
+    with pytest.raises(InvalidOptionError, match=r"the Piper voice .*: No such file"):
         load_tts_model("piper", voice=tmp_path / "missing.onnx")
     model_path, config_path = bundled_voice()
-    with pytest.raises(InvalidOptionError, match="cannot read"):
+    with pytest.raises(InvalidOptionError, match=r"the Piper voice's config .*: No such file"):
         PiperModel(model_path, config_path=tmp_path / "missing.json")
+    # Neither read without bound nor waited on: /dev/zero was read until memory ran out, and a
+    # FIFO with no writer hung the server's start for good.
+    fifo = tmp_path / "voice.onnx"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        with pytest.raises(InvalidOptionError, match=f"the Piper voice '{path}' is not a regular"):
+            load_tts_model(f"piper:{path}")
     (tmp_path / "bad.json").write_text('{"audio": {}}')
     with pytest.raises(InvalidOptionError, match="not a Piper voice configuration"):
         PiperModel(model_path, config_path=tmp_path / "bad.json")

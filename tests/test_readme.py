@@ -99,7 +99,9 @@ def test_readme_block_runs(block: Block, tmp_path: Path) -> None:
         run_block(block, tmp_path, block.code)
 
 
-def run_block(block: Block, tmp_path: Path, code: str) -> None:
+def run_block(block: Block, tmp_path: Path, code: str, source: str = "README.md") -> str:
+    """Run ``code`` as a script in ``tmp_path``; assert that it exits 0 and warns of nothing, and
+    return what it printed."""
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
     env = {
@@ -116,11 +118,12 @@ def run_block(block: Block, tmp_path: Path, code: str) -> None:
         text=True,
         timeout=280,
     )
-    where = f"README.md line {block.line} ({block.heading})"
-    assert done.returncode == 0, f"{where} failed:\n{done.stderr}"
+    where = f"{source} line {block.line} ({block.heading})"
+    assert done.returncode == 0, f"{where} failed:\n{done.stderr}\n{code}"
     # Warnings raised in __del__ (an unawaited coroutine) do not fail a script: they are printed.
     assert "never awaited" not in done.stderr, f"{where}:\n{done.stderr}"
     assert "Warning" not in done.stderr, f"{where}:\n{done.stderr}"
+    return done.stdout
 
 
 def test_few_blocks_are_not_run() -> None:

@@ -26,7 +26,7 @@ from sparktts_cache.testing import CacheContract, is_sealed, sealed_audio
 
 from .crafted import crafted_wav, hostile_wav, metadata_json
 from .models import CountingModel
-from .redis_server import RedisServer, in_ci
+from .redis_server import started_redis
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +35,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("SPARKTTS_REDIS_URL"):
         yield url
         return
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-        server.start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        if in_ci():
-            raise
-        pytest.skip(f"no Redis server can be started here: {exc}")
+    server = started_redis(tmp_path_factory.mktemp("redis"))
     try:
         yield server.url
     finally:
@@ -227,13 +221,7 @@ async def test_unreachable_redis_is_a_miss_and_false(tmp_path: Path) -> None:
 
 
 async def test_redis_restart_mid_run(tmp_path: Path) -> None:
-    try:
-        server = RedisServer(tmp_path)
-        server.start()
-    except (FileNotFoundError, RuntimeError) as exc:
-        if in_ci():
-            raise
-        pytest.skip(f"no Redis server can be started here: {exc}")
+    server = started_redis(tmp_path)
     cache = RedisCache(server.url, sample_rate=16000)
     try:
         key = cache.generate_cache_key("before")

@@ -4,7 +4,6 @@ audio element must actually play what the server synthesised."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from sparktts_cache import TextSegmenter
 
 from .speech_server import SpeechServer, running_server
+from .system_programs import require_program
 
 API_KEY = "page-s3cret"
 #: Seconds a page may take to load its voices, start playing, or advance.
@@ -33,10 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    # Not skipped when missing: the page's test must run wherever the suite does.
-    chromium = shutil.which("chromium")
-    chromedriver = shutil.which("chromedriver")
-    assert chromium and chromedriver, "install chromium and chromium-driver (see .ci/run)"
+    chromium, chromedriver = require_program("chromium"), require_program("chromedriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",

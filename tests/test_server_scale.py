@@ -12,7 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from sparktts_cache import TextSegmenter
 
-from .redis_server import RedisServer
+from .redis_server import started_redis
 from .speech_server import SpeechServer, running_server
 
 #: Concurrent identical requests, and the new segments of their text.
@@ -144,8 +144,7 @@ def test_two_workers_sharing_a_directory_synthesise_each_segment_once(tmp_path: 
 def test_two_servers_sharing_redis_synthesise_each_segment_once(tmp_path: Path) -> None:
     for directory in ("redis", "a", "b"):
         (tmp_path / directory).mkdir()
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
+    redis = started_redis(tmp_path / "redis")
     try:
         with (
             running_server(tmp_path / "a" / "cache", "--redis", redis.url) as first,

@@ -116,7 +116,7 @@ def test_refused_on_an_event_loop_thread_and_fine_from_a_worker_thread(
         with pytest.raises(BlockingCallError, match="await LongTextTTS") as caught:
             long_text.generate(TEXT)
         assert isinstance(caught.value, RuntimeError) and isinstance(caught.value, CacheError)
-        assert f"runs a {backend} event loop" in str(caught.value)
+        assert f"this thread runs an event loop ({backend})" in str(caught.value)
         with pytest.raises(BlockingCallError, match=r"LongTextTTS\(\.\.\.\)\.stream"):
             next(long_text.stream(TEXT))
         return await anyio.to_thread.run_sync(long_text.generate, TEXT)
@@ -177,10 +177,14 @@ class Model22k(CountingModel):
 def test_long_text_refuses_blocking_backends_and_a_wrong_fixed_rate(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedTypeError, match=r"BlockingCache\.get_cache_status is not an"):
         LongTextTTS(CountingModel(), cache=BlockingCache())
-    with pytest.raises(InvalidOptionError, match=r"at 16000 Hz .* model makes 22050 Hz"):
+    with pytest.raises(InvalidOptionError, match=r"is 16000 Hz and the model's is 22050 Hz"):
         LongTextTTS(Model22k(), cache=FixedRateCache())
     LongTextTTS(CountingModel(), cache=FixedRateCache())  # the same rate: fine
-    LongTextTTS(Model22k(), cache=TTSCache(tmp_path, sample_rate=16000))  # takes the rate: fine
+    # A cache that takes the rate with each entry is refused too: what its own caller stores
+    # through it without one would be labelled 16 kHz.
+    with pytest.raises(InvalidOptionError, match=r"is 16000 Hz and the model's is 22050 Hz"):
+        LongTextTTS(Model22k(), cache=TTSCache(tmp_path, sample_rate=16000))
+    LongTextTTS(Model22k(), cache=TTSCache(tmp_path, sample_rate=None))  # no rate of its own
 
 
 def test_sync_long_text_options(tmp_path: Path) -> None:

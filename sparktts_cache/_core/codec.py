@@ -67,7 +67,8 @@ FORMAT_VERSION = 1
 #: The largest entry file of any format, in bytes (over 4 hours of 16 kHz float32 samples): a WAV
 #: entry's sizes are 32-bit, and readers refuse larger files before reading them.
 MAX_ENTRY_BYTES = 1 << 30
-#: The sample rate recorded with entries written without one, unless a backend sets another.
+#: The sample rate of entries written without one by a file cache made without one: Spark-TTS's,
+#: whose audio the seed module's API (which has no rate) stored.
 DEFAULT_SAMPLE_RATE = 16000
 
 #: A whole entry file in memory.

@@ -32,6 +32,7 @@ from .errors import (
     InvalidTextError,
     UnsupportedTypeError,
 )
+from .files import OPEN_WITHOUT_BLOCKING
 from .gil import CHUNK, GilYielder, extend_in_pieces, make_old
 
 __all__ = [
@@ -480,7 +481,7 @@ def _speaker_file_digest(name: str, value: object) -> str:
         f"{MAX_SPEAKER_FILE_BYTES >> 20} MiB"
     )
     try:
-        fd = os.open(given, _SPEAKER_OPEN_FLAGS)
+        fd = os.open(given, OPEN_WITHOUT_BLOCKING)
     except (OSError, ValueError):  # ValueError: a NUL byte in the path
         raise refused from None
     try:
@@ -502,14 +503,6 @@ def _speaker_file_digest(name: str, value: object) -> str:
     finally:
         os.close(fd)
 
-
-#: Open for reading without blocking on a FIFO and without making a terminal ours.
-_SPEAKER_OPEN_FLAGS: int = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-)
 
 #: Digests of recent speaker files by (device, inode, size, mtime): the same content whatever the
 #: path it is reached by, and a rewrite changes the size or the modification time.

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from .._core.audio import check_sample_rate
 from .._core.cache import Cache, CacheStatus
-from .._core.codec import CODECS, Entry, new_entry
+from .._core.codec import CODECS, DEFAULT_SAMPLE_RATE, Entry, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
 from .._core.matching import RequestCheck, check_aligned
@@ -220,7 +220,7 @@ class _CacheFront:
         self,
         cache_dir: str | os.PathLike[str] | None = None,
         *,
-        sample_rate: int | None = None,
+        sample_rate: int | None = DEFAULT_SAMPLE_RATE,
         audio_format: str = "wav",
         fsync: bool = False,
         max_size_bytes: int | None = None,
@@ -239,7 +239,8 @@ class _CacheFront:
 
     @property
     def sample_rate(self) -> int | None:
-        """The rate of entries written without one; None: each ``cache_data`` must give it."""
+        """The rate of entries written without one (16,000 Hz, Spark-TTS's, unless the cache was
+        made with another); None: each ``cache_data`` must give it."""
         return self._core.sample_rate
 
     @property
@@ -269,10 +270,11 @@ class TTSCache(_CacheFront, Cache):
 
     Args:
         cache_dir: where entries live; ``$SPARKTTS_CACHE_DIR`` or the user cache directory if None.
-        sample_rate: the sample rate of audio written without an explicit one (the model's,
-            ``model.sample_rate``). None (the default): every ``cache_data`` must give its
-            ``sample_rate``, and one that does not raises ``InvalidOptionError``: a rate assumed
-            for audio that is only samples would be wrong, silently, for every other engine.
+        sample_rate: the sample rate of audio written without an explicit one: give the
+            model's, ``model.sample_rate``. The default, 16,000 Hz, is Spark-TTS's (the seed
+            module's API has no rate: it stored Spark-TTS audio), and is wrong for every other
+            engine's audio. None: every ``cache_data`` must give its ``sample_rate``, and one
+            that does not raises ``InvalidOptionError``.
         audio_format: ``"wav"`` (float32, bit-exact, default) or ``"flac"`` (16-bit, about half the
             size, lossy against float32).
         fsync: flush each entry to stable storage before publishing it (slower; see the README).

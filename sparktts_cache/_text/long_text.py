@@ -54,9 +54,11 @@ def _check_async_cache(cache: object, model_rate: int) -> None:
     """Refuse a cache LongTextTTS cannot use, now rather than at the first ``generate``.
 
     A blocking cache (``SyncTTSCache``, or a backend written with plain ``def``) failed only inside
-    ``generate``, with "object ... can't be used in 'await' expression". A backend whose
-    ``cache_data`` takes no ``sample_rate`` stores every entry at its own rate: one that says it is
-    not the model's would store the model's audio at the wrong rate, silently.
+    ``generate``, with "object ... can't be used in 'await' expression". A cache with a rate of its
+    own (``TTSCache``'s default is Spark-TTS's 16,000 Hz) other than the model's is refused too:
+    LongTextTTS passes the model's rate with every entry, but a seed-style backend whose
+    ``cache_data`` takes none would store the model's audio at the wrong rate, silently, and so
+    would any ``cache_data`` of the caller's own through the same cache.
     """
     if isinstance(cache, SyncTTSCache):
         raise UnsupportedTypeError(
@@ -71,17 +73,12 @@ def _check_async_cache(cache: object, model_rate: int) -> None:
                 "async method: give it a Cache whose methods are 'async def' (see Cache)"
             )
     cache_rate = getattr(cache, "sample_rate", None)
-    takes_rate = inspect.signature(cache.cache_data).parameters  # type: ignore[attr-defined]
-    if (
-        "sample_rate" not in takes_rate
-        and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes_rate.values())
-        and isinstance(cache_rate, int)
-        and cache_rate != model_rate
-    ):
+    if isinstance(cache_rate, int) and cache_rate != model_rate:
         raise InvalidOptionError(
-            f"{type(cache).__name__} stores every entry at {cache_rate} Hz (its cache_data takes "
-            f"no sample_rate), and the model makes {model_rate} Hz audio: make the cache with "
-            "the model's rate"
+            f"the cache's sample rate is {cache_rate} Hz and the model's is {model_rate} Hz: "
+            f"make the cache with the model's, {type(cache).__name__}(..., "
+            "sample_rate=model.sample_rate), so that what is stored through it directly is "
+            "labelled right too"
         )
 
 
@@ -94,7 +91,8 @@ class LongTextTTS:
         cache_dir: a directory for a :class:`TTSCache` at the model's sample rate...
         cache: ...or any async :class:`Cache` (not both). A blocking one (``SyncTTSCache``, or
             methods written with plain ``def``) is refused here with ``UnsupportedTypeError``;
-            for blocking calls use :class:`SyncLongTextTTS`.
+            for blocking calls use :class:`SyncLongTextTTS`. One whose ``sample_rate`` is not the
+            model's is refused with ``InvalidOptionError``, naming both rates.
         segmenter: how text is split (default: :class:`TextSegmenter()`).
         pause_seconds: silence between segments.
         max_concurrency: model calls running at once in this process (each in a worker thread).

@@ -12,6 +12,7 @@ syllable of speech, so the default limit of 200 is about 200 Latin or 100 Chines
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable
 
@@ -64,7 +65,10 @@ class TextSegmenter:
 
     def __init__(self, max_chars: int = 200, *, cjk_weight: float = 2.0) -> None:
         if not isinstance(max_chars, int) or max_chars < 2 * max(1.0, cjk_weight):
-            raise InvalidOptionError(f"max_chars must be an int of at least {2 * cjk_weight}")
+            least = math.ceil(2 * max(1.0, cjk_weight))
+            raise InvalidOptionError(
+                f"max_chars must be an int of at least {least}, not {max_chars!r}"
+            )
         if not 1.0 <= cjk_weight <= max_chars / 2:
             raise InvalidOptionError("cjk_weight must be between 1 and max_chars / 2")
         self.max_chars = max_chars

@@ -180,7 +180,7 @@ def _refuse_in_event_loop(method: str) -> None:
                 pass
     if running is not None:
         raise BlockingCallError(
-            f"SyncLongTextTTS.{method} blocks, and this thread runs a {running} event loop: "
+            f"SyncLongTextTTS.{method} blocks, and this thread runs an event loop ({running}): "
             f"use 'await LongTextTTS(...).{method}(...)' here, or call it from a worker thread "
             "(anyio.to_thread.run_sync)"
         )

@@ -25,6 +25,7 @@ from .._core.errors import (
     InvalidParamsError,
     MissingDependencyError,
 )
+from .._core.files import read_regular_file
 from ._base import LEVELS
 
 __all__ = ["SPEED_LEVELS", "PiperModel"]
@@ -34,6 +35,10 @@ __all__ = ["SPEED_LEVELS", "PiperModel"]
 SPEED_LEVELS: Mapping[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4), strict=True))
 #: The range of a numeric ``speed``, as in the OpenAI speech API (1.0 is normal).
 SPEED_RANGE = (0.25, 4.0)
+#: The largest voice and configuration files read (Piper's largest voices are about 120 MB):
+#: a path to ``/dev/zero`` or a FIFO is refused, not read forever or waited on.
+MAX_VOICE_BYTES = 1 << 30
+MAX_CONFIG_BYTES = 16 << 20
 
 _INSTALL_HINT = 'pip install "sparktts_cache[piper]"'
 
@@ -133,15 +138,8 @@ class PiperModel:
             config_file = (
                 os.fspath(config_path) if config_path is not None else model_path + ".json"
             )
-        try:
-            with open(model_path, "rb") as file:
-                model_bytes = file.read()
-            with open(config_file, "rb") as file:
-                config_bytes = file.read()
-        except OSError as exc:
-            raise InvalidOptionError(
-                f"cannot read the Piper voice {exc.filename!r}: {exc.strerror}"
-            ) from exc
+        model_bytes = read_regular_file(model_path, MAX_VOICE_BYTES, "the Piper voice")
+        config_bytes = read_regular_file(config_file, MAX_CONFIG_BYTES, "the Piper voice's config")
         try:
             config = piper.PiperConfig.from_dict(json.loads(config_bytes))
         except (ValueError, KeyError, TypeError) as exc:

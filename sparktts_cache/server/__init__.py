@@ -14,9 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+from sparktts_cache import CacheError, InvalidOptionError, MissingDependencyError
 
 __all__ = ["add_arguments", "main"]
 
@@ -86,7 +90,36 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
 
 
 def main(cache: Any, args: argparse.Namespace) -> int:
-    """Run the server until interrupted (the ``serve`` command's handler)."""
+    """Run the server until interrupted (the ``serve`` command's handler).
+
+    Everything that can stop it from starting is checked before it listens, each reported as one
+    line on stderr with exit 2: the options, the voices file, the address (a port in use), the
+    engines (an unknown one, a missing extra, a voice file that is not one). With one worker the
+    engines loaded here are the server's; with more, each worker loads its own after this check.
+    """
+    try:
+        started = _start(cache, args)
+    except CacheError as exc:
+        print(f"sparktts-cache serve: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    config, app, metrics_dir = started
+    import uvicorn
+
+    try:
+        _run(uvicorn, app, config, logging_config(config.log_level))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+#: ``serve``'s exit status when it cannot start: the CLI's "bad usage".
+EXIT_CANNOT_START = 2
+
+
+def _start(cache: Any, args: argparse.Namespace) -> tuple[Any, Any, str | None]:
+    """Check everything and load the engines: the config, the app (or the factory's import path,
+    for several workers) and the metrics directory made for the workers (or None)."""
     from .config import CONFIG_ENV, ServerConfig
 
     config = ServerConfig(
@@ -104,28 +137,46 @@ def main(cache: Any, args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     config.check()
+    _check_address(config.host, config.port)
     metrics_dir = None
     if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before any worker imports prometheus_client: each writes its values there.
         metrics_dir = tempfile.mkdtemp(prefix="sparktts-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ[CONFIG_ENV] = config.to_env()
-    import uvicorn
-
-    from .app import create_app
-
-    log_config = logging_config(config.log_level)
-    if config.workers == 1:
-        app: Any = create_app(config)  # a malformed voices file fails here, before binding
-    else:
-        create_app(config)  # checks the options and the voices file once, in this process
-        app = "sparktts_cache.server.app:app_from_env"
     try:
-        _run(uvicorn, app, config, log_config)
-    finally:
+        try:
+            from .app import create_app, load_engines
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f'the server needs its extra: pip install "sparktts_cache[server]" ({exc})'
+            ) from None
+        app: Any = create_app(config)  # a malformed voices file fails here
+        load_engines(app)
+    except BaseException:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
-    return 0
+        raise
+    if config.workers > 1:
+        app = "sparktts_cache.server.app:app_from_env"  # each worker makes and loads its own
+    return config, app, metrics_dir
+
+
+def _check_address(host: str, port: int) -> None:
+    """Raise InvalidOptionError, naming the address, if the server could not listen there (a
+    port in use, an address not of this machine).
+
+    Bound as uvicorn binds (``SO_REUSEADDR``), then released for it.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror too
+        reason = exc.strerror or str(exc)
+        raise InvalidOptionError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def _run(uvicorn: Any, app: Any, config: Any, log_config: dict[str, Any]) -> None:

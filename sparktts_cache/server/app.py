@@ -43,7 +43,7 @@ from .speech import speech
 from .state import ServerState
 from .voices import load_voice_engines
 
-__all__ = ["app_from_env", "create_app", "extra_routes"]
+__all__ = ["app_from_env", "create_app", "extra_routes", "load_engines"]
 
 log = logging.getLogger("sparktts_cache.server")
 access_log = logging.getLogger("sparktts_cache.server.access")
@@ -68,15 +68,13 @@ def create_app(config: ServerConfig) -> Starlette:
         specs=load_voices(config),
         store=ResponseStore(os.path.join(config.cache_dir, "responses"), response_budget),
         metrics=Metrics(),
+        segment_budget=segment_budget,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.voices = await anyio.to_thread.run_sync(
-            load_voice_engines, config, state.specs, state.metrics, segment_budget
-        )
-        state.ready = True
-        log.info("engines loaded: %d voices", len(state.voices))
+        if not state.ready:  # ``serve`` with one worker loaded them before listening
+            await anyio.to_thread.run_sync(load_engines, app)
         yield
 
     routes: list[BaseRoute] = [
@@ -99,6 +97,21 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.server = state
     app.add_middleware(ServerMiddleware, state=state)
     return app
+
+
+def load_engines(app: Starlette) -> None:
+    """Load the engines of ``app``'s voices and mark it ready (blocking: minutes for Spark-TTS).
+
+    Raises:
+        InvalidOptionError, MissingDependencyError, EngineError: see
+            :func:`~.voices.load_voice_engines`.
+    """
+    state: ServerState = app.state.server
+    state.voices = load_voice_engines(
+        state.config, state.specs, state.metrics, state.segment_budget
+    )
+    state.ready = True
+    log.info("engines loaded: %d voices", len(state.voices))
 
 
 def app_from_env() -> Starlette:

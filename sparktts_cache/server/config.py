@@ -39,7 +39,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from sparktts_cache import InvalidOptionError
+from sparktts_cache import InvalidOptionError, read_regular_file
 
 __all__ = [
     "CONFIG_ENV",
@@ -56,6 +56,8 @@ __all__ = [
 CONFIG_ENV = "SPARKTTS_SERVER_CONFIG"
 #: OpenAI's own limit on ``input``.
 DEFAULT_MAX_INPUT_CHARS = 4096
+#: The largest voices file read: thousands of voices (``/dev/zero`` is refused, not read forever).
+MAX_VOICES_FILE_BYTES = 1 << 20
 #: The model names accepted as ``model``: OpenAI's, all meaning the configured engines (what
 #: engine speaks is the voice's business), and this server's own name.
 MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "sparktts-cache")
@@ -138,6 +140,8 @@ class ServerConfig:
             raise InvalidOptionError(
                 "--workers, --max-input-chars and --max-concurrent must be at least 1"
             )
+        if self.port > 65535:
+            raise InvalidOptionError(f"--port must be 0-65535, not {self.port}")
         if self.max_size is not None and self.max_size < 4096:
             raise InvalidOptionError("--max-size must be at least 4 KiB")
         if self.api_key is not None and not self.api_key.strip():
@@ -167,13 +171,13 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
     }
     if config.voices_file is None:
         return voices
+    data = read_regular_file(config.voices_file, MAX_VOICES_FILE_BYTES, "--voices")
     try:
-        with open(config.voices_file, "rb") as file:
-            document = tomllib.load(file)
-    except OSError as exc:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise InvalidOptionError(
-            f"cannot read --voices {config.voices_file}: {exc.strerror}"
-        ) from exc
+            f"--voices {config.voices_file} is not UTF-8 (byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidOptionError(f"--voices {config.voices_file} is not TOML: {exc}") from exc
     table = document.get("voices")

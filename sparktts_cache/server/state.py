@@ -15,7 +15,8 @@ __all__ = ["ServerState"]
 @dataclass
 class ServerState:
     """The configuration, the voices (empty until the engines are loaded), the response store,
-    the metrics, and the count of syntheses running (at most ``config.max_concurrent``).
+    the metrics, the segment cache's size budget, and the count of syntheses running (at most
+    ``config.max_concurrent``).
 
     Used from the event loop thread only (the count needs no lock).
     """
@@ -24,6 +25,8 @@ class ServerState:
     specs: dict[str, VoiceSpec]
     store: ResponseStore
     metrics: Metrics
+    #: The segment cache's share of ``--max-size`` (None: no limit).
+    segment_budget: int | None = None
     voices: dict[str, Voice] = field(default_factory=dict)
     ready: bool = False
     running: int = 0
