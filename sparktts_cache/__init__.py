@@ -30,7 +30,7 @@ from ._file.locks import FileSynthesisLock
 from ._file.maintenance import FileInfo, PruneReport, VerifyReport
 from ._shared.redis import RedisCache, RedisSynthesisLock
 from ._shared.tiered import TieredCache
-from ._text.long_text import LongTextTTS
+from ._text.long_text import LongTextTTS, Plan
 from ._text.segmenter import TextSegmenter
 from ._text.sync_long_text import SyncLongTextTTS
 from .engines import TTSModel, engine_names, load_tts_model
@@ -54,6 +54,7 @@ __all__ = [
     "LongTextTTS",
     "MissingDependencyError",
     "NotACacheDirectoryError",
+    "Plan",
     "PruneReport",
     "RedisCache",
     "RedisSynthesisLock",

@@ -53,6 +53,7 @@ from ._core.files import read_regular_file
 from ._core.keys import check_key
 from ._file import layout, maintenance
 from ._file.cache import SyncTTSCache, default_cache_dir
+from ._text.plan import Plan
 from .engines import GENDERS, LEVELS, engine_names
 
 __all__ = [
@@ -590,16 +591,16 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rate = model.sample_rate
     async_cache = TTSCache(cache.cache_dir, sample_rate=rate)
     long_text = LongTextTTS(model, cache=async_cache, segmenter=segmenter)
-    segments = long_text.segmenter.segment_text(text)
+    plan = anyio.run(long_text.plan, text, params)  # the one plan: the bar's total, then what runs
     written = {"segments": 0, "samples": 0}
 
     def synthesise(write: Callable[[npt.NDArray[np.float32]], object]) -> None:
         async def run() -> None:
             from tqdm import tqdm
 
-            with tqdm(total=len(segments), unit="segment", disable=not args.progress,
+            with tqdm(total=len(plan.segments), unit="segment", disable=not args.progress,
                       file=sys.stderr) as bar:  # fmt: skip
-                async for chunk in long_text.stream(text, params):
+                async for chunk in long_text.stream(plan):
                     # A blocking write of one segment (tens of milliseconds at most): nothing
                     # else runs on this loop.
                     write(chunk)
@@ -623,7 +624,7 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         else:
             _write_beside(output, synthesise_into)
     except KeyboardInterrupt:  # the temp file is gone, the destination as it was
-        return _interrupted(cache, segments, long_text.key_params(params))
+        return _interrupted(cache, plan)
     except BrokenPipeError:  # the reader of standard output went away: stop, as Unix tools do
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -692,17 +693,18 @@ def _stream_wav(
             out.flush()
 
 
-def _interrupted(cache: SyncTTSCache, segments: list[str], key_params: dict[str, Any]) -> int:
+def _interrupted(cache: SyncTTSCache, plan: Plan) -> int:
     """Say in one line how much of an interrupted ``synth`` is in the cache; exit 130.
 
     Counted in the cache, not from what the command had seen: what it synthesised is cached as
     it is made, so a second run reads all of it back and synthesises only the rest.
     """
-    status = cache.get_cache_status(segments, key_params)
+    status = cache.get_cache_status(plan.segments, plan.key_params)
     cached = set(status.cached_keys)
     done = sum(key in cached for key in status.cache_keys)
-    print(f"interrupted: {done} of {_plural(len(segments), 'segment')} in the cache; run the same "
-          "command again to resume", file=sys.stderr)  # fmt: skip
+    total = _plural(len(plan.segments), "segment")
+    print(f"interrupted: {done} of {total} in the cache; run the same command again to resume",
+          file=sys.stderr)  # fmt: skip
     return EXIT_INTERRUPTED
 
 

@@ -55,10 +55,15 @@ class CollidingCache(TTSCache):
 class KeyOnlyLongText(LongTextTTS):
     """LongTextTTS reading by key alone, as before reads were verified (the control)."""
 
-    async def _read_cached(
-        self, keys: list[str], segments: list[str], tts_params: Mapping[str, Any] | None
-    ) -> list[npt.NDArray[np.float32] | None]:
-        return await self.cache.get_cached_batch(keys)
+    def __init__(self, model: CountingModel, **options: Any) -> None:
+        super().__init__(model, **options)
+
+        async def read_by_key(
+            keys: Sequence[str], segments: Sequence[str], tts_params: Mapping[str, Any]
+        ) -> list[npt.NDArray[np.float32] | None]:
+            return await self.cache.get_cached_batch(keys)
+
+        self._calls.read_verified = read_by_key  # every read LongTextTTS makes goes through it
 
 
 def long_text(cls: type[LongTextTTS], cache: Any, model: CountingModel) -> LongTextTTS:
@@ -106,13 +111,12 @@ async def test_the_recheck_before_synthesis_is_verified_too(tmp_path: Path) -> N
     model = CountingModel()
     tts = long_text(LongTextTTS, cache, model)
     writer = long_text(LongTextTTS, cache, CountingModel())
-    key = cache.generate_cache_key(B, tts.key_params(PARAMS))
-    [audio] = await tts._read_cached([key], [B], PARAMS)
-    assert audio is None
+    plan = await tts.plan(B, PARAMS)
+    assert plan.segments == [B] and not plan.cached_keys  # planned as a miss
     await writer.generate(A, PARAMS)  # A's entry now sits under B's key
-    made = await tts._synthesise_once(key, B, PARAMS, False)
+    made, fully_cached = await tts.generate(plan)  # the stale plan: re-checked under the lock
     np.testing.assert_array_equal(made, audio_for(B, "female"))
-    assert model.calls == {B: 1}
+    assert model.calls == {B: 1} and fully_cached is False
 
 
 async def test_concurrent_colliding_requests_do_not_share_one_synthesis(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 from collections.abc import AsyncGenerator, Mapping
@@ -17,13 +16,15 @@ import numpy.typing as npt
 from .._core.audio import as_mono_float32
 from .._core.cache import Cache, SynthesisLock
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
-from .._file.cache import SyncTTSCache, TTSCache
+from .._file.cache import TTSCache
 from .._file.locks import FileSynthesisLock
 from ..engines import TTSModel, accepted_params
+from .cache_calls import CacheCalls
+from .plan import Plan
 from .read_ahead import ReadAhead
 from .segmenter import TextSegmenter
 
-__all__ = ["LongTextTTS"]
+__all__ = ["LongTextTTS", "Plan"]
 
 log = logging.getLogger("sparktts_cache")
 
@@ -44,42 +45,6 @@ class _Pending:
         self.done = anyio.Event()
         self.audio: npt.NDArray[np.float32] | None = None
         self.error: BaseException | None = None
-
-
-#: The cache methods LongTextTTS awaits.
-_AWAITED = ("get_cache_status", "get_cached_batch", "get_cached_data", "cache_data")
-
-
-def _check_async_cache(cache: object, model_rate: int) -> None:
-    """Refuse a cache LongTextTTS cannot use, now rather than at the first ``generate``.
-
-    A blocking cache (``SyncTTSCache``, or a backend written with plain ``def``) failed only inside
-    ``generate``, with "object ... can't be used in 'await' expression". A cache with a rate of its
-    own (``TTSCache``'s default is Spark-TTS's 16,000 Hz) other than the model's is refused too:
-    LongTextTTS passes the model's rate with every entry, but a seed-style backend whose
-    ``cache_data`` takes none would store the model's audio at the wrong rate, silently, and so
-    would any ``cache_data`` of the caller's own through the same cache.
-    """
-    if isinstance(cache, SyncTTSCache):
-        raise UnsupportedTypeError(
-            "LongTextTTS awaits its cache, and SyncTTSCache is the blocking one: pass "
-            "cache=TTSCache(...) (same arguments, same files), or for blocking calls in a script "
-            "use SyncLongTextTTS(model, cache=SyncTTSCache(...))"
-        )
-    for name in _AWAITED:
-        if not inspect.iscoroutinefunction(getattr(cache, name, None)):
-            raise UnsupportedTypeError(
-                f"LongTextTTS awaits its cache, and {type(cache).__name__}.{name} is not an "
-                "async method: give it a Cache whose methods are 'async def' (see Cache)"
-            )
-    cache_rate = getattr(cache, "sample_rate", None)
-    if isinstance(cache_rate, int) and cache_rate != model_rate:
-        raise InvalidOptionError(
-            f"the cache's sample rate is {cache_rate} Hz and the model's is {model_rate} Hz: "
-            f"make the cache with the model's, {type(cache).__name__}(..., "
-            "sample_rate=model.sample_rate), so that what is stored through it directly is "
-            "labelled right too"
-        )
 
 
 class LongTextTTS:
@@ -132,14 +97,14 @@ class LongTextTTS:
             )
         if cache is not None and cache_dir is not None:
             raise InvalidOptionError("pass cache_dir or cache, not both")
-        if cache is not None:
-            _check_async_cache(cache, model.sample_rate)
         if pause_seconds < 0 or max_concurrency < 1:
             raise InvalidOptionError("pause_seconds must be >= 0 and max_concurrency >= 1")
         self.model = model
         self.cache: Cache = (
             cache if cache is not None else TTSCache(cache_dir, sample_rate=model.sample_rate)
         )
+        #: The cache's status, verified read and write, in one call shape whatever the cache.
+        self._calls = CacheCalls(self.cache, model.sample_rate)
         self.segmenter = segmenter or TextSegmenter()
         self.pause_seconds = pause_seconds
         self.max_concurrency = max_concurrency
@@ -154,10 +119,6 @@ class LongTextTTS:
             self._lock = FileSynthesisLock(self.cache.cache_dir / "locks")
         else:
             self._lock = cross_process_lock or None
-        cache_params = inspect.signature(self.cache.cache_data).parameters
-        self._cache_takes_sample_rate = "sample_rate" in cache_params or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in cache_params.values()
-        )
         #: Model calls made by this instance (for tests, benchmarks and statistics).
         self.synthesis_count = 0
 
@@ -173,23 +134,50 @@ class LongTextTTS:
             params[ENGINE_PARAM] = identity
         return params
 
+    async def plan(self, text: str, tts_params: Mapping[str, Any] | None = None) -> Plan:
+        """Segment ``text`` and ask the cache once which segments it holds.
+
+        A front end that reports on a request before running it (a header, a progress bar)
+        plans it and hands the plan to :meth:`generate` or :meth:`stream`, so the text is
+        segmented and the cache asked once per request. Segmentation runs in a worker thread.
+
+        Raises:
+            UnsupportedTypeError, InvalidTextError, InvalidParamsError: for a text or parameters
+                that cannot be keyed (nothing is written).
+        """
+        params = dict(tts_params or {})
+        key_params = self.key_params(params)
+        segments = await anyio.to_thread.run_sync(self.segmenter.segment_text, text)
+        if not segments:
+            return Plan(text, params, key_params, [], [], frozenset(), self)
+        status = await self._calls.status(segments, key_params)
+        return Plan(
+            text, params, key_params, segments, status.cache_keys,
+            frozenset(status.cached_keys), self,
+        )  # fmt: skip
+
     async def generate(
-        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
+        self,
+        text: str | Plan,
+        tts_params: Mapping[str, Any] | None = None,
+        force_regenerate: bool = False,
     ) -> tuple[npt.NDArray[np.float32], bool]:
         """Return the whole text's audio and whether all of it came from the cache.
 
-        Missing distinct segments are synthesised concurrently (up to ``max_concurrency``), and
-        each is cached as soon as it is made. ``force_regenerate`` synthesises every segment again
-        and replaces its entry. Empty text gives an empty array and True.
+        ``text`` may be a :class:`Plan` of this instance's (then without ``tts_params``). Missing
+        distinct segments are synthesised concurrently (up to ``max_concurrency``), and each is
+        cached as soon as it is made. ``force_regenerate`` synthesises every segment again and
+        replaces its entry. Empty text gives an empty array and True.
         """
-        plan = await self._plan(text, tts_params)
-        if plan is None:
+        plan = await self._plan_of(text, tts_params)
+        if not plan.segments:
             return np.zeros(0, dtype=np.float32), True
-        segments, keys, cached = plan
-        if force_regenerate:
-            cached = []
+        segments, keys = plan.segments, plan.keys
+        cached = [] if force_regenerate else sorted(plan.cached_keys)
         segment_of = dict(zip(reversed(keys), reversed(segments), strict=True))  # first of each
-        audio = await self._read_cached(cached, [segment_of[key] for key in cached], tts_params)
+        audio = await self._calls.read_verified(
+            cached, [segment_of[key] for key in cached], plan.key_params
+        )
         found: dict[str, npt.NDArray[np.float32] | None] = dict(zip(cached, audio, strict=True))
         missing = {key: segment for segment, key in zip(segments, keys, strict=True)
                    if found.get(key) is None}  # fmt: skip
@@ -200,9 +188,7 @@ class LongTextTTS:
         async def worker() -> None:
             for key, segment in queue:
                 try:
-                    made[key] = await self._synthesise_once(
-                        key, segment, tts_params, force_regenerate
-                    )
+                    made[key] = await self._synthesise_once(key, segment, plan, force_regenerate)
                 except Exception as exc:  # the first error stops the rest and reaches the caller
                     errors.append(exc)
                     group.cancel_scope.cancel()
@@ -218,7 +204,7 @@ class LongTextTTS:
 
     async def stream(
         self,
-        text: str,
+        text: str | Plan,
         tts_params: Mapping[str, Any] | None = None,
         force_regenerate: bool = False,
         *,
@@ -226,7 +212,8 @@ class LongTextTTS:
     ) -> AsyncGenerator[npt.NDArray[np.float32], None]:
         """Yield each segment's audio in order as soon as it is ready (cached ones at once).
 
-        Every chunk after the first starts with the pause, so the chunks joined equal
+        ``text`` may be a :class:`Plan` of this instance's (then without ``tts_params``). Every
+        chunk after the first starts with the pause, so the chunks joined equal
         :meth:`generate`'s audio. Behind the consumer, a window of ``read_ahead`` segments
         (default: 8, or ``max_concurrency`` if larger) is read from the cache and synthesised
         ahead, in text order, missing ones by up to ``max_concurrency`` model calls at once: at
@@ -240,21 +227,21 @@ class LongTextTTS:
         segment is cached (so another call waiting for that segment gets it).
         """
         window = self._window(read_ahead)
-        plan = await self._plan(text, tts_params)
-        if plan is None:
+        plan = await self._plan_of(text, tts_params)
+        if not plan.segments:
             return
-        segments, keys, cached_keys = plan
-        cached_set = set() if force_regenerate else set(cached_keys)
+        segments, keys = plan.segments, plan.keys
+        cached_set = frozenset() if force_regenerate else plan.cached_keys
 
         async def read(indices: list[int]) -> list[npt.NDArray[np.float32] | None]:
-            return await self._read_cached(
-                [keys[i] for i in indices], [segments[i] for i in indices], tts_params
+            return await self._calls.read_verified(
+                [keys[i] for i in indices], [segments[i] for i in indices], plan.key_params
             )
 
         async def make(index: int, first: bool) -> npt.NDArray[np.float32]:
             # A repeat of a key made by this stream is never forced: it shares or reads that one.
             force = force_regenerate and first
-            return await self._synthesise_once(keys[index], segments[index], tts_params, force)
+            return await self._synthesise_once(keys[index], segments[index], plan, force)
 
         ahead = ReadAhead(
             [key in cached_set for key in keys],
@@ -282,27 +269,17 @@ class LongTextTTS:
             raise InvalidOptionError(f"read_ahead must be an int >= 1, not {read_ahead!r}")
         return read_ahead
 
-    async def _plan(
-        self, text: str, tts_params: Mapping[str, Any] | None
-    ) -> tuple[list[str], list[str], list[str]] | None:
-        """Segment the text and ask the cache once: the segments, their keys, the cached keys."""
-        segments = await anyio.to_thread.run_sync(self.segmenter.segment_text, text)
-        if not segments:
-            return None
-        status = await self.cache.get_cache_status(segments, self.key_params(tts_params))
-        return segments, status.cache_keys, status.cached_keys
-
-    async def _read_cached(
-        self, keys: list[str], segments: list[str], tts_params: Mapping[str, Any] | None
-    ) -> list[npt.NDArray[np.float32] | None]:
-        """The cached audio of each key (aligned with ``segments``), None where missing: every
-        read of cached audio goes through here.
-
-        Verified: an entry made for another text or other parameters that share its key (a
-        crafted collision; XXH3-128 is fast, not collision resistant) is a miss, so the segment
-        is synthesised and its entry overwritten.
-        """
-        return await self.cache.get_verified_batch(keys, segments, self.key_params(tts_params))
+    async def _plan_of(self, text: str | Plan, tts_params: Mapping[str, Any] | None) -> Plan:
+        """``text``'s plan: the one given (checked to be this instance's), or a new one."""
+        if not isinstance(text, Plan):
+            return await self.plan(text, tts_params)
+        if text.planner is not self:
+            raise InvalidOptionError(
+                "this plan was made by another LongTextTTS: plan with the one that runs it"
+            )
+        if tts_params is not None:
+            raise InvalidOptionError("a plan holds its parameters: pass tts_params to plan()")
+        return text
 
     def _join(self, pieces: list[npt.NDArray[np.float32] | None]) -> npt.NDArray[np.float32]:
         pause = self.pause
@@ -315,7 +292,7 @@ class LongTextTTS:
         return np.concatenate(joined)
 
     async def _synthesise_once(
-        self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
+        self, key: str, segment: str, plan: Plan, force: bool
     ) -> npt.NDArray[np.float32]:
         """Synthesise ``key`` unless a task of this process already is; then share its result.
 
@@ -332,7 +309,7 @@ class LongTextTTS:
             # The owner was cancelled: try again, maybe as the owner.
         pending = self._inflight[inflight] = _Pending()
         try:
-            pending.audio = await self._synthesise(key, segment, tts_params, force)
+            pending.audio = await self._synthesise(key, segment, plan, force)
             return pending.audio
         except BaseException as exc:
             pending.error = exc
@@ -342,36 +319,29 @@ class LongTextTTS:
             pending.done.set()
 
     async def _synthesise(
-        self, key: str, segment: str, tts_params: Mapping[str, Any] | None, force: bool
+        self, key: str, segment: str, plan: Plan, force: bool
     ) -> npt.NDArray[np.float32]:
-        # The status this call started from may be stale: another task (or, with the lock,
-        # another process) may have made the segment since. Look again before synthesising.
+        # The plan this call started from may be stale: another task (or, with the lock, another
+        # process) may have made the segment since. Look again (verified: an entry made for
+        # another text that shares the key, a crafted collision, is a miss and is overwritten).
         async with contextlib.AsyncExitStack() as stack:
             if self._lock is not None:
                 await stack.enter_async_context(self._lock.hold(key))
             if not force:
-                [audio] = await self._read_cached([key], [segment], tts_params)
+                [audio] = await self._calls.read_verified([key], [segment], plan.key_params)
                 if audio is not None:
                     return audio
-            return await self._make(key, segment, tts_params)
+            return await self._make(key, segment, plan)
         raise AssertionError("unreachable")  # pragma: no cover - for type checkers
 
-    async def _make(
-        self, key: str, segment: str, tts_params: Mapping[str, Any] | None
-    ) -> npt.NDArray[np.float32]:
-        model_params = accepted_params(self.model, tts_params or {})
+    async def _make(self, key: str, segment: str, plan: Plan) -> npt.NDArray[np.float32]:
+        model_params = accepted_params(self.model, plan.tts_params)
         audio = await anyio.to_thread.run_sync(
             self._infer, segment, model_params, limiter=self._limiter
         )
         self.synthesis_count += 1
-        params = self.key_params(tts_params)
         with anyio.CancelScope(shield=True):  # what was made is kept, even if we are cancelled
-            if self._cache_takes_sample_rate:
-                rate = self.model.sample_rate
-                stored = await self.cache.cache_data(key, audio, segment, params, sample_rate=rate)
-            else:  # a backend with the four-argument cache_data of the original Spark-TTS
-                # cache module this library re-implements
-                stored = await self.cache.cache_data(key, audio, segment, params)
+            stored = await self._calls.write(key, audio, segment, plan.key_params)
         if not stored:
             log.warning("segment %s was synthesised but could not be cached", key)
         return audio

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from .._core.errors import BlockingCallError, InvalidOptionError, UnsupportedTypeError
 from .._file.cache import SyncTTSCache
 from ..engines import TTSModel
-from .long_text import LongTextTTS
+from .long_text import LongTextTTS, Plan
 from .segmenter import TextSegmenter
 
 __all__ = ["SyncLongTextTTS"]
@@ -105,8 +105,21 @@ class SyncLongTextTTS:
         """As :meth:`LongTextTTS.key_params`."""
         return self.long_text.key_params(tts_params)
 
+    def plan(self, text: str, tts_params: Mapping[str, Any] | None = None) -> Plan:
+        """As :meth:`LongTextTTS.plan` (blocking): hand the plan to :meth:`generate` or
+        :meth:`stream`.
+
+        Raises:
+            BlockingCallError: if called on a thread that runs an event loop.
+        """
+        _refuse_in_event_loop("plan")
+        return anyio.run(self.long_text.plan, text, tts_params)
+
     def generate(
-        self, text: str, tts_params: Mapping[str, Any] | None = None, force_regenerate: bool = False
+        self,
+        text: str | Plan,
+        tts_params: Mapping[str, Any] | None = None,
+        force_regenerate: bool = False,
     ) -> tuple[npt.NDArray[np.float32], bool]:
         """Return the whole text's audio and whether all of it came from the cache (blocking).
 
@@ -120,7 +133,7 @@ class SyncLongTextTTS:
 
     def stream(
         self,
-        text: str,
+        text: str | Plan,
         tts_params: Mapping[str, Any] | None = None,
         force_regenerate: bool = False,
         *,

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sparktts_cache import CacheError
+from sparktts_cache import CacheError, Plan
 
 from .audio_formats import FORMATS, StreamEncoder
 from .config import MODELS
@@ -210,12 +210,12 @@ async def speech(request: Request) -> Response:
             state.metrics.cache_hits.labels("response").inc()
             return _stored_response(request, speech_request, stored)
     state.metrics.cache_misses.labels("response").inc()
-    segments = await anyio.to_thread.run_sync(
-        voice.long_text.segmenter.segment_text, speech_request.input
-    )
-    if not segments:
+    # The request's one plan: its segments and which are cached, for the headers and the metrics,
+    # and then what runs.
+    plan = await voice.long_text.plan(speech_request.input, voice.params)
+    if not plan.segments:
         raise invalid("input has nothing to speak", "input")
-    return SpeechStream(state, speech_request, voice, segments, key, directives.write)
+    return SpeechStream(state, speech_request, voice, plan, key, directives.write)
 
 
 def _stored_response(
@@ -257,7 +257,7 @@ class SpeechStream(Response):
         state: ServerState,
         request: SpeechRequest,
         voice: Voice,
-        segments: list[str],
+        plan: Plan,
         key: str,
         keep: bool,
     ) -> None:
@@ -265,7 +265,7 @@ class SpeechStream(Response):
         self.state = state
         self.request = request
         self.voice = voice
-        self.segments = segments
+        self.plan = plan
         self.key = key
         self.keep = keep
 
@@ -290,18 +290,13 @@ class SpeechStream(Response):
             state.release_synthesis()
 
     async def _respond(self, send: Send) -> None:
-        long_text = self.voice.long_text
-        request = self.request
-        params = self.voice.params
-        status = await long_text.cache.get_cache_status(self.segments, long_text.key_params(params))
-        cached_keys = set(status.cached_keys)
-        cached = sum(key in cached_keys for key in status.cache_keys)
-        total = len(status.cache_keys)
+        long_text, plan, request = self.voice.long_text, self.plan, self.request
+        cached, total = plan.cached_segments, len(plan.segments)
         self.state.metrics.cache_hits.labels("segment").inc(cached)
         self.state.metrics.cache_misses.labels("segment").inc(total - cached)
         encoder = StreamEncoder(request.response_format, long_text.model.sample_rate, request.speed)
         writer = self.state.store.begin(self.key, request.response_format) if self.keep else None
-        chunks = long_text.stream(request.input, params)
+        chunks = long_text.stream(plan)
         started = completed = False
         try:
             first = await self._next(chunks, encoder, writer)
