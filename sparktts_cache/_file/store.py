@@ -38,6 +38,7 @@ from .._core.codec import Codec, Entry, EntryMeta
 from .._core.errors import CorruptEntryError
 from .._core.matching import RequestCheck, log_collision
 from . import layout as layout
+from .atomic import AtomicFile
 from .counters import add_to_counter
 from .maintenance import SizeLimit, require_cache_directory
 
@@ -202,28 +203,28 @@ class FileStore:
         created: list[str] = []
         for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with self._shard_dirs(key, created) as (outer_fd, inner_fd):
+                with self.shard_dirs(key, created) as (outer_fd, inner_fd):
                     written, replaced = self._publish(inner_fd, key, name, buffers)
                     if self.limit is not None:
                         added = 0 if replaced else 1
-                        shard_bytes = _count(outer_fd, key, written - replaced, added)
+                        shard_bytes = count_write(outer_fd, key, written - replaced, added)
                 break
             except FileNotFoundError as exc:
                 # A concurrent clear removed our shard directory or temp file: write again.
                 if attempt == _WRITE_ATTEMPTS - 1:
                     log.error("cannot write cache entry %s: %s", key, exc)
-                    self._remove_created_shards(key, created)
+                    self.remove_created_shards(key, created)
                     return False
             except OSError as exc:
                 log.error("cannot write cache entry %s: %s", key, exc)
-                self._remove_created_shards(key, created)
+                self.remove_created_shards(key, created)
                 return False
         if self.limit is not None:
             self.limit.after_write(shard_bytes, written)
         return True
 
     @contextlib.contextmanager
-    def _shard_dirs(self, key: str, created: list[str]) -> Iterator[tuple[int, int]]:
+    def shard_dirs(self, key: str, created: list[str]) -> Iterator[tuple[int, int]]:
         """Yield descriptors of ``key``'s two shard directories, creating them as needed and
         refusing symlinks on the way (the write path; reads open entries relative to the shard).
 
@@ -251,7 +252,7 @@ class FileStore:
                     fds.append(stack.enter_context(layout.opened_dir(part, fds[-1])))
             yield fds[1], fds[2]
 
-    def _remove_created_shards(self, key: str, created: list[str]) -> None:
+    def remove_created_shards(self, key: str, created: list[str]) -> None:
         """After a failed write, remove the shard directories it created, if they are empty (a
         directory that was there before may be a user's: it is left alone)."""
         outer, inner = layout.shard_of(key)
@@ -268,26 +269,10 @@ class FileStore:
         self, dir_fd: int, key: str, name: str, buffers: Sequence[bytes | memoryview]
     ) -> tuple[int, int]:
         """Write and rename into place; return (bytes written, size of the entry replaced)."""
-        temp = layout.temp_name(key)
-        fd = os.open(temp, layout.TEMP_FLAGS, layout.FILE_MODE, dir_fd=dir_fd)
-        try:
-            try:
-                written = _write_all(fd, buffers)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            replaced = 0
-            if self.limit is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    replaced = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
-            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=dir_fd)
-            raise
-        if self.fsync:
-            os.fsync(dir_fd)
+        with AtomicFile(dir_fd, layout.temp_name(key), fsync=self.fsync) as file:
+            written = file.write(*buffers)
+            replaced = replaced_size(dir_fd, name) if self.limit is not None else 0
+            file.publish(name)
         return written, replaced
 
     # -- clearing --------------------------------------------------------------------------------
@@ -351,7 +336,7 @@ def _clear_inner(outer_fd: int, prefix: str) -> bool:
     return ok
 
 
-def _count(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int | None:
+def count_write(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int | None:
     """Add a write to its shard's counter; the shard's new size, or None if the counter cannot be
     used (logged; the size limit then scans that shard)."""
     try:
@@ -361,17 +346,12 @@ def _count(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int |
         return None
 
 
-def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
-    views = [memoryview(b).cast("B") for b in buffers]
-    total = sum(len(view) for view in views)
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
-    return total
+def replaced_size(dir_fd: int, name: str) -> int:
+    """The size of the file a write is about to replace (0 if none): what its counter loses."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _refresh_recency(fd: int, st: os.stat_result) -> None:
