@@ -25,10 +25,10 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import stat
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -52,6 +52,7 @@ from ._core.errors import (
 from ._core.files import read_regular_file
 from ._core.keys import check_key
 from ._file import layout, maintenance
+from ._file.atomic import AtomicFile
 from ._file.cache import SyncTTSCache, default_cache_dir
 from ._text.plan import Plan
 from .engines import GENDERS, LEVELS, engine_names
@@ -452,30 +453,23 @@ def export_formats() -> dict[str, tuple[str, str]]:
 
 
 def _write_beside(destination: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Create ``destination`` anew: ``write`` fills a temp file beside it, renamed over it.
+    """Create ``destination`` anew: ``write`` fills a temp file beside it, renamed over it (the
+    package's one atomic writer, :class:`~sparktts_cache._file.atomic.AtomicFile`).
 
     Whatever is at the destination is replaced, never written through: a symlink planted there
     (in a shared directory, say) cannot make the command overwrite the file it points to, and a
     FIFO cannot make it wait. A failed write leaves the destination as it was and no temp file.
     The new file gets the mode a plain create would give it (``0o666 & ~umask``).
     """
-    fd, temp = tempfile.mkstemp(dir=destination.parent, prefix=".sparktts-cache-", suffix=".tmp")
+    dir_fd = os.open(destination.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w+b") as file:
-            write(file)
-            os.fchmod(file.fileno(), 0o666 & ~_umask())
-        os.replace(temp, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it: fine in a single-threaded command)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        temp = f".sparktts-cache-{secrets.token_hex(8)}.tmp"
+        with AtomicFile(dir_fd, temp, mode=0o666) as file:
+            with os.fdopen(os.dup(file.fileno), "w+b") as stream:
+                write(stream)
+            file.publish(destination.name)
+    finally:
+        os.close(dir_fd)
 
 
 def _read_text_file(path: Path) -> str:
