@@ -26,8 +26,10 @@ from ._core.errors import (
 from ._core.files import read_regular_file
 from ._core.keys import check_key, generate_cache_key, normalize_text
 from ._file.cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
+from ._file.eviction import PruneReport
 from ._file.locks import FileSynthesisLock
-from ._file.maintenance import FileInfo, PruneReport, VerifyReport
+from ._file.maintenance import VerifyReport
+from ._file.walk import FileInfo
 from ._shared.redis import RedisCache, RedisSynthesisLock
 from ._shared.tiered import TieredCache
 from ._text.long_text import LongTextTTS, Plan

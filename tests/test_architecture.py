@@ -26,6 +26,16 @@ LAYERS = {
     "_text": {"_core", "_file", "_text", "engines"},
 }
 
+#: The modules of ``_file``, in the order they may import each other: each imports only modules
+#: before it (a module that imports one not listed fails: list it where it belongs). The tree
+#: walk comes before who owns a directory, ownership before eviction (a cleanup adopts an
+#: unmarked cache), and the write path (``store``: eviction and ownership) before maintenance on
+#: demand, which it never imports.
+FILE_MODULES = [
+    "layout", "atomic", "counters", "walk", "ownership", "eviction", "store", "maintenance",
+    "status", "locks", "cache",
+]  # fmt: skip
+
 
 #: Modules of the server package may import these (the library's public API) and each other.
 SERVER_MAY_IMPORT = {"sparktts_cache", "sparktts_cache.engines"}
@@ -146,4 +156,16 @@ def test_the_server_uses_only_the_public_api_and_nothing_imports_it() -> None:
                 wrong.append(f"{module}:{line} imports {target}")
             if target_in_server and not in_server and module != "sparktts_cache._cli":
                 wrong.append(f"{module}:{line} imports the server")
+    assert wrong == []
+
+
+def test_the_file_backend_s_modules_import_only_those_before_them() -> None:
+    found = imports()
+    assert "sparktts_cache._file.store" in found and "sparktts_cache._file.walk" in found
+    wrong = []
+    for index, name in enumerate(FILE_MODULES):
+        below = {f"sparktts_cache._file.{n}" for n in FILE_MODULES[:index]}
+        for target, _names, line in found.get(f"sparktts_cache._file.{name}", []):
+            if target.startswith("sparktts_cache._file.") and target not in below:
+                wrong.append(f"_file.{name}:{line} imports {target}")
     assert wrong == []

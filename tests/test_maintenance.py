@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sparktts_cache import SyncTTSCache, TTSCache
-from sparktts_cache._file import maintenance as maintenance
+from sparktts_cache._file import eviction as eviction
+from sparktts_cache._file import walk as walk
 from sparktts_cache._file.layout import CLEANUP_LOCK
 from sparktts_cache.testing import sealed_audio
 
@@ -133,7 +134,7 @@ def test_cleanup_is_skipped_while_another_process_holds_the_lock(tmp_path: Path)
 def test_large_caches_trim_the_fullest_shards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 10)  # take the million-entry path
+    monkeypatch.setattr(eviction, "FULL_SCAN_ENTRIES", 10)  # take the million-entry path
     limit = 100 * ENTRY_BYTES
     cache = SyncTTSCache(tmp_path, max_size_bytes=limit, sample_rate=16000)
     fill(cache, 400)
@@ -260,9 +261,9 @@ def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
         path.write_bytes(bytes(data))
         os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     outside = tmp_path / "outside"
-    real_scan = maintenance.scan_shard
+    real_scan = walk.scan_shard
 
-    def scan_then_swap(root_fd: int, outer: str) -> maintenance.ShardScan:
+    def scan_then_swap(root_fd: int, outer: str) -> walk.ShardScan:
         scan = real_scan(root_fd, outer)
         if not (outside / outer).exists():
             shutil.copytree(root / outer, outside / outer)  # copies keep sizes and times
@@ -270,14 +271,14 @@ def test_maintenance_never_follows_a_shard_swapped_for_a_symlink_after_its_scan(
             (root / outer).symlink_to(outside / outer, target_is_directory=True)
         return scan
 
-    monkeypatch.setattr(maintenance, "scan_shard", scan_then_swap)
+    monkeypatch.setattr(walk, "scan_shard", scan_then_swap)
     if operation == "prune":
         cache.prune(max_size_bytes=0)
     elif operation == "verify --fix":
         cache.verify(fix=True)
     else:
         limited = SyncTTSCache(root, max_size_bytes=1, sample_rate=16000)
-        monkeypatch.setattr(maintenance, "FULL_SCAN_ENTRIES", 0)  # the shard-by-shard path too
+        monkeypatch.setattr(eviction, "FULL_SCAN_ENTRIES", 0)  # the shard-by-shard path too
         limited.cache_data(limited.generate_cache_key("trigger"), sealed_audio(1), "x")
         cache.prune(max_size_bytes=0)
     copied = [name for name in files_under(outside) if name.endswith(".wav")]

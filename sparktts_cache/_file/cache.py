@@ -25,10 +25,13 @@ from .._core.codec import CODECS, DEFAULT_SAMPLE_RATE, Entry, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
 from .._core.matching import RequestCheck, check_aligned
-from . import maintenance
-from .maintenance import FileInfo, Progress, PruneReport, VerifyReport
+from . import maintenance as maintenance
+from . import walk as walk
+from .eviction import PruneReport
+from .maintenance import VerifyReport
 from .status import MAX_THREADS, TICK_SECONDS, Checked, Governor, StatusPlan
 from .store import FileStore
+from .walk import FileInfo, Progress
 
 __all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]
 
@@ -193,13 +196,13 @@ class _CacheCore:
         return maintenance.prune(self.store.root, max_size_bytes, max_age, progress)
 
     def clear(self) -> bool:
-        return self.store.clear()
+        return maintenance.clear(self.store.root)
 
     def list_shards(self) -> list[str]:
-        return maintenance.list_shards(self.store.root)
+        return walk.list_shards(self.store.root)
 
     def shard_entries(self, outer: str) -> list[FileInfo]:
-        return maintenance.shard_entries(self.store.root, outer)
+        return walk.shard_entries(self.store.root, outer)
 
 
 def _as_segment_sequence(segments: object) -> Sequence[str]:

@@ -20,7 +20,7 @@ a key and 16 random hex digits, ``sparktts_cache.counter``); shard directories a
 names do not. ``CACHEDIR.TAG`` (the Cache Directory Tagging convention, which also tells backup
 tools to skip the directory) marks a directory as the cache's: only in a marked directory does
 maintenance remove empty shard directories, and ``clear``, ``prune`` and ``verify --fix`` refuse to
-run in an unmarked one that holds anything else (``maintenance.claim``). The first write marks a
+run in an unmarked one that holds anything else (``ownership.claim``). The first write marks a
 new (empty) directory; an unmarked one that holds nothing but the cache's own layout (a cache made
 before the tag, with its old ``stats`` counters) is marked by the first maintenance that finds it
 so. A directory that holds a user's files is never marked.
@@ -73,14 +73,12 @@ __all__ = [
     "is_old_counter",
     "is_shard_name",
     "mark",
-    "mark_if_new",
     "open_own_file",
     "opened_dir",
     "opened_dir_or_none",
     "opened_root",
     "opened_shard_or_none",
     "own_file_kind",
-    "own_files",
     "read_exactly",
     "read_regular_file",
     "remove_by_name",
@@ -259,16 +257,6 @@ def _opened_or_none(open_fd: Callable[[], int], skipped: type[OSError]) -> Itera
         os.close(fd)
 
 
-def own_files(dir_fd: int, prefix: str) -> list[str]:
-    """Names of the regular files in the shard directory of ``prefix`` that this cache wrote."""
-    with os.scandir(dir_fd) as it:
-        return [
-            item.name
-            for item in it
-            if own_file_kind(item.name, prefix) and item.is_file(follow_symlinks=False)
-        ]
-
-
 def shard_names(dir_fd: int) -> list[str]:
     """The shard directories (two hex characters, not symlinks) in a directory, sorted."""
     with os.scandir(dir_fd) as it:
@@ -434,9 +422,9 @@ def mark(root_fd: int) -> None:
     """Write ``CACHEDIR.TAG`` in the directory open as ``root_fd``, never replacing a file there.
 
     The tag is written whole to a temp file and hard-linked into place (``link`` fails rather than
-    replace), so no process ever reads a partial tag. Only the maintenance code, once it has found
-    nothing but the cache's own files, and a first write into a new directory call this: a
-    directory holding a user's files must never be marked (backup tools would skip them).
+    replace), so no process ever reads a partial tag. Only ``ownership``, once it has found nothing
+    but the cache's own files (or nothing at all, for a first write), calls this: a directory
+    holding a user's files must never be marked (backup tools would skip them).
     """
     temp = f"{MARKER_NAME}.{secrets.token_hex(8)}.tmp"
     fd = os.open(temp, TEMP_FLAGS, FILE_MODE, dir_fd=root_fd)
@@ -459,18 +447,3 @@ def mark(root_fd: int) -> None:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=root_fd)
-
-
-def mark_if_new(root_fd: int) -> None:
-    """Mark the directory open as ``root_fd`` if it holds nothing yet, or only the cache's lock
-    files (a synthesis lock may come before the first write): a writer about to make a cache."""
-    with os.scandir(root_fd) as it:
-        for item in it:
-            if item.name == CLEANUP_LOCK and item.is_file(follow_symlinks=False):
-                continue
-            if item.name == LOCKS_DIR and item.is_dir(follow_symlinks=False):
-                with opened_dir_or_none(LOCKS_DIR, root_fd) as locks_fd:
-                    if locks_fd is not None and all(is_lock_name(n) for n in os.listdir(locks_fd)):
-                        continue
-            return
-    mark(root_fd)

@@ -1,13 +1,14 @@
-"""The synchronous core of the file store: atomic publication, reads and clearing of entries.
+"""The synchronous core of the file store: atomic publication and reads of entries.
 
 Everything here is plain blocking code; :class:`~sparktts_cache.TTSCache` hands each operation to a
 worker thread in one call, and :class:`~sparktts_cache.SyncTTSCache` calls it directly. Where files
-live is ``layout``'s business; size limits are ``maintenance``'s.
+live is ``layout``'s business; the size limit is ``eviction``'s, and whether a directory may be
+marked as the cache's is ``ownership``'s. Maintenance run on demand (``clear``, ``prune``,
+``verify``, ``stats``) is ``maintenance``'s.
 
 A writer creates ``<k>.<random>.tmp`` in the entry's directory, writes the whole entry, and renames
 it into place, so a reader sees a whole entry or none. Directories are walked with ``O_NOFOLLOW``
-directory descriptors, so a symlink planted at a shard path is never followed by a write, a read,
-or ``clear``.
+directory descriptors, so a symlink planted at a shard path is never followed by a write or a read.
 
 Thread- and process-safety: every method may run concurrently with any other, in this process or
 another one sharing the directory. ``clear`` may delete a writer's temp file or shard directory in
@@ -16,8 +17,7 @@ the middle of a write; the writer notices (``ENOENT``) and starts its write agai
 Whose files: a write creates directories, its entry, temp file and counter (names no other program
 writes) and never removes or replaces anything else; after a failed write it removes only the shard
 directories it created itself. The first write of a store marks a new (empty) cache directory
-with ``CACHEDIR.TAG``; ``clear`` runs only in a marked directory or one holding nothing but the
-cache's own layout (see ``maintenance.claim``).
+with ``CACHEDIR.TAG`` (``ownership.mark_if_new``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from .._core.matching import RequestCheck, log_collision
 from . import layout as layout
 from .atomic import AtomicFile
 from .counters import add_to_counter
-from .maintenance import SizeLimit, require_cache_directory
+from .eviction import SizeLimit
+from .ownership import mark_if_new
 
 __all__ = ["FileStore"]
 
@@ -62,7 +63,7 @@ class FileStore:
         fsync: flush each entry and its directory to stable storage before publishing it. Off by
             default, as in git and ccache: a crash may then lose recent entries, never tear one.
         max_size_bytes: keep the cache near this size by evicting the least recently used entries
-            (see :class:`~sparktts_cache._file.maintenance.SizeLimit`); None for no limit.
+            (see :class:`~sparktts_cache._file.eviction.SizeLimit`); None for no limit.
     """
 
     __slots__ = ("_marker_checked", "codec", "fsync", "limit", "root")
@@ -229,15 +230,14 @@ class FileStore:
         refusing symlinks on the way (the write path; reads open entries relative to the shard).
 
         The shard directories it creates are added to ``created`` (outer, then inner). The first
-        write of this store marks the cache directory if it is new (see ``layout.mark_if_new``).
+        write of this store marks the cache directory if it is new (see ``ownership.mark_if_new``).
         """
         with layout.opened_root(self.root, create=True) as root_fd, contextlib.ExitStack() as stack:
             if root_fd is None:  # removed between creating and opening it
                 raise FileNotFoundError(f"cache directory {self.root} vanished")
             if not self._marker_checked:
                 with contextlib.suppress(OSError):  # best effort: the write does not need it
-                    if not layout.is_marked(root_fd):
-                        layout.mark_if_new(root_fd)
+                    mark_if_new(root_fd)
                 self._marker_checked = True
             fds = [root_fd]
             for depth, part in enumerate(layout.shard_of(key)):
@@ -274,66 +274,6 @@ class FileStore:
             replaced = replaced_size(dir_fd, name) if self.limit is not None else 0
             file.publish(name)
         return written, replaced
-
-    # -- clearing --------------------------------------------------------------------------------
-
-    def clear(self) -> bool:
-        """Remove every entry and temp file of this layout, counters, and empty shard directories.
-
-        Files the cache did not write (other names, other places, symlinks) are left alone.
-        Returns False, after logging why, if something could not be removed.
-
-        Raises:
-            NotACacheDirectoryError: if the directory is not marked as a cache and holds files
-                that are not the cache's (nothing is removed; see ``maintenance.claim``).
-        """
-        ok = True
-        try:
-            with layout.opened_root(self.root) as root_fd:
-                if root_fd is None:
-                    return True
-                require_cache_directory(root_fd, self.root, "clear")
-                for outer in layout.shard_names(root_fd):
-                    ok &= _clear_outer(root_fd, outer)
-        except OSError as exc:
-            log.error("cannot clear cache %s: %s", self.root, exc)
-            return False
-        return ok
-
-
-def _clear_outer(root_fd: int, outer: str) -> bool:
-    ok = True
-    with layout.opened_dir_or_none(outer, root_fd) as outer_fd:
-        if outer_fd is None:  # vanished, or a symlink: not ours to walk
-            return True
-        for inner in layout.shard_names(outer_fd):
-            ok &= _clear_inner(outer_fd, outer + inner)
-            with contextlib.suppress(OSError):
-                os.rmdir(inner, dir_fd=outer_fd)
-        with contextlib.suppress(OSError):
-            os.unlink(layout.COUNTER_NAME, dir_fd=outer_fd)
-        if layout.is_old_counter(outer_fd):  # left by a process of an older version
-            with contextlib.suppress(OSError):
-                os.unlink(layout.OLD_COUNTER_NAME, dir_fd=outer_fd)
-    with contextlib.suppress(OSError):
-        os.rmdir(outer, dir_fd=root_fd)
-    return ok
-
-
-def _clear_inner(outer_fd: int, prefix: str) -> bool:
-    ok = True
-    with layout.opened_dir_or_none(prefix[2:], outer_fd) as inner_fd:
-        if inner_fd is None:
-            return True
-        for name in layout.own_files(inner_fd, prefix):
-            try:
-                os.unlink(name, dir_fd=inner_fd)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.error("cannot remove cache file %s/%s: %s", prefix, name, exc)
-                ok = False
-    return ok
 
 
 def count_write(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int | None:
