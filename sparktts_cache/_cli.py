@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ._core.codec import CODECS, Codec, Entry
+from ._core.codec import CODEC_NAMES, Codec, Entry, codec_named
 from ._core.errors import (
     CacheError,
     CorruptEntryError,
@@ -342,9 +342,7 @@ def _read_entry_file(path: Path, key: str, codec: Codec) -> Entry | None:
 def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for info in cache.iter_entries():
-        codec = CODECS.get(info.name.rpartition(".")[2])
-        if codec is None:
-            continue
+        codec = codec_named(layout.entry_extension(info.name))
         try:
             entry = _read_entry_file(cache.cache_dir / info.path, info.key, codec)
         except _DamagedEntry as exc:  # one line each, and the listing goes on
@@ -378,9 +376,9 @@ def _find_entry(cache: SyncTTSCache, key: str) -> tuple[Entry, Path] | None:
         _DamagedEntry: if its file is damaged.
     """
     check_key(key)
-    for extension, codec in CODECS.items():
+    for extension in CODEC_NAMES:
         path = cache.entry_path(key).with_suffix(f".{extension}")
-        entry = _read_entry_file(path, key, codec)
+        entry = _read_entry_file(path, key, codec_named(extension))
         if entry is not None:
             return entry, path
     print(f"no entry {key}", file=sys.stderr)

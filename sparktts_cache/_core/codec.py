@@ -49,7 +49,7 @@ from .errors import CacheError, CorruptEntryError, InvalidAudioError, InvalidOpt
 from .keys import canonical_params, check_key, check_text
 
 __all__ = [
-    "CODECS",
+    "CODEC_NAMES",
     "DEFAULT_SAMPLE_RATE",
     "MAX_ENTRY_BYTES",
     "Codec",
@@ -57,6 +57,7 @@ __all__ = [
     "EntryMeta",
     "FlacCodec",
     "WavCodec",
+    "codec_named",
     "decode_entry",
     "encode_entry",
 ]
@@ -482,7 +483,22 @@ def max_flac_samples(file_size: int) -> int:
     return min(frames * _MAX_FLAC_BLOCK, MAX_ENTRY_BYTES // 4)
 
 
-CODECS: dict[str, Codec] = {"wav": WavCodec(), "flac": FlacCodec()}
+_CODECS: dict[str, Codec] = {codec.extension: codec for codec in (WavCodec(), FlacCodec())}
+#: The entry formats by name, which is also their files' extension: WAV first, the default.
+CODEC_NAMES = tuple(_CODECS)
+
+
+def codec_named(name: object, option: str = "audio_format") -> Codec:
+    """The codec of the entry format ``name`` (one of :data:`CODEC_NAMES`: ``"wav"`` or
+    ``"flac"``), the extension of its files; the one place a format is chosen by name.
+
+    Raises:
+        InvalidOptionError: for any other name, naming ``option`` (what gave it) and the formats.
+    """
+    codec = _CODECS.get(name) if isinstance(name, str) else None
+    if codec is None:
+        raise InvalidOptionError(f"{option} must be one of {sorted(_CODECS)}, got {name!r}")
+    return codec
 
 
 def encode_entry(
@@ -514,7 +530,7 @@ def encode_entry(
     Notes:
         Costs a copy and a checksum of the audio: for long audio, call it in a worker thread.
     """
-    codec = CODECS["wav"]
+    codec = codec_named("wav")
     samples, meta = new_entry(
         check_key(key), audio, text, params, sample_rate,
         None if default_rate is None else check_sample_rate(default_rate), codec,
@@ -536,7 +552,7 @@ def decode_entry(key: str, data: bytes | bytearray | memoryview | None) -> Entry
         return None
     buffer = data if isinstance(data, bytearray) else bytearray(data)
     try:
-        entry = CODECS["wav"].decode(buffer, key)
+        entry = codec_named("wav").decode(buffer, key)
     except CorruptEntryError as exc:
         log.warning("corrupt entry %s (%s); treating it as a miss", key, exc)
         return None

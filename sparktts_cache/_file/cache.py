@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from .._core.audio import check_sample_rate
 from .._core.cache import Cache, CacheStatus
-from .._core.codec import CODECS, DEFAULT_SAMPLE_RATE, Entry, new_entry
+from .._core.codec import DEFAULT_SAMPLE_RATE, Entry, codec_named, new_entry
 from .._core.errors import InvalidOptionError, UnsupportedTypeError
 from .._core.keys import check_key, generate_cache_key
 from .._core.matching import RequestCheck, check_aligned
@@ -98,11 +98,7 @@ class _CacheCore:
         if cache_dir is not None and "\0" in os.fsdecode(cache_dir):
             # The OS cannot take such a path: every call would fail later, and less clearly.
             raise InvalidOptionError(f"cache_dir must not contain a NUL byte: {cache_dir!r}")
-        codec = CODECS.get(audio_format) if isinstance(audio_format, str) else None
-        if codec is None:
-            raise InvalidOptionError(
-                f"audio_format must be one of {sorted(CODECS)}, got {audio_format!r}"
-            )
+        codec = codec_named(audio_format)
         self.cache_dir = (
             Path(cache_dir).absolute() if cache_dir is not None else default_cache_dir()
         )

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .._core.codec import MAX_ENTRY_BYTES
+from .._core.codec import CODEC_NAMES, MAX_ENTRY_BYTES
 from .._core.errors import CorruptEntryError
 
 __all__ = [
@@ -64,8 +64,10 @@ __all__ = [
     "TEMP_FLAGS",
     "NotARegularFile",
     "UnusablePath",
+    "entry_extension",
     "entry_name",
     "entry_path",
+    "entry_path_in_outer",
     "entry_paths",
     "is_lock_name",
     "is_marked",
@@ -84,6 +86,7 @@ __all__ = [
     "remove_by_name",
     "shard_names",
     "shard_of",
+    "shard_path",
     "temp_name",
 ]
 
@@ -126,8 +129,10 @@ _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 _SHARD_RE = re.compile(r"[0-9a-f]{2}")
-#: The names this cache writes in a shard: entries of any codec, and temp files.
-_ENTRY_NAME_RE = re.compile(r"([0-9a-f]{32})\.(?:wav|flac)")
+#: The names this cache writes in a shard: entries of any codec (named by its extension), and temp
+#: files.
+_ENTRY_EXTENSIONS = "|".join(map(re.escape, CODEC_NAMES))
+_ENTRY_NAME_RE = re.compile(rf"([0-9a-f]{{32}})\.(?:{_ENTRY_EXTENSIONS})")
 _TEMP_NAME_RE = re.compile(r"([0-9a-f]{32})\.[0-9a-f]{16}\.tmp")
 _LOCK_NAME_RE = re.compile(r"[0-9a-f]{32}\.lock")
 _MARKER_TEMP_RE = re.compile(r"CACHEDIR\.TAG\.[0-9a-f]{16}\.tmp")
@@ -147,6 +152,22 @@ def shard_of(key: str) -> tuple[str, str]:
 def entry_name(key: str, extension: str) -> str:
     """The file name of ``key``'s entry inside its inner shard directory."""
     return f"{key}.{extension}"
+
+
+def entry_extension(name: str) -> str:
+    """The extension of an entry's file name (``own_file_kind`` says it is one): its format."""
+    return name.rpartition(".")[2]
+
+
+def shard_path(root: str, outer: str) -> str:
+    """The path of the top-level shard directory ``outer`` under ``root``: ``<root>/ab``."""
+    return f"{root}/{outer}"
+
+
+def entry_path_in_outer(key: str, extension: str) -> str:
+    """The path of ``key``'s entry relative to its top-level shard directory: ``cd/<key>.<ext>``
+    (a reader opens it through a descriptor of that directory)."""
+    return f"{key[2:4]}/{key}.{extension}"
 
 
 def entry_paths(root: str, keys: Iterable[str], extension: str) -> list[str]:

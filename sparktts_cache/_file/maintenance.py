@@ -17,7 +17,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from .._core.codec import CODECS
+from .._core.codec import codec_named
 from .._core.errors import CorruptEntryError, InvalidOptionError
 from . import layout as layout
 from . import walk as walk
@@ -168,7 +168,7 @@ def _remove_squatter(root_fd: int, path: str) -> None:
 
 def _entry_is_whole(root_fd: int, info: walk.FileInfo) -> bool:
     """Whether the scanned entry decodes, checksum and key included (True if it is gone)."""
-    codec = CODECS["flac" if info.name.endswith(".flac") else "wav"]
+    codec = codec_named(layout.entry_extension(info.name))
     with layout.opened_shard_or_none(root_fd, *info.shard) as inner_fd:
         if inner_fd is None:
             return True  # its shard is gone (or was swapped for a symlink) since the scan

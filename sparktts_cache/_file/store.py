@@ -154,11 +154,12 @@ class FileStore:
         self, outer_fds: dict[str, int], key: str, decode: Callable[[memoryview, str], _T]
     ) -> _T | None:
         outer, inner = layout.shard_of(key)
-        name = f"{inner}/{layout.entry_name(key, self.codec.extension)}"
+        name = layout.entry_path_in_outer(key, self.codec.extension)
         try:
             outer_fd = outer_fds.get(outer)
             if outer_fd is None:  # the shard, by path: O_NOFOLLOW refuses a symlink there
-                outer_fd = outer_fds[outer] = os.open(f"{self.root}/{outer}", layout.DIR_FLAGS)
+                shard = layout.shard_path(self.root, outer)
+                outer_fd = outer_fds[outer] = os.open(shard, layout.DIR_FLAGS)
             # The entry relative to its outer shard; O_NOFOLLOW covers the file itself, and the
             # inner shard is checked below (an lstat is cheaper than opening it).
             fd = os.open(name, layout.READ_FLAGS, dir_fd=outer_fd)

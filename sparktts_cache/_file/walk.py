@@ -53,12 +53,12 @@ class FileInfo:
 
     @property
     def name(self) -> str:
-        return self.path[6:]
+        return self.path.rpartition("/")[2]
 
     @property
     def shard(self) -> tuple[str, str]:
         """The names of its outer and inner shard directories."""
-        return self.path[:2], self.path[3:5]
+        return layout.shard_of(self.key)
 
 
 @dataclass
