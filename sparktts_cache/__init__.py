@@ -29,6 +29,7 @@ from ._file.cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_ca
 from ._file.eviction import PruneReport
 from ._file.locks import FileSynthesisLock
 from ._file.maintenance import VerifyReport
+from ._file.store import Inspection
 from ._file.walk import FileInfo
 from ._shared.redis import RedisCache, RedisSynthesisLock
 from ._shared.tiered import TieredCache
@@ -48,6 +49,7 @@ __all__ = [
     "EntryMeta",
     "FileInfo",
     "FileSynthesisLock",
+    "Inspection",
     "InvalidAudioError",
     "InvalidKeyError",
     "InvalidOptionError",

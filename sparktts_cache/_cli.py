@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from ._core.codec import CODEC_NAMES, Codec, Entry, codec_named
+from ._core.codec import Entry
 from ._core.errors import (
     CacheError,
     CorruptEntryError,
@@ -50,7 +50,6 @@ from ._core.errors import (
     NotACacheDirectoryError,
 )
 from ._core.files import read_regular_file
-from ._core.keys import check_key
 from ._file import layout, maintenance
 from ._file.atomic import AtomicFile
 from ._file.cache import SyncTTSCache, default_cache_dir
@@ -310,45 +309,41 @@ class _DamagedEntry(CorruptEntryError):
         super().__init__(f"damaged entry {path}: {reason} (verify --fix removes it)")
 
 
-def _read_entry_file(path: Path, key: str, codec: Codec) -> Entry | None:
-    """The entry of ``key`` at ``path``, read and checked as the cache reads it; None if there is
-    no such file.
+def _inspect(
+    cache: SyncTTSCache, key: str, audio_format: str | None = None
+) -> tuple[Entry, Path] | None:
+    """``key``'s entry and its path, as :meth:`SyncTTSCache.inspect` reads it (in either format,
+    or ``audio_format``'s); None if there is none.
 
-    Read here rather than through the cache's readers, which treat a damaged entry as a miss and
-    remove it: an inspection should say which file is damaged and why, and leave the removing to
-    ``verify --fix``. It does not refresh the entry's recency either (looking at an entry is not
-    using it).
+    Read through ``inspect`` rather than the cache's readers, which treat a damaged entry as a miss
+    and remove it: an inspection should say which file is damaged and why, and leave the removing
+    to ``verify --fix``. Nor does it refresh the entry's recency (looking at an entry is not using
+    it).
 
     Raises:
-        _DamagedEntry: naming the file, if it is not a regular file or not a valid entry of ``key``.
+        InvalidKeyError: if ``key`` is not a key (bad usage, not a missing entry).
+        _DamagedEntry: naming the file and what is wrong with it, if it is damaged.
     """
-    try:
-        fd = os.open(path, layout.READ_FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
+    found = cache.inspect(key, audio_format)
+    if found is None:
         return None
-    except OSError as exc:  # a symlink (O_NOFOLLOW), no permission...
-        raise _DamagedEntry(path, exc.strerror or type(exc).__name__) from None
-    try:
-        data, _st = layout.read_regular_file(fd)
-        return codec.decode(data, key)
-    except (CorruptEntryError, layout.NotARegularFile) as exc:
-        raise _DamagedEntry(path, str(exc)) from None
-    except OSError as exc:
-        raise _DamagedEntry(path, exc.strerror or type(exc).__name__) from None
-    finally:
-        os.close(fd)
+    if found.entry is None:
+        raise _DamagedEntry(Path(found.path), found.damage or "not a valid entry")
+    return found.entry, Path(found.path)
 
 
 def cmd_ls(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for info in cache.iter_entries():
-        codec = codec_named(layout.entry_extension(info.name))
-        try:
-            entry = _read_entry_file(cache.cache_dir / info.path, info.key, codec)
+        try:  # the listed file: a key may have an entry in each format
+            found = _inspect(cache, info.key, layout.entry_extension(info.name))
         except _DamagedEntry as exc:  # one line each, and the listing goes on
             print(f"ls: {exc}", file=sys.stderr)
             continue
-        if entry is None or (args.grep and args.grep.lower() not in entry.meta.text.lower()):
+        if found is None:  # removed since the listing
+            continue
+        entry, _path = found
+        if args.grep and args.grep.lower() not in entry.meta.text.lower():
             continue
         rows.append({
             "key": info.key, "bytes": info.size, "last_used": info.mtime,
@@ -375,14 +370,10 @@ def _find_entry(cache: SyncTTSCache, key: str) -> tuple[Entry, Path] | None:
         InvalidKeyError: if ``key`` is not a key (bad usage, not a missing entry).
         _DamagedEntry: if its file is damaged.
     """
-    check_key(key)
-    for extension in CODEC_NAMES:
-        path = cache.entry_path(key).with_suffix(f".{extension}")
-        entry = _read_entry_file(path, key, codec_named(extension))
-        if entry is not None:
-            return entry, path
-    print(f"no entry {key}", file=sys.stderr)
-    return None
+    found = _inspect(cache, key)
+    if found is None:
+        print(f"no entry {key}", file=sys.stderr)
+    return found
 
 
 def cmd_show(cache: SyncTTSCache, args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from . import walk as walk
 from .eviction import PruneReport
 from .maintenance import VerifyReport
 from .status import MAX_THREADS, TICK_SECONDS, Checked, Governor, StatusPlan
-from .store import FileStore
+from .store import FileStore, Inspection
 from .walk import FileInfo, Progress
 
 __all__ = ["SyncTTSCache", "TTSCache", "default_cache_dir"]
@@ -155,6 +155,9 @@ class _CacheCore:
 
     def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
         return self.store.read_entries([check_key(key) for key in keys])
+
+    def inspect(self, key: str, audio_format: str | None) -> Inspection | None:
+        return self.store.inspect(check_key(key), audio_format)
 
     def write(
         self,
@@ -362,6 +365,24 @@ class TTSCache(_CacheFront, Cache):
         key_list = list(keys)
         return await anyio.to_thread.run_sync(
             self._core.read_entries, key_list, abandon_on_cancel=True
+        )
+
+    async def inspect(self, key: str, audio_format: str | None = None) -> Inspection | None:
+        """``key``'s entry file as it is on disk, or None if there is none: for looking, not using.
+
+        Where :meth:`get_entry` treats a damaged entry as a miss and removes it, this reports it
+        (``Inspection.damage`` says what is wrong: a checksum mismatch, another key's entry,
+        metadata ``cache_data`` would not write...) and leaves it for :meth:`verify` to remove; it
+        does not refresh a whole entry's recency either. Entries of either format are found,
+        WAV first, whatever this cache writes, or only ``audio_format``'s.
+
+        Raises:
+            InvalidKeyError: if ``key`` is not 32 lowercase hex characters.
+            InvalidOptionError: if ``audio_format`` is not ``"wav"``, ``"flac"`` or None.
+        """
+        check_key(key)
+        return await anyio.to_thread.run_sync(
+            self._core.inspect, key, audio_format, abandon_on_cancel=True
         )
 
     async def cache_data(
@@ -574,6 +595,11 @@ class SyncTTSCache(_CacheFront):
     def get_entry(self, key: str) -> Entry | None:
         """Return the samples and metadata of ``key``, or None on a miss."""
         return self._core.read_entry(key)
+
+    def inspect(self, key: str, audio_format: str | None = None) -> Inspection | None:
+        """As :meth:`TTSCache.inspect`: ``key``'s entry file as it is, damage reported, not
+        removed, and its recency untouched."""
+        return self._core.inspect(key, audio_format)
 
     def cache_data(
         self,

@@ -17,13 +17,13 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from .._core.codec import codec_named
 from .._core.errors import CorruptEntryError, InvalidOptionError
 from . import layout as layout
 from . import walk as walk
 from .eviction import ORPHAN_AGE, PruneReport, cleanup_lock, evict
 from .layout import OLD_COUNTER_NAME, shard_names
 from .ownership import require_cache_directory
+from .store import read_entry_file
 
 __all__ = [
     "CacheStats",
@@ -168,24 +168,16 @@ def _remove_squatter(root_fd: int, path: str) -> None:
 
 def _entry_is_whole(root_fd: int, info: walk.FileInfo) -> bool:
     """Whether the scanned entry decodes, checksum and key included (True if it is gone)."""
-    codec = codec_named(layout.entry_extension(info.name))
     with layout.opened_shard_or_none(root_fd, *info.shard) as inner_fd:
         if inner_fd is None:
             return True  # its shard is gone (or was swapped for a symlink) since the scan
         try:
-            fd = os.open(info.name, layout.READ_FLAGS, dir_fd=inner_fd)
+            read_entry_file(inner_fd, info.name, info.key)
         except FileNotFoundError:
             return True  # removed since the scan
-        except OSError:
+        except (CorruptEntryError, OSError):
             return False
-    try:
-        data, _st = layout.read_regular_file(fd)
-        codec.decode(data, info.key)
-        return True
-    except (CorruptEntryError, OSError):
-        return False
-    finally:
-        os.close(fd)
+    return True
 
 
 def stats(root: str, progress: walk.Progress | None = None) -> CacheStats:

@@ -29,12 +29,13 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from .._core.codec import Codec, Entry, EntryMeta
+from .._core.codec import CODEC_NAMES, Codec, Entry, EntryMeta, codec_named
 from .._core.errors import CorruptEntryError
 from .._core.matching import RequestCheck, log_collision
 from . import layout as layout
@@ -43,7 +44,7 @@ from .counters import add_to_counter
 from .eviction import SizeLimit
 from .ownership import mark_if_new
 
-__all__ = ["FileStore"]
+__all__ = ["FileStore", "Inspection", "read_entry_file"]
 
 log = logging.getLogger("sparktts_cache")
 
@@ -52,6 +53,20 @@ _WRITE_ATTEMPTS = 4
 RECENCY_RESOLUTION = 60.0
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """An entry file as :meth:`FileStore.inspect` found it: whole, or damaged and why.
+
+    ``path`` is the file's path; ``entry`` its samples and metadata, None if it is damaged; and
+    ``damage`` says what is wrong with a damaged one (None for a whole entry): a checksum
+    mismatch, another key's entry, metadata ``cache_data`` would not write, not a regular file...
+    """
+
+    path: str
+    entry: Entry | None
+    damage: str | None
 
 
 class FileStore:
@@ -108,6 +123,49 @@ class FileStore:
     def read_entries(self, keys: Sequence[str]) -> list[Entry | None]:
         """:meth:`read_entry` of each key, sharing directory descriptors between the reads."""
         return self._read_many(keys, self.codec.decode)
+
+    def inspect(self, key: str, extension: str | None = None) -> Inspection | None:
+        """``key``'s entry file as it is, read without touching it; None if there is none.
+
+        Unlike the reads above, a damaged file is reported (:attr:`Inspection.damage`) and left in
+        place (``verify`` with ``fix`` removes it), and a whole entry's recency is not refreshed:
+        looking at an entry is not using it. The entry is looked for in every format, WAV first
+        (a directory does not record the format its entries were written in, and may hold both),
+        or only in ``extension``'s. A symlink at the entry's path is damage; one at a shard's is
+        never followed (the cache's readers see no entry there either).
+
+        Raises:
+            InvalidOptionError: if ``extension`` names no format.
+        """
+        formats = CODEC_NAMES if extension is None else (codec_named(extension).extension,)
+        try:
+            with layout.opened_root(self.root) as root_fd:
+                if root_fd is None:
+                    return None
+                for name in formats:
+                    found = self._inspect_file(root_fd, key, name)
+                    if found is not None:
+                        return found
+        except NotADirectoryError:  # the cache directory is a file: no entry in it
+            pass
+        return None
+
+    def _inspect_file(self, root_fd: int, key: str, extension: str) -> Inspection | None:
+        outer, inner = layout.shard_of(key)
+        path = layout.entry_path(self.root, key, extension)
+        try:
+            with (
+                layout.opened_dir(outer, root_fd) as outer_fd,
+                layout.opened_dir(inner, outer_fd) as inner_fd,
+            ):
+                entry = read_entry_file(inner_fd, layout.entry_name(key, extension), key)
+        except (FileNotFoundError, NotADirectoryError):  # no such file, or a shard is not a dir
+            return None
+        except (CorruptEntryError, layout.NotARegularFile) as exc:
+            return Inspection(path, None, str(exc))
+        except OSError as exc:  # no permission, a symlink at the entry's path...
+            return Inspection(path, None, exc.strerror or type(exc).__name__)
+        return Inspection(path, entry, None)
 
     def read_verified_many(
         self, keys: Sequence[str], texts: Sequence[str], check: RequestCheck
@@ -275,6 +333,26 @@ class FileStore:
             replaced = replaced_size(dir_fd, name) if self.limit is not None else 0
             file.publish(name)
         return written, replaced
+
+
+def read_entry_file(dir_fd: int, name: str, key: str) -> Entry:
+    """Decode the entry file ``name`` in the shard directory open as ``dir_fd`` as ``key``'s, in
+    the format its extension names, touching nothing: a damaged file is left in place and a whole
+    one's recency is not refreshed (``inspect`` and ``verify`` read with it).
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+        CorruptEntryError: if it is not a whole, valid entry of ``key``.
+        OSError: if it cannot be opened or read: a symlink (never followed), something other than
+            a regular file (``layout.NotARegularFile``), no permission.
+    """
+    codec = codec_named(layout.entry_extension(name))
+    fd = os.open(name, layout.READ_FLAGS, dir_fd=dir_fd)
+    try:
+        data, _st = layout.read_regular_file(fd)
+        return codec.decode(data, key)
+    finally:
+        os.close(fd)
 
 
 def count_write(outer_fd: int, key: str, bytes_delta: int, count_delta: int) -> int | None:
