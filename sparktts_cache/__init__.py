@@ -31,8 +31,8 @@ from ._file.locks import FileSynthesisLock
 from ._file.maintenance import VerifyReport
 from ._file.store import Inspection
 from ._file.walk import FileInfo
-from ._shared.redis import RedisCache, RedisSynthesisLock
-from ._shared.tiered import TieredCache
+from ._remote.redis import RedisCache, RedisSynthesisLock
+from ._remote.tiered import TieredCache
 from ._text.long_text import LongTextTTS, Plan
 from ._text.segmenter import TextSegmenter
 from ._text.sync_long_text import SyncLongTextTTS

@@ -22,7 +22,7 @@ LAYERS = {
     "_core": {"_core"},
     "engines": {"_core", "engines"},
     "_file": {"_core", "_file"},
-    "_shared": {"_core", "_shared"},
+    "_remote": {"_core", "_remote"},
     "_text": {"_core", "_file", "_text", "engines"},
 }
 

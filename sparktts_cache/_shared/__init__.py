@@ -1,1 +1,0 @@
-"""Backends shared between machines: Redis, and a local tier in front of a shared one."""
