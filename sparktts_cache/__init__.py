@@ -25,6 +25,7 @@ from ._core.errors import (
 )
 from ._core.files import read_regular_file
 from ._core.keys import check_key, generate_cache_key, normalize_text
+from ._file.blobs import BlobWriter, StoredBlob
 from ._file.cache import Stats, SyncTTSCache, TrafficStats, TTSCache, default_cache_dir
 from ._file.eviction import PruneReport
 from ._file.locks import FileSynthesisLock
@@ -39,6 +40,7 @@ from ._text.sync_long_text import SyncLongTextTTS
 from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [
+    "BlobWriter",
     "BlockingCallError",
     "Cache",
     "CacheError",
@@ -63,6 +65,7 @@ __all__ = [
     "RedisCache",
     "RedisSynthesisLock",
     "Stats",
+    "StoredBlob",
     "SyncLongTextTTS",
     "SyncTTSCache",
     "SynthesisLock",

@@ -220,7 +220,7 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], lines: Sequence[str]) 
 # -- commands ---------------------------------------------------------------------------------
 
 
-_DIRECTORY_STATS = ("entries", "bytes", "oldest", "newest", "temp_files")
+_DIRECTORY_STATS = ("entries", "bytes", "oldest", "newest", "temp_files", "blobs", "blob_bytes")
 
 
 def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
@@ -231,9 +231,9 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     # Only what the directory holds: the hits, misses and writes of ``stats()`` are this process's
     # traffic (always none here), and ``max_size_bytes`` this process's setting.
     found = {name: getattr(stats, name) for name in _DIRECTORY_STATS}
-    # Beside the entries: the speech server's finished responses (and anything else found).
+    # Beside the shards: what is not the cache's (an older server's ``responses``, say).
     beside = maintenance.usage_beside_entries(str(cache.cache_dir))
-    total = stats.bytes + sum(size for _, size in beside.values())
+    total = stats.bytes + stats.blob_bytes + sum(size for _, size in beside.values())
     usage = {name: {"files": files, "bytes": size} for name, (files, size) in beside.items()}
     found |= {"beside": usage, "total_bytes": total}
     _emit(args, found | {"cache_dir": str(cache.cache_dir)}, [
@@ -243,6 +243,7 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         f"oldest:   {format_time(stats.oldest)} (least recently used)",
         f"newest:   {format_time(stats.newest)}",
         f"temp:     {stats.temp_files} temp files",
+        f"blobs:    {stats.blobs} (stored responses), {format_size(stats.blob_bytes)}",
         *(f"{printable(name) + ':':<9} {_plural(files, 'file')}, {format_size(size)}"
           for name, (files, size) in beside.items()),
         f"total:    {format_size(total)}",

@@ -32,7 +32,8 @@ LAYERS = {
 #: unmarked cache), and the write path (``store``: eviction and ownership) before maintenance on
 #: demand, which it never imports.
 FILE_MODULES = [
-    "layout", "atomic", "counters", "walk", "ownership", "eviction", "store", "maintenance",
+    "layout", "atomic", "counters", "walk", "ownership", "eviction", "store", "blobs",
+    "maintenance",
     "status", "locks", "cache",
 ]  # fmt: skip
 

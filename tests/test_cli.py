@@ -34,6 +34,8 @@ from sparktts_cache.testing import sealed_audio
 
 from .helpers import fill
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -510,7 +512,8 @@ def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, l
     root, _keys = filled
     data = json.loads(cli(root, "stats", "--json").stdout)
     assert set(data) == {
-        "cache_dir", "entries", "bytes", "oldest", "newest", "temp_files", "beside", "total_bytes",
+        "cache_dir", "entries", "bytes", "oldest", "newest", "temp_files", "blobs", "blob_bytes",
+        "beside", "total_bytes",
     }  # fmt: skip
     assert data["beside"] == {} and data["total_bytes"] == data["bytes"]
 
@@ -615,5 +618,12 @@ def test_stats_counts_what_lies_beside_the_entries(filled: tuple[Path, list[str]
     data = json.loads(cli(root, "stats", "--json").stdout)
     assert data["beside"] == {"responses": {"files": 2, "bytes": 8000}}
     assert data["total_bytes"] == data["bytes"] + 8000
+    # Stored responses are blobs of the store itself: counted apart from the audio entries.
+    writer = SyncTTSCache(root).begin_blob("ab" * 16, "mp3")
+    writer.write(b"z" * 1000)
+    assert writer.commit()
+    data = json.loads(cli(root, "stats", "--json").stdout)
+    assert data["entries"] == 12 and data["blobs"] == 1 and data["blob_bytes"] == 1032
+    assert data["total_bytes"] == data["bytes"] + 1032 + 8000
     shown = cli(root, "stats").stdout
     assert "responses: 2 files, 7.8 KiB" in shown and "total:" in shown

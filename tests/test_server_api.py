@@ -20,8 +20,11 @@ import soundfile
 from openai import OpenAI
 
 from sparktts_cache import LongTextTTS, TextSegmenter, load_tts_model
+from sparktts_cache.server.audio_formats import tempo_factors
 
 from .speech_server import SpeechServer, running_server
+
+pytestmark = pytest.mark.slow
 
 TEXT = "The server streams audio. Each segment is sent when ready. Nothing is made twice."
 ALLOY = {"gender": "female", "pitch": "moderate", "speed": "moderate"}
@@ -179,8 +182,7 @@ def test_a_multi_segment_text_streams_as_it_is_made_and_a_leaving_client_stops_i
     count = 80
     text = sentences(count, "disconnect")
     assert count * 1_000_000 > 2 * socket_buffer_bytes()
-    responses = server.cache_dir / "responses"
-    kept = set(responses.rglob("*.pcm"))
+    kept = set(server.cache_dir.rglob("*.pcm.blob"))  # stored responses
     before = server.synthesised()
     with httpx.Client(timeout=30) as http, http.stream(
         "POST", f"{server.url}/v1/audio/speech",
@@ -201,7 +203,10 @@ def test_a_multi_segment_text_streams_as_it_is_made_and_a_leaving_client_stops_i
         time.sleep(0.05)
     made = server.synthesised() - before
     assert 1 <= made < count
-    assert not list(responses.rglob("*.tmp")) and set(responses.rglob("*.pcm")) == kept
+    assert (
+        not list(server.cache_dir.rglob("*.tmp"))
+        and set(server.cache_dir.rglob("*.pcm.blob")) == kept
+    )
 
 
 def test_a_short_multi_segment_text_arrives_in_several_pieces(server: SpeechServer) -> None:
@@ -409,3 +414,13 @@ def test_api_key_and_limits(tmp_path: Path) -> None:
             # A stored response needs no synthesis slot.
             stored = httpx.post(url, json=body, headers=auth, timeout=10)
             assert stored.status_code == 200 and stored.headers["x-cache"] == "hit"
+
+
+def test_tempo_factors_stay_within_atempos_range() -> None:
+    for speed in (0.25, 0.3, 0.5, 1.0, 1.7, 2.0, 3.9, 4.0):
+        factors = tempo_factors(speed)
+        assert all(0.5 <= f <= 2.0 for f in factors)
+        product = 1.0
+        for factor in factors:
+            product *= factor
+        assert product == pytest.approx(speed)

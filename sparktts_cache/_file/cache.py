@@ -27,6 +27,7 @@ from .._core.keys import check_key, generate_cache_key
 from .._core.matching import RequestCheck, check_aligned
 from . import maintenance as maintenance
 from . import walk as walk
+from .blobs import Blobs, BlobWriter, StoredBlob
 from .eviction import PruneReport
 from .maintenance import VerifyReport
 from .status import MAX_THREADS, TICK_SECONDS, Checked, Governor, StatusPlan
@@ -70,12 +71,14 @@ class Stats:
     misses: int
     writes: int
     max_size_bytes: int | None
+    blobs: int = 0  # stored blobs (the speech server's responses), not counted in entries
+    blob_bytes: int = 0
 
 
 class _CacheCore:
     """The blocking implementation both fronts share: validation, then the file store."""
 
-    __slots__ = ("_lock", "cache_dir", "sample_rate", "store", "traffic")
+    __slots__ = ("_lock", "blobs", "cache_dir", "sample_rate", "store", "traffic")
 
     def __init__(
         self,
@@ -106,6 +109,7 @@ class _CacheCore:
         self.store = FileStore(
             str(self.cache_dir), codec, fsync=bool(fsync), max_size_bytes=max_size_bytes
         )
+        self.blobs = Blobs(self.store)
         self.traffic = TrafficStats()
         self._lock = threading.Lock()
 
@@ -148,6 +152,7 @@ class _CacheCore:
         return Stats(
             found.entries, found.bytes, found.oldest, found.newest, found.temp_files,
             traffic.hits, traffic.misses, traffic.writes, self.store.max_size_bytes,
+            found.blobs, found.blob_bytes,
         )  # fmt: skip
 
     def read_entry(self, key: str) -> Entry | None:
@@ -600,6 +605,28 @@ class SyncTTSCache(_CacheFront):
         """As :meth:`TTSCache.inspect`: ``key``'s entry file as it is, damage reported, not
         removed, and its recency untouched."""
         return self._core.inspect(key, audio_format)
+
+    def open_blob(self, key: str, kind: str) -> StoredBlob | None:
+        """The blob stored under ``key`` and ``kind``, checked whole, or None (see
+        :mod:`~sparktts_cache._file.blobs`): an opaque byte string kept beside the entries, as
+        the speech server keeps its finished responses. A damaged one is removed; a hit counts as
+        a use for the size limit's least-recently-used order.
+
+        Raises:
+            InvalidKeyError: for a key that is not 32 lowercase hex digits.
+            InvalidOptionError: unless ``kind`` is 1-8 lowercase letters or digits.
+        """
+        return self._core.blobs.open(key, kind)
+
+    def begin_blob(self, key: str, kind: str) -> BlobWriter:
+        """A writer of the blob of ``key`` and ``kind``: ``write`` its bytes as they come, then
+        ``commit`` (published whole, atomically, and counted against the size limit) or
+        ``discard``. Its methods never raise ``OSError``: a blob that cannot be kept is logged.
+
+        Raises:
+            InvalidKeyError, InvalidOptionError: as :meth:`open_blob`.
+        """
+        return self._core.blobs.begin(key, kind)
 
     def cache_data(
         self,

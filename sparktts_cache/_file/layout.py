@@ -7,6 +7,7 @@ This module is the one place that knows what the cache directory looks like::
     <root>/locks/<key>.lock               per-key synthesis locks (``FileSynthesisLock``)
     <root>/<k[0:2]>/sparktts_cache.counter   the top-level shard's size counter
     <root>/<k[0:2]>/<k[2:4]>/<k>.<ext>    the entry of key k (ext: wav or flac)
+    <root>/<k[0:2]>/<k[2:4]>/<k>.<kind>.blob   the blob of key k and kind (see ``blobs``)
     <root>/<k[0:2]>/<k[2:4]>/<k>.<16 hex>.tmp   a writer's temp file
 
 Every function that walks the tree goes through directory descriptors opened with ``O_NOFOLLOW``
@@ -45,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from .._core.codec import CODEC_NAMES, MAX_ENTRY_BYTES
-from .._core.errors import CorruptEntryError
+from .._core.errors import CorruptEntryError, InvalidOptionError
 
 __all__ = [
     "CLEANUP_LOCK",
@@ -64,11 +65,13 @@ __all__ = [
     "TEMP_FLAGS",
     "NotARegularFile",
     "UnusablePath",
+    "blob_name",
     "entry_extension",
     "entry_name",
     "entry_path",
     "entry_path_in_outer",
     "entry_paths",
+    "is_blob_name",
     "is_lock_name",
     "is_marked",
     "is_marker_temp_name",
@@ -134,6 +137,10 @@ _SHARD_RE = re.compile(r"[0-9a-f]{2}")
 _ENTRY_EXTENSIONS = "|".join(map(re.escape, CODEC_NAMES))
 _ENTRY_NAME_RE = re.compile(rf"([0-9a-f]{{32}})\.(?:{_ENTRY_EXTENSIONS})")
 _TEMP_NAME_RE = re.compile(r"([0-9a-f]{32})\.[0-9a-f]{16}\.tmp")
+#: A blob's kind (its format, for the speech server's responses), and a blob's file name.
+_BLOB_KIND_RE = re.compile(r"[a-z0-9]{1,8}")
+BLOB_SUFFIX = ".blob"
+_BLOB_NAME_RE = re.compile(r"([0-9a-f]{32})\.[a-z0-9]{1,8}\.blob")
 _LOCK_NAME_RE = re.compile(r"[0-9a-f]{32}\.lock")
 _MARKER_TEMP_RE = re.compile(r"CACHEDIR\.TAG\.[0-9a-f]{16}\.tmp")
 _OLD_COUNTER_RE = re.compile(rb"[0-9]{1,20} [0-9]{1,20}\n")
@@ -184,6 +191,22 @@ def entry_path(root: str, key: str, extension: str) -> str:
     return entry_paths(root, (key,), extension)[0]
 
 
+def blob_name(key: str, kind: str) -> str:
+    """The file name of ``key``'s blob of ``kind`` inside its inner shard directory.
+
+    Raises:
+        InvalidOptionError: unless ``kind`` is 1-8 lowercase letters or digits.
+    """
+    if not isinstance(kind, str) or _BLOB_KIND_RE.fullmatch(kind) is None:
+        raise InvalidOptionError(f"a blob's kind is 1-8 lowercase letters or digits, not {kind!r}")
+    return f"{key}.{kind}{BLOB_SUFFIX}"
+
+
+def is_blob_name(name: str) -> bool:
+    """Whether ``name`` (an entry to ``own_file_kind``) is a blob's, not an audio entry's."""
+    return name.endswith(BLOB_SUFFIX)
+
+
 def temp_name(key: str) -> str:
     """A fresh temp-file name for a writer of ``key``: ``<key>.<16 random hex>.tmp``."""
     return f"{key}.{secrets.token_hex(8)}.tmp"
@@ -206,8 +229,11 @@ def is_marker_temp_name(name: str) -> bool:
 
 def own_file_kind(name: str, prefix: str) -> tuple[str, str] | None:
     """``("entry" | "temp", key)`` if ``name`` is a file this cache writes in the shard directory
-    of ``prefix`` (the key's first four characters), else None: nothing else is ever touched."""
-    if match := _ENTRY_NAME_RE.fullmatch(name):
+    of ``prefix`` (the key's first four characters), else None: nothing else is ever touched.
+
+    Blobs are entries here: counted, evicted and cleared as entries are (:func:`is_blob_name`
+    tells them apart where it matters: verifying, listing)."""
+    if (match := _ENTRY_NAME_RE.fullmatch(name)) or (match := _BLOB_NAME_RE.fullmatch(name)):
         kind = "entry"
     elif match := _TEMP_NAME_RE.fullmatch(name):
         kind = "temp"

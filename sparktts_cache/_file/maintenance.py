@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from .._core.errors import CorruptEntryError, InvalidOptionError
 from . import layout as layout
 from . import walk as walk
+from .blobs import check_blob
 from .eviction import ORPHAN_AGE, PruneReport, cleanup_lock, evict
 from .layout import OLD_COUNTER_NAME, shard_names
 from .ownership import require_cache_directory
@@ -47,6 +48,8 @@ class CacheStats:
     oldest: float | None  # last use (modification time) of the least recently used entry
     newest: float | None
     temp_files: int
+    blobs: int = 0  # the speech server's stored responses, and other blobs
+    blob_bytes: int = 0
 
 
 @dataclass
@@ -167,11 +170,14 @@ def _remove_squatter(root_fd: int, path: str) -> None:
 
 
 def _entry_is_whole(root_fd: int, info: walk.FileInfo) -> bool:
-    """Whether the scanned entry decodes, checksum and key included (True if it is gone)."""
+    """Whether the scanned entry decodes, checksum and key included, or the scanned blob is
+    whole (True if it is gone)."""
     with layout.opened_shard_or_none(root_fd, *info.shard) as inner_fd:
         if inner_fd is None:
             return True  # its shard is gone (or was swapped for a symlink) since the scan
         try:
+            if layout.is_blob_name(info.name):
+                return _blob_is_whole(inner_fd, info.name)
             read_entry_file(inner_fd, info.name, info.key)
         except FileNotFoundError:
             return True  # removed since the scan
@@ -180,9 +186,19 @@ def _entry_is_whole(root_fd: int, info: walk.FileInfo) -> bool:
     return True
 
 
+def _blob_is_whole(dir_fd: int, name: str) -> bool:
+    fd = os.open(name, layout.READ_FLAGS, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        return stat.S_ISREG(st.st_mode) and check_blob(fd, st.st_size) is not None
+    finally:
+        os.close(fd)
+
+
 def stats(root: str, progress: walk.Progress | None = None) -> CacheStats:
-    """Count entries and bytes, and find the least and most recently used entry (a full scan)."""
-    entries = size = temps = 0
+    """Count entries and bytes, blobs and theirs, and find the least and most recently used entry
+    (a full scan)."""
+    entries = size = temps = blobs = blob_bytes = 0
     oldest: float | None = None
     newest: float | None = None
     with layout.opened_root(root) as root_fd:
@@ -191,15 +207,19 @@ def stats(root: str, progress: walk.Progress | None = None) -> CacheStats:
         outers = shard_names(root_fd)
         for index, outer in enumerate(outers):
             scan = walk.scan_shard(root_fd, outer)
-            entries += len(scan.entries)
-            size += scan.size
             temps += len(scan.temps)
             for info in scan.entries:
+                if layout.is_blob_name(info.name):
+                    blobs += 1
+                    blob_bytes += info.size
+                    continue
+                entries += 1
+                size += info.size
                 oldest = info.mtime if oldest is None else min(oldest, info.mtime)
                 newest = info.mtime if newest is None else max(newest, info.mtime)
             if progress:
                 progress(index + 1, len(outers))
-    return CacheStats(entries, size, oldest, newest, temps)
+    return CacheStats(entries, size, oldest, newest, temps, blobs, blob_bytes)
 
 
 def usage_beside_entries(root: str) -> dict[str, tuple[int, int]]:

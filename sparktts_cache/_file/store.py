@@ -44,7 +44,10 @@ from .counters import add_to_counter
 from .eviction import SizeLimit
 from .ownership import mark_if_new
 
-__all__ = ["FileStore", "Inspection", "read_entry_file"]
+__all__ = [
+    "FileStore", "Inspection", "count_write", "read_entry_file", "refresh_recency", "replaced_size",
+    "unlink_if_same",
+]  # fmt: skip
 
 log = logging.getLogger("sparktts_cache")
 
@@ -233,11 +236,11 @@ class FileStore:
                 return None
             data, st = layout.read_regular_file(fd)
             result = decode(data, key)
-            _refresh_recency(fd, st)
+            refresh_recency(fd, st)
             return result
         except CorruptEntryError as exc:
             log.warning("corrupt cache entry %s (%s); removing it", key, exc)
-            _unlink_if_same(name, outer_fd, st or os.fstat(fd))
+            unlink_if_same(name, outer_fd, st or os.fstat(fd))
             return None
         except layout.NotARegularFile:
             log.warning("entry %s is not a regular file; treating it as a miss", key)
@@ -373,7 +376,7 @@ def replaced_size(dir_fd: int, name: str) -> int:
         return 0
 
 
-def _refresh_recency(fd: int, st: os.stat_result) -> None:
+def refresh_recency(fd: int, st: os.stat_result) -> None:
     """Mark a hit as recently used (modification time is the LRU clock), once a minute at most."""
     now = time.time()
     if now - st.st_mtime > RECENCY_RESOLUTION:
@@ -381,7 +384,7 @@ def _refresh_recency(fd: int, st: os.stat_result) -> None:
             os.utime(fd, (now, now))
 
 
-def _unlink_if_same(name: str, dir_fd: int, opened: os.stat_result) -> None:
+def unlink_if_same(name: str, dir_fd: int, opened: os.stat_result) -> None:
     """Remove ``name`` only if it is still the file we opened (a writer may have replaced it)."""
     try:
         current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

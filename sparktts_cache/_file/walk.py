@@ -205,9 +205,11 @@ def list_shards(root: str) -> list[str]:
 
 
 def shard_entries(root: str, outer: str) -> list[FileInfo]:
-    """The entries under one top-level shard (for listing)."""
+    """The audio entries under one top-level shard (for listing; blobs are left out)."""
     with layout.opened_root(root) as root_fd:
-        return [] if root_fd is None else scan_shard(root_fd, outer).entries
+        if root_fd is None:
+            return []
+        return [e for e in scan_shard(root_fd, outer).entries if not layout.is_blob_name(e.name)]
 
 
 # -- acting on a scan ----------------------------------------------------------------------------

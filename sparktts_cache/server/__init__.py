@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
     parser.add_argument(
         "--max-size",
         type=size,
-        help="size limit of the cache directory, e.g. 2GB: segments get 3/4, finished "
-        "responses 1/4, each evicting least recently used first (default: no limit)",
+        help="size limit of the cache directory, e.g. 2GB: segments and finished responses "
+        "alike, least recently used first, across processes (default: no limit)",
     )
     parser.add_argument(
         "--max-concurrent",

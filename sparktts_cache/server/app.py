@@ -21,7 +21,6 @@ import contextlib
 import hmac
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,11 +33,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sparktts_cache import SyncTTSCache
+
 from .config import MODELS, ServerConfig, load_voices
 from .errors import APIError, error_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .page import page_routes
-from .responses import RESPONSE_SHARE, ResponseStore
 from .speech import speech
 from .state import ServerState
 from .voices import load_voice_engines
@@ -60,15 +60,14 @@ def create_app(config: ServerConfig) -> Starlette:
             engine is loaded).
     """
     config.check()
-    budget = config.max_size
-    response_budget = None if budget is None else int(budget * RESPONSE_SHARE)
-    segment_budget = None if budget is None else budget - int(budget * RESPONSE_SHARE)
     state = ServerState(
         config=config,
         specs=load_voices(config),
-        store=ResponseStore(os.path.join(config.cache_dir, "responses"), response_budget),
+        # Finished responses are blobs of the same store as the segments: one size limit (the
+        # whole of --max-size), least recently used first, whichever they are.
+        responses=SyncTTSCache(config.cache_dir, max_size_bytes=config.max_size),
         metrics=Metrics(),
-        segment_budget=segment_budget,
+        segment_budget=config.max_size,
     )
 
     @contextlib.asynccontextmanager

@@ -107,8 +107,8 @@ class VoiceSpec:
 class ServerConfig:
     """Everything ``sparktts-cache serve`` was told (see ``serve --help``).
 
-    ``max_size`` is the whole budget: the segment cache gets three quarters of it and the
-    finished responses the rest (see :data:`RESPONSE_SHARE` in :mod:`.responses`).
+    ``max_size`` is the cache directory's limit: segments and finished responses (blobs of the
+    same store) share it, least recently used first.
     """
 
     cache_dir: str

@@ -27,12 +27,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sparktts_cache import CacheError, Plan
+from sparktts_cache import BlobWriter, CacheError, Plan, StoredBlob
 
 from .audio_formats import FORMATS, StreamEncoder
 from .config import MODELS
 from .errors import APIError, error_body, invalid
-from .responses import ResponseWriter, StoredResponse
 from .state import ServerState
 from .voices import Voice
 
@@ -204,7 +203,7 @@ async def speech(request: Request) -> Response:
     directives = cache_directives(request)
     if directives.read:
         stored = await anyio.to_thread.run_sync(
-            state.store.open, key, speech_request.response_format
+            state.responses.open_blob, key, speech_request.response_format
         )
         if stored is not None:
             state.metrics.cache_hits.labels("response").inc()
@@ -219,11 +218,14 @@ async def speech(request: Request) -> Response:
 
 
 def _stored_response(
-    request: Request, speech_request: SpeechRequest, stored: StoredResponse
+    request: Request, speech_request: SpeechRequest, stored: StoredBlob
 ) -> Response:
-    headers = {"ETag": stored.etag, "X-Cache": "hit", "Cache-Control": "no-cache"}
+    """A stored response: small ones at once, larger ones read from their file in pieces as the
+    client takes them (memory per client is bounded, as a static file server's)."""
+    etag = f'"{stored.digest}"'
+    headers = {"ETag": etag, "X-Cache": "hit", "Cache-Control": "no-cache"}
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and etag_matches(if_none_match, stored.etag):
+    if if_none_match is not None and etag_matches(if_none_match, etag):
         stored.close()
         return Response(status_code=304, headers=headers)
     media_type = content_type(speech_request)
@@ -235,7 +237,7 @@ def _stored_response(
     return StreamingResponse(stored.chunks(), 200, headers, media_type)
 
 
-def _sse_replay(stored: StoredResponse, speech_request: SpeechRequest) -> Iterator[bytes]:
+def _sse_replay(stored: StoredBlob, speech_request: SpeechRequest) -> Iterator[bytes]:
     for chunk in stored.chunks():
         for start in range(0, len(chunk), SSE_CHUNK_BYTES):
             yield sse_delta(chunk[start : start + SSE_CHUNK_BYTES])
@@ -295,7 +297,8 @@ class SpeechStream(Response):
         self.state.metrics.cache_hits.labels("segment").inc(cached)
         self.state.metrics.cache_misses.labels("segment").inc(total - cached)
         encoder = StreamEncoder(request.response_format, long_text.model.sample_rate, request.speed)
-        writer = self.state.store.begin(self.key, request.response_format) if self.keep else None
+        responses = self.state.responses
+        writer = responses.begin_blob(self.key, request.response_format) if self.keep else None
         chunks = long_text.stream(plan)
         started = completed = False
         try:
@@ -326,7 +329,7 @@ class SpeechStream(Response):
                 await send({"type": "http.response.body", "body": sse_done(request),
                             "more_body": True})  # fmt: skip
             if writer is not None:  # the stream is whole: keep it, even if the client goes now
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):  # fails soft: never cuts the response
                     await anyio.to_thread.run_sync(writer.commit)
             completed = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -345,7 +348,7 @@ class SpeechStream(Response):
         self,
         chunks: AsyncIterator[npt.NDArray[np.float32]],
         encoder: StreamEncoder,
-        writer: ResponseWriter | None,
+        writer: BlobWriter | None,
     ) -> bytes | None:
         """The next segment, encoded (and written to the kept response); None at the end."""
         try:
@@ -363,7 +366,7 @@ class SpeechStream(Response):
 
 
 def _encode(
-    encoder: StreamEncoder, writer: ResponseWriter | None, audio: npt.NDArray[np.float32]
+    encoder: StreamEncoder, writer: BlobWriter | None, audio: npt.NDArray[np.float32]
 ) -> bytes:
     data = encoder.encode(audio)
     if writer is not None:
@@ -371,14 +374,14 @@ def _encode(
     return data
 
 
-def _finish(encoder: StreamEncoder, writer: ResponseWriter | None) -> bytes:
+def _finish(encoder: StreamEncoder, writer: BlobWriter | None) -> bytes:
     data = encoder.finish()
     if writer is not None:
         writer.write(data)
     return data
 
 
-def _abandon(encoder: StreamEncoder, writer: ResponseWriter | None) -> None:
+def _abandon(encoder: StreamEncoder, writer: BlobWriter | None) -> None:
     encoder.close()
     if writer is not None:
         writer.discard()

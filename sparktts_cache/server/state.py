@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sparktts_cache import SyncTTSCache
+
 from .config import ServerConfig, VoiceSpec
 from .metrics import Metrics
-from .responses import ResponseStore
 from .voices import Voice
 
 __all__ = ["ServerState"]
@@ -14,8 +15,9 @@ __all__ = ["ServerState"]
 
 @dataclass
 class ServerState:
-    """The configuration, the voices (empty until the engines are loaded), the response store,
-    the metrics, the segment cache's size budget, and the count of syntheses running (at most
+    """The configuration, the voices (empty until the engines are loaded), ``responses`` (a blocking
+    view of the cache directory, for worker threads, whose blobs hold finished responses), the
+    metrics, the segment cache's size budget, and the count of syntheses running (at most
     ``config.max_concurrent``).
 
     Used from the event loop thread only (the count needs no lock).
@@ -23,7 +25,7 @@ class ServerState:
 
     config: ServerConfig
     specs: dict[str, VoiceSpec]
-    store: ResponseStore
+    responses: SyncTTSCache
     metrics: Metrics
     #: The segment cache's share of ``--max-size`` (None: no limit).
     segment_budget: int | None = None
