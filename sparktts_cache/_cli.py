@@ -50,7 +50,7 @@ from ._core.errors import (
     NotACacheDirectoryError,
 )
 from ._core.files import read_regular_file
-from ._file import layout, maintenance
+from ._file import layout
 from ._file.atomic import AtomicFile
 from ._file.cache import SyncTTSCache, default_cache_dir
 from ._text.plan import Plan
@@ -231,11 +231,8 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     # Only what the directory holds: the hits, misses and writes of ``stats()`` are this process's
     # traffic (always none here), and ``max_size_bytes`` this process's setting.
     found = {name: getattr(stats, name) for name in _DIRECTORY_STATS}
-    # Beside the shards: what is not the cache's (an older server's ``responses``, say).
-    beside = maintenance.usage_beside_entries(str(cache.cache_dir))
-    total = stats.bytes + stats.blob_bytes + sum(size for _, size in beside.values())
-    usage = {name: {"files": files, "bytes": size} for name, (files, size) in beside.items()}
-    found |= {"beside": usage, "total_bytes": total}
+    total = stats.bytes + stats.blob_bytes
+    found["total_bytes"] = total
     _emit(args, found | {"cache_dir": str(cache.cache_dir)}, [
         f"cache:    {cache.cache_dir}",
         f"entries:  {stats.entries}",
@@ -244,8 +241,6 @@ def cmd_stats(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         f"newest:   {format_time(stats.newest)}",
         f"temp:     {stats.temp_files} temp files",
         f"blobs:    {stats.blobs} (stored responses), {format_size(stats.blob_bytes)}",
-        *(f"{printable(name) + ':':<9} {_plural(files, 'file')}, {format_size(size)}"
-          for name, (files, size) in beside.items()),
         f"total:    {format_size(total)}",
     ])  # fmt: skip
     return EXIT_OK

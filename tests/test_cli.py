@@ -513,9 +513,9 @@ def test_stats_json_reports_the_directory_not_this_process(filled: tuple[Path, l
     data = json.loads(cli(root, "stats", "--json").stdout)
     assert set(data) == {
         "cache_dir", "entries", "bytes", "oldest", "newest", "temp_files", "blobs", "blob_bytes",
-        "beside", "total_bytes",
+        "total_bytes",
     }  # fmt: skip
-    assert data["beside"] == {} and data["total_bytes"] == data["bytes"]
+    assert data["total_bytes"] == data["bytes"]
 
 
 def test_json_keeps_text_readable_and_escapes_what_a_terminal_acts_on(tmp_path: Path) -> None:
@@ -608,22 +608,16 @@ def test_synth_from_standard_input_is_bounded_too(tmp_path: Path) -> None:
     assert refused.stderr == "synth: --file - (standard input) is larger than 16 MiB\n"
 
 
-def test_stats_counts_what_lies_beside_the_entries(filled: tuple[Path, list[str]]) -> None:
+def test_stats_counts_stored_responses(filled: tuple[Path, list[str]]) -> None:
     root, _keys = filled
-    responses = root / "responses" / "ab"
-    responses.mkdir(parents=True)
-    (responses / "one.mp3").write_bytes(b"x" * 5000)
-    (responses / "two.opus").write_bytes(b"y" * 3000)
-    (responses / "elsewhere").symlink_to("/etc/passwd")  # not followed, not counted
-    data = json.loads(cli(root, "stats", "--json").stdout)
-    assert data["beside"] == {"responses": {"files": 2, "bytes": 8000}}
-    assert data["total_bytes"] == data["bytes"] + 8000
-    # Stored responses are blobs of the store itself: counted apart from the audio entries.
+    before = json.loads(cli(root, "stats", "--json").stdout)
+    assert before["blobs"] == 0 and before["total_bytes"] == before["bytes"]
+    # The server's stored responses are blobs of the store: counted apart from audio entries.
     writer = SyncTTSCache(root).begin_blob("ab" * 16, "mp3")
     writer.write(b"z" * 1000)
     assert writer.commit()
     data = json.loads(cli(root, "stats", "--json").stdout)
     assert data["entries"] == 12 and data["blobs"] == 1 and data["blob_bytes"] == 1032
-    assert data["total_bytes"] == data["bytes"] + 1032 + 8000
+    assert data["total_bytes"] == data["bytes"] + 1032
     shown = cli(root, "stats").stdout
-    assert "responses: 2 files, 7.8 KiB" in shown and "total:" in shown
+    assert "blobs:    1 (stored responses), 1.0 KiB" in shown and "total:" in shown

@@ -32,7 +32,6 @@ __all__ = [
     "clear",
     "prune",
     "stats",
-    "usage_beside_entries",
     "verify",
 ]
 
@@ -220,32 +219,6 @@ def stats(root: str, progress: walk.Progress | None = None) -> CacheStats:
             if progress:
                 progress(index + 1, len(outers))
     return CacheStats(entries, size, oldest, newest, temps, blobs, blob_bytes)
-
-
-def usage_beside_entries(root: str) -> dict[str, tuple[int, int]]:
-    """Files and bytes under each top-level directory of the cache that is not a shard (the speech
-    server's ``responses``), by name. Symlinks are neither followed nor counted."""
-    usage: dict[str, tuple[int, int]] = {}
-    with layout.opened_root(root) as root_fd:
-        if root_fd is None:
-            return usage
-        with os.scandir(root_fd) as it:
-            names = [
-                i.name
-                for i in it
-                if not layout.is_shard_name(i.name) and i.is_dir(follow_symlinks=False)
-            ]
-    for name in sorted(names):
-        files = size = 0
-        for _, _, found, top_fd in os.fwalk(os.path.join(root, name), follow_symlinks=False):
-            for file in found:
-                with contextlib.suppress(OSError):  # removed meanwhile
-                    st = os.stat(file, dir_fd=top_fd, follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        files += 1
-                        size += st.st_size
-        usage[name] = (files, size)
-    return usage
 
 
 def clear(root: str) -> bool:
