@@ -7,16 +7,29 @@ that a test of the codec does not lean on the codec's own writer.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 import soundfile
 import xxhash
 
-__all__ = ["HOSTILE_METADATA", "crafted_flac", "crafted_wav", "hostile_wav", "metadata_json"]
+from sparktts_cache.testing import sealed_audio
+
+__all__ = [
+    "DAMAGED_ENTRIES",
+    "FLAC_DECLARATIONS",
+    "HOSTILE_METADATA",
+    "crafted_flac",
+    "crafted_wav",
+    "hostile_wav",
+    "key_check_dodges",
+    "metadata_json",
+]
 
 CREATED = "1700000000.5"
 
@@ -100,12 +113,67 @@ HOSTILE_METADATA: dict[str, dict[str, str]] = {
     "a rate that is a string": {"rate": '"16000"'},
     "a rate that is true": {"rate": "true"},
     "a second key": {"extra": ',"key":"' + "0" * 32 + '"'},
+    "a second text": {"extra": ',"text":"another"'},
+    "a creation time that overflows a float": {"created": "1e999"},
+    "a sample count the data does not hold": {"samples": "161"},
 }
 
 
 def hostile_wav(name: str, key: str, audio: npt.NDArray[np.float32]) -> bytes:
     """The WAV entry of ``key`` holding ``HOSTILE_METADATA[name]`` (its header's rate is the
     metadata's, when that is a number, so that only the metadata check can refuse it)."""
-    fields = HOSTILE_METADATA[name]
+    fields = dict(HOSTILE_METADATA[name])
     rate = int(fields["rate"]) if fields.get("rate", "").isdigit() else 16000
-    return crafted_wav(metadata_json(key, len(audio), **fields), audio, rate)
+    samples = int(fields.pop("samples", len(audio)))
+    return crafted_wav(metadata_json(key, samples, **fields), audio, rate)
+
+
+def key_check_dodges(key: str, samples: int) -> dict[str, bytes]:
+    """Metadata of ``key`` that does not name it where the fast key check looks, checksum valid
+    all the same (name -> the metadata): a JSON that starts differently, or is too short."""
+    good = metadata_json(key, samples)
+    return {
+        "a space after the version": good.replace(b'{"v":1,', b'{"v": 1,'),
+        "the key before the version": good.replace(
+            b'{"v":1,"key":"%s",' % key.encode(), b'{"key":"%s","v":1,' % key.encode()
+        ),
+        "metadata too short to name a key": b'{"v":1}',
+    }
+
+
+#: FLAC entries whose STREAMINFO declares more samples than the file holds: name -> (the
+#: metadata's sample count, the header's).
+FLAC_DECLARATIONS = {
+    "2**36 declared and in the metadata": (2**36 - 1, 2**36 - 1),
+    "2**36 declared, 1 in the metadata": (1, 2**36 - 1),
+    "a million declared in 300 bytes": (1_000_000, 1_000_000),
+}
+
+_AUDIO = sealed_audio(1, 160)
+_OTHER_KEY = "0123456789abcdef" * 2
+
+
+def _damaged(name: str, key: str) -> tuple[str, bytes]:
+    if name in HOSTILE_METADATA:
+        return "wav", hostile_wav(name, key, _AUDIO)
+    if name in FLAC_DECLARATIONS:
+        samples, declared = FLAC_DECLARATIONS[name]
+        pcm = np.array([7], dtype=np.int16)
+        return "flac", crafted_flac(key, pcm, samples=samples, declared=declared)
+    if name == "another key's entry":
+        return "wav", crafted_wav(metadata_json(_OTHER_KEY, len(_AUDIO)), _AUDIO)
+    return "wav", crafted_wav(key_check_dodges(key, len(_AUDIO))[name], _AUDIO)
+
+
+#: Every crafted damaged entry the tests use, by name: each makes the entry of a key (made for the
+#: text "hello" without parameters, as ``metadata_json`` records) whose checksum is valid, in the
+#: format it returns with the bytes. Every reader refuses each of them.
+DAMAGED_ENTRIES: dict[str, Callable[[str], tuple[str, bytes]]] = {
+    name: functools.partial(_damaged, name)
+    for name in [
+        *HOSTILE_METADATA,
+        *key_check_dodges(_OTHER_KEY, 1),
+        "another key's entry",
+        *FLAC_DECLARATIONS,
+    ]
+}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +19,20 @@ from sparktts_cache import (
     SyncTTSCache,
     TTSCache,
     decode_entry,
+    generate_cache_key,
 )
 from sparktts_cache._core.codec import MAX_ENTRY_BYTES, max_flac_samples
 from sparktts_cache.testing import sealed_audio
 
 from .crafted import (
     CREATED,
+    DAMAGED_ENTRIES,
+    FLAC_DECLARATIONS,
     HOSTILE_METADATA,
     crafted_flac,
     crafted_wav,
     hostile_wav,
+    key_check_dodges,
     metadata_json,
 )
 from .test_cli import cli
@@ -79,11 +84,7 @@ def test_the_key_check_reads_the_bytes_the_checksum_covers(tmp_path: Path) -> No
     good = metadata_json(key, len(audio))
     path.write_bytes(crafted_wav(good, audio))
     np.testing.assert_array_equal(cache.get_cached_data(key), audio)  # the crafting is right
-    for meta in (
-        good.replace(b'{"v":1,', b'{"v": 1,'),
-        good.replace(b'{"v":1,"key":"%s",' % key.encode(), b'{"key":"%s","v":1,' % key.encode()),
-        b'{"v":1}',
-    ):
+    for meta in key_check_dodges(key, len(audio)).values():
         path.write_bytes(crafted_wav(meta, audio))
         assert cache.get_cached_data(key) is None and not path.exists()
 
@@ -92,11 +93,8 @@ def test_the_key_check_reads_the_bytes_the_checksum_covers(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("samples", "declared"),
-    [(2**36 - 1, 2**36 - 1), (1, 2**36 - 1), (1_000_000, 1_000_000)],
-    ids=["2**36 declared and in the metadata", "2**36 declared, 1 in the metadata",
-         "a million declared in 300 bytes"],
-)  # fmt: skip
+    ("samples", "declared"), FLAC_DECLARATIONS.values(), ids=FLAC_DECLARATIONS.keys()
+)
 def test_a_flac_header_cannot_demand_memory(tmp_path: Path, samples: int, declared: int) -> None:
     cache = SyncTTSCache(tmp_path, audio_format="flac", sample_rate=16000)
     key = cache.generate_cache_key("hello")
@@ -170,6 +168,7 @@ def test_crafted_metadata_is_a_corrupt_miss_for_every_reader(
     assert decode_entry(key, data) is None  # what a blob backend (Redis) decodes with
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name", ["params nested past the recursion limit", "a 400-digit creation time"]
 )
@@ -202,6 +201,44 @@ def test_a_creation_time_beyond_the_calendar_is_shown(
     path.write_bytes(crafted_wav(metadata_json(key, len(audio), created="1e300"), audio))
     out = cli(cache.cache_dir, "show", key)
     assert out.returncode == 0 and "1e+300" in out.stdout, out.stderr
+
+
+# -- the checked reads refuse what get_entry refuses ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", DAMAGED_ENTRIES)
+def test_the_checked_reads_miss_wherever_get_entry_misses(tmp_path: Path, name: str) -> None:
+    """``lookup`` and ``get_verified_batch`` serve an entry that records exactly their request
+    without parsing its metadata (the fast path); every crafted damaged entry above, made for
+    that very request, must still be a miss there wherever ``get_entry`` refuses it (a full
+    parse: all of them), and a whole entry crafted the same way a hit for every one of them."""
+    key = generate_cache_key("hello")
+    audio_format, data = DAMAGED_ENTRIES[name](key)
+    cache = SyncTTSCache(tmp_path, audio_format=audio_format, sample_rate=16000)
+    path = cache.entry_path(key)
+    path.parent.mkdir(parents=True)
+    reads: dict[str, Callable[[], object]] = {
+        "get_entry": lambda: cache.get_entry(key),
+        "lookup": lambda: cache.lookup("hello")[1],
+        "get_verified_batch": lambda: cache.get_verified_batch([key], ["hello"])[0],
+        "get_verified_batch, a None parameter": lambda: cache.get_verified_batch(
+            [key], ["hello"], {"voice": None}
+        )[0],  # a None parameter is none: the same request
+    }
+    served = {}
+    for read_name, read in reads.items():
+        path.write_bytes(data)  # a refused entry is removed: each read gets it afresh
+        served[read_name] = read() is not None
+    assert served == dict.fromkeys(reads, False)
+    audio = sealed_audio(1, 160)  # the control: the same request's whole entry is a hit for all
+    whole = (
+        crafted_wav(metadata_json(key, len(audio)), audio)
+        if audio_format == "wav"
+        else crafted_flac(key, np.array([7], dtype=np.int16), samples=1)
+    )
+    for read_name, read in reads.items():
+        path.write_bytes(whole)
+        assert read() is not None, read_name
 
 
 # -- synthesis locks ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import io
 import json
 import logging
 import math
+import re
 import struct
 import time
 from collections.abc import Mapping
@@ -246,8 +247,10 @@ class Codec(Protocol):
     def decode_for(
         self, data: EntryBytes, key: str, recorded: bytes
     ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
-        """:meth:`decode_audio`, and the metadata unless it is known to record ``recorded``
-        (``request_json``'s bytes: the text and parameters of a request) exactly; then None."""
+        """:meth:`decode_audio`, and the metadata unless it is known whole without parsing it:
+        what ``to_json`` writes for ``key``, the request ``recorded`` records
+        (``request_json``'s bytes: its text and parameters) and these samples; then None. Either
+        way, an entry :meth:`decode` refuses raises CorruptEntryError."""
         ...
 
 
@@ -259,6 +262,9 @@ _ALIGN = 16
 #: How every entry's metadata begins (``EntryMeta.to_json`` writes "v" then "key", with no
 #: spaces): the key a WAV entry names is these bytes, then 32 hex digits, then ``",``.
 _JSON_START = b'{"v":%d,"key":"' % FORMAT_VERSION
+#: How a WAV entry's metadata ends after ``"created":``, as ``to_json`` writes a creation time
+#: (``repr`` of a float, from 1970 to long past any real clock: finite), and the closing brace.
+_CREATED_END = re.compile(rb"[1-9][0-9]{0,18}\.[0-9]+}")
 
 
 class WavCodec:
@@ -381,12 +387,20 @@ class WavCodec:
     def decode_for(
         self, data: EntryBytes, key: str, recorded: bytes
     ) -> tuple[npt.NDArray[np.float32], EntryMeta | None]:
-        _rate, samples, meta_json, offset, _n = self._parse(data)
-        self._check_names(meta_json, key)
-        # The JSON goes on with the text and the parameters right after '"key":"<key>",': bytes
-        # equal to a request's, under the digest, are the same request (the verified hot path).
-        start = len(_JSON_START) + len(key) + 2
-        if meta_json[start : start + len(recorded)] == recorded:
+        rate, samples, meta_json, offset, _n = self._parse(data)
+        # The verified hot path: metadata that is, byte for byte under the digest, what
+        # ``EntryMeta.to_json`` writes for this key, this request's text and parameters (right
+        # after '"key":"<key>",') and this sample chunk, with a creation time as it writes one, is
+        # this request's entry, and one the full parse would accept; anything else is parsed.
+        known = b'%s%s",%s%d,"samples":%d,"created":' % (
+            _JSON_START,
+            key.encode("utf-8", "surrogatepass"),
+            recorded,
+            rate,
+            samples,
+        )
+        whole = meta_json.tobytes()
+        if whole.startswith(known) and _CREATED_END.fullmatch(whole, len(known)) is not None:
             return np.frombuffer(data, dtype="<f4", count=samples, offset=offset), None
         entry = self.decode(data, key)
         return entry.audio, entry.meta
