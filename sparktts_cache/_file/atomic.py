@@ -63,8 +63,7 @@ class AtomicFile:
     @property
     def fileno(self) -> int:
         """The temp file's descriptor (for a library that writes to a file object itself)."""
-        if self._fd is None:
-            raise ValueError("the file is already published or discarded")
+        assert self._fd is not None, "the file is already published or discarded"
         return self._fd
 
     def write(self, *buffers: bytes | bytearray | memoryview) -> int:

@@ -98,21 +98,18 @@ class StoredBlob:
         if self.body is not None:
             yield self.body
             return
+        fd = self._fd
+        assert fd is not None, "the blob was closed before it was read"
         try:
             offset = 0
             while offset < self.length:
-                chunk = os.pread(self._fd_or_fail(), min(CHUNK_BYTES, self.length - offset), offset)
+                chunk = os.pread(fd, min(CHUNK_BYTES, self.length - offset), offset)
                 if not chunk:
                     raise OSError(errno.EIO, "a stored blob shrank while it was read")
                 offset += len(chunk)
                 yield chunk
         finally:
             self.close()
-
-    def _fd_or_fail(self) -> int:
-        if self._fd is None:
-            raise ValueError("the blob is closed")
-        return self._fd
 
     def close(self) -> None:
         if self._fd is not None:
