@@ -1,5 +1,6 @@
-"""The Cache contract, run against the file store in both formats, the README's backend and a
-minimal backend; the backend kit (entry bytes, the defaults of ``Cache``) on its own."""
+"""The Cache contract, run against the file store in both formats, the backend of
+docs/backends.md and a minimal backend; the backend kit (entry bytes, the defaults of ``Cache``)
+on its own."""
 
 from __future__ import annotations
 
@@ -54,15 +55,20 @@ class TestTTSCacheFlac(CacheContract):
         return lambda: TTSCache(tmp_path / "cache", audio_format="flac", sample_rate=16000)
 
 
+#: The page whose "Your own backend" example this module runs the contract on.
+BACKEND_PAGE = "docs/backends.md"
+
+
 def readme_backend() -> Any:
-    """The class defined by the code block after the README's ``contract-tested`` marker."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    """The class defined by the code block after the ``contract-tested`` marker of
+    docs/backends.md (the documents' "Your own backend" example)."""
+    page = (Path(__file__).resolve().parent.parent / BACKEND_PAGE).read_text(encoding="utf-8")
     marker = "<!-- contract-tested: DirectoryCache -->\n"
-    assert readme.count(marker) == 1, "README.md lost the marker of its backend example"
-    block = re.match(r"```python\n(.*?)\n```\n", readme.split(marker)[1], re.DOTALL)
-    assert block is not None, "no python code block right after the marker in README.md"
+    assert page.count(marker) == 1, f"{BACKEND_PAGE} lost the marker of its backend example"
+    block = re.match(r"```python\n(.*?)\n```\n", page.split(marker)[1], re.DOTALL)
+    assert block is not None, f"no python code block right after the marker in {BACKEND_PAGE}"
     namespace: dict[str, Any] = {"__name__": "readme_backend"}
-    exec(compile(block.group(1), "README.md (DirectoryCache)", "exec"), namespace)
+    exec(compile(block.group(1), f"{BACKEND_PAGE} (DirectoryCache)", "exec"), namespace)
     backend = namespace["DirectoryCache"]
     assert isinstance(backend, type) and issubclass(backend, Cache)
     return backend
@@ -72,7 +78,7 @@ DirectoryCache = readme_backend()
 
 
 class TestReadmeBackend(CacheContract):
-    """The README's "Your own backend" example, exactly as written there."""
+    """The "Your own backend" example of docs/backends.md, exactly as written there."""
 
     cache_classes = (DirectoryCache,)
 
