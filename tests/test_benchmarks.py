@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.run import SCENARIOS, main
+
+pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_run_writes_every_result_file(tmp_path: Path) -> None:

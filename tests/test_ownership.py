@@ -270,6 +270,7 @@ def cli(cache_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_with_one_line_and_exit_2(tmp_path: Path) -> None:
     shared, old = tmp_path / "shared", tmp_path / "old"
     shared.mkdir()
@@ -318,6 +319,7 @@ def race_worker(role: str, root: str, rounds: int, barrier: Any, results: Any) -
     results.put(failures)
 
 
+@pytest.mark.slow
 def test_no_maintenance_operation_raises_while_another_process_clears(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     roles = ["clear", "prune", "verify", "stats"]

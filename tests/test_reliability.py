@@ -8,11 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sparktts_cache import SyncTTSCache
 from sparktts_cache.testing import is_sealed
 
 from .helpers import SHARED_KEYS, harness_key
 from .stress import crash, load
+
+pytestmark = pytest.mark.slow
 
 PROCESSES = 4
 

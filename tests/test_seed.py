@@ -30,6 +30,8 @@ from sparktts_cache import SyncTTSCache, generate_cache_key
 
 from .test_readme import ROOT, Block, python_blocks, run_block
 
+pytestmark = pytest.mark.slow
+
 SEED = Path(__file__).parent / "seed" / "sparktts-cache-README.md"
 #: Where the user's copy lies beside a checkout (in CI), to check that ours is the same.
 USERS_SEED = ROOT.parent / "shared" / "seed" / "sparktts-cache-README.md"

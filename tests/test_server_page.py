@@ -19,6 +19,8 @@ from sparktts_cache import TextSegmenter
 from .speech_server import SpeechServer, running_server
 from .system_programs import require_program
 
+pytestmark = pytest.mark.slow
+
 API_KEY = "page-s3cret"
 #: Seconds a page may take to load its voices, start playing, or advance.
 WAIT_SECONDS = 60

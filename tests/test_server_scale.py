@@ -8,12 +8,15 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from sparktts_cache import TextSegmenter
 
 from .redis_server import started_redis
 from .speech_server import SpeechServer, running_server
+
+pytestmark = pytest.mark.slow
 
 #: Concurrent identical requests, and the new segments of their text.
 REQUESTS = 8

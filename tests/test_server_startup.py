@@ -12,6 +12,8 @@ import pytest
 from .redis_server import free_port
 from .test_cli import cli
 
+pytestmark = pytest.mark.slow
+
 #: An address space big enough for the server's imports and an engine, far too small for a read
 #: of /dev/zero to go unnoticed.
 MEMORY = 3 << 30
