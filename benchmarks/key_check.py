@@ -12,8 +12,8 @@ The same 1 s and 20 s entries of 16 kHz audio are read, interleaved round by rou
 - ``checked``: the cache's read as it is.
 
 Twice: as plain calls of the blocking core (which isolates the check's cost) and as
-``await TTSCache.get_cached_data`` against one worker-thread call of the raw read (the README's
-"hit within 1.5x of a raw read" figure).
+``await TTSCache.get_cached_data`` against one worker-thread call of the raw read
+(docs/performance.md's "hit within 1.5x of a raw read" figure).
 """
 
 from __future__ import annotations

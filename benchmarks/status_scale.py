@@ -125,7 +125,7 @@ def _measure(size: int, root: str, queue: Any) -> None:
         # whatever the call): not the status call's stall. And the caller's own list of a million
         # segments, just made, is walked once by CPython's cycle collector whichever thread
         # triggers it (50 ms here; the status call's own containers never are): also not the
-        # status call's, and reported in the README.
+        # status call's, and reported in docs/performance.md.
         await cache.get_cache_status(segments[:1], PARAMS)
         gc.collect()
         beat = asyncio.create_task(heartbeat())

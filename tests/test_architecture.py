@@ -1,4 +1,4 @@
-"""The package's structure, as the README's Architecture section draws it.
+"""The package's structure, as docs/architecture.md draws it.
 
 Imports run one way (no cycle, even through imports inside functions), no module imports another's
 private name, and each layer imports only the layers below it.

@@ -1,6 +1,6 @@
 """Several processes sharing one cache directory: writers killed with SIGKILL, and mixed loads.
 
-Shorter runs of the reliability harnesses in tests/stress.py (full runs: see the README).
+Shorter runs of the reliability harnesses in tests/stress.py (full runs: see docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -284,7 +284,8 @@ class TTSCache(_CacheFront, Cache):
             that does not raises ``InvalidOptionError``.
         audio_format: ``"wav"`` (float32, bit-exact, default) or ``"flac"`` (16-bit, about half the
             size, lossy against float32).
-        fsync: flush each entry to stable storage before publishing it (slower; see the README).
+        fsync: flush each entry to stable storage before publishing it (slower; see
+            docs/format.md).
 
     Example::
 

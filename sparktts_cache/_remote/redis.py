@@ -3,7 +3,7 @@
 Needs the ``[redis]`` extra (``redis.asyncio``), and so runs on asyncio (not trio). Entries are
 the same self-checking WAV bytes as the file store's, under ``<namespace>:e:<key>``. Any Redis or
 connection error is a miss on reads and False on writes, logged; the client reconnects on the next
-call. Eviction is left to Redis (``maxmemory`` with ``allkeys-lru``; see the README).
+call. Eviction is left to Redis (``maxmemory`` with ``allkeys-lru``; see docs/operations.md).
 """
 
 from __future__ import annotations

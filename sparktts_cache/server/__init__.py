@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
         "--voices",
         metavar="FILE",
         help="a TOML file of named voices: [voices.NAME] with engine = ... and the engine's "
-        "parameters (see the README)",
+        "parameters (see docs/server.md)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
                         "127.0.0.1; 0.0.0.0 for every interface)")  # fmt: skip

@@ -59,7 +59,7 @@ class SpeechRequest:
 
 
 def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
-    """Check every field of a speech request (see the README's table); raise a 400 APIError."""
+    """Check every field of a speech request (see docs/server.md's table); raise a 400 APIError."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
