@@ -10,8 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
+import xxhash
 
-from sparktts_cache import InvalidOptionError, SyncTTSCache
+from sparktts_cache import BlobWriter, InvalidOptionError, SyncTTSCache
 from sparktts_cache._file import layout
 from sparktts_cache._file.blobs import BLOB_TRAILER, CHUNK_BYTES
 
@@ -24,11 +25,15 @@ def blob_path(root: Path, key: str, kind: str = "mp3") -> Path:
     return root / key[:2] / key[2:4] / layout.blob_name(key, kind)
 
 
-def store(cache: SyncTTSCache, key: str, data: bytes, kind: str = "mp3") -> str | None:
+def write_in_pieces(cache: SyncTTSCache, key: str, data: bytes, kind: str = "flac") -> BlobWriter:
     writer = cache.begin_blob(key, kind)
     for start in range(0, len(data), 1000):
         writer.write(data[start : start + 1000])
-    return writer.commit()
+    return writer
+
+
+def store(cache: SyncTTSCache, key: str, data: bytes, kind: str = "mp3") -> str | None:
+    return write_in_pieces(cache, key, data, kind).commit()
 
 
 def key_of(number: int) -> str:
@@ -54,6 +59,71 @@ def test_a_blob_round_trips_and_is_published_only_whole(tmp_path: Path) -> None:
     discarded.discard()
     assert cache.open_blob(KEY, "opus") is None
     assert not [name for name in files_under(tmp_path) if name.endswith(".tmp")]
+
+
+def temp_files(root: Path) -> list[str]:
+    return [name for name in files_under(root) if name.endswith(".tmp")]
+
+
+def test_commit_replaces_the_header_and_the_digest_is_of_the_bytes_as_stored(
+    tmp_path: Path,
+) -> None:
+    # A FLAC or WAV response's header is known only at the end (its lengths); it is written over
+    # the streamed one at commit, and the digest (the ETag, checked by every read) covers it.
+    cache = SyncTTSCache(tmp_path)
+    data = os.urandom(3 * CHUNK_BYTES + 5)  # read back in several pieces
+    header = b"fLaC, the length now known"
+    digest = write_in_pieces(cache, KEY, data).commit(header)
+    stored_bytes = header + data[len(header) :]
+    assert digest == xxhash.xxh3_128_hexdigest(stored_bytes)
+    raw = blob_path(tmp_path, KEY, "flac").read_bytes()
+    assert raw[: -BLOB_TRAILER.size] == stored_bytes
+    assert BLOB_TRAILER.unpack(raw[-BLOB_TRAILER.size :])[:2] == (
+        bytes.fromhex(digest),
+        len(stored_bytes),
+    )
+    stored = cache.open_blob(KEY, "flac")
+    assert stored is not None and stored.digest == digest and stored.length == len(data)
+    assert b"".join(stored.chunks()) == stored_bytes
+    assert temp_files(tmp_path) == []
+    # A header as long as the blob replaces all of it; no header is the streamed digest.
+    assert store(cache, KEY, b"streamed", "wav") == xxhash.xxh3_128_hexdigest(b"streamed")
+    assert write_in_pieces(cache, KEY, b"streamed", "wav").commit(b"REPLACED") == (
+        xxhash.xxh3_128_hexdigest(b"REPLACED")
+    )
+    small = cache.open_blob(KEY, "wav")
+    assert small is not None and small.body == b"REPLACED"
+
+
+def test_a_damaged_header_in_a_committed_blob_is_caught(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path)
+    assert write_in_pieces(cache, KEY, bytes(5000)).commit(b"\x01" * 44)
+    path = blob_path(tmp_path, KEY, "flac")
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert cache.open_blob(KEY, "flac") is None
+    assert not path.exists()
+
+
+def test_a_header_commit_keeps_nothing_it_cannot_check(tmp_path: Path) -> None:
+    cache = SyncTTSCache(tmp_path)
+    # Longer than what was written: a caller's mistake, refused; discard still cleans up.
+    writer = write_in_pieces(cache, KEY, b"short")
+    with pytest.raises(AssertionError):
+        writer.commit(b"a header longer than the blob")
+    writer.discard()
+    assert temp_files(tmp_path) == [] and cache.open_blob(KEY, "flac") is None
+    # Nothing written: nothing kept.
+    assert cache.begin_blob(KEY, "flac").commit(b"header") is None
+    # The temp file is read back by its name: another file put there is not hashed as the blob.
+    writer = write_in_pieces(cache, KEY, b"x" * 3000)
+    (temp,) = temp_files(tmp_path)
+    planted = tmp_path / "planted"
+    planted.write_bytes(b"y" * 3000)
+    os.replace(planted, tmp_path / temp)
+    assert writer.commit(b"header") is None
+    assert cache.open_blob(KEY, "flac") is None and temp_files(tmp_path) == []
 
 
 def test_bad_keys_and_kinds_are_refused_before_anything_is_written(tmp_path: Path) -> None:

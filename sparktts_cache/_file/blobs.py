@@ -11,6 +11,10 @@ and is read through the same ``O_NOFOLLOW`` directory descriptors, refusing spec
 A blob file is its bytes followed by a 32-byte trailer: the XXH3-128 digest of the bytes, their
 length (little-endian u64) and the magic ``SPKBLOB1``. Every read checks the trailer and the
 digest before the first byte is handed out; a damaged blob is logged, removed and a miss.
+
+A blob's first bytes may be replaced when it is committed (a FLAC or WAV response's header, whose
+lengths are known only at the end): the digest is then computed over the bytes as stored, read
+back from the temp file in pieces, so the trailer means the same for every blob.
 """
 
 from __future__ import annotations
@@ -72,6 +76,22 @@ def check_blob(fd: int, size: int) -> tuple[str, bytes | None] | None:
     return digest.hex(), (kept or b"") if length <= CHUNK_BYTES else None
 
 
+def _pieces(fd: int, length: int, start: int = 0) -> Iterator[bytes]:
+    """The bytes of ``fd`` from ``start`` to ``length``, in pieces of at most
+    :data:`CHUNK_BYTES` (blocking reads).
+
+    Raises:
+        OSError: ``EIO`` if the file is shorter than ``length``.
+    """
+    offset = start
+    while offset < length:
+        chunk = os.pread(fd, min(CHUNK_BYTES, length - offset), offset)
+        if not chunk:
+            raise OSError(errno.EIO, "a blob is shorter than its length")
+        offset += len(chunk)
+        yield chunk
+
+
 class StoredBlob:
     """A checked blob, open for reading: its digest (hex), length, and bytes in pieces.
 
@@ -101,13 +121,7 @@ class StoredBlob:
         fd = self._fd
         assert fd is not None, "the blob was closed before it was read"
         try:
-            offset = 0
-            while offset < self.length:
-                chunk = os.pread(fd, min(CHUNK_BYTES, self.length - offset), offset)
-                if not chunk:
-                    raise OSError(errno.EIO, "a stored blob shrank while it was read")
-                offset += len(chunk)
-                yield chunk
+            yield from _pieces(fd, self.length)
         finally:
             self.close()
 
@@ -150,15 +164,22 @@ class BlobWriter:
             return
         self._hasher.update(data)
 
-    def commit(self) -> str | None:
+    def commit(self, header: bytes = b"") -> str | None:
         """Publish the blob; return its digest (hex), or None if it could not be kept (or nothing
-        was written). Never raises ``OSError``: the caller has already sent what it wrote."""
+        was written). Never raises ``OSError``: the caller has already sent what it wrote.
+
+        ``header``, if given, replaces the blob's first ``len(header)`` bytes (at most what was
+        written): a header completed once the length is known. The digest is then that of the
+        bytes as stored, read back from the temp file in pieces of :data:`CHUNK_BYTES`.
+        """
         if self._failed or self._file is None:
             self.discard()
             return None
-        file, digest = self._file, self._hasher.digest()
+        file = self._file
+        assert len(header) <= file.size, "the header is longer than the blob"
         try:
             length = file.size
+            digest = self._rewrite(file, header) if header else self._hasher.digest()
             file.write(BLOB_TRAILER.pack(digest, length, BLOB_MAGIC))
             replaced = replaced_size(file.dir_fd, self._name)
             file.publish(self._name)
@@ -181,6 +202,28 @@ class BlobWriter:
             self._file.discard()
             self._close()
             self._store.remove_created_shards(self._key, self._created)
+
+    @staticmethod
+    def _rewrite(file: AtomicFile, header: bytes) -> bytes:
+        """Write ``header`` over the temp file's first bytes; the digest of its bytes now.
+
+        The temp file is open write-only: it is read through a second descriptor, opened by its
+        name in the same directory and checked to be the same file.
+        """
+        written = os.pwrite(file.fileno, header, 0)
+        if written != len(header):
+            raise OSError(errno.EIO, "a blob's header was written short")
+        reader = os.open(file.temp_name, layout.READ_FLAGS, dir_fd=file.dir_fd)
+        try:
+            ours, read = os.fstat(file.fileno), os.fstat(reader)
+            if (read.st_dev, read.st_ino) != (ours.st_dev, ours.st_ino):
+                raise OSError(errno.ESTALE, "a blob's temp file was replaced")
+            hasher = xxhash.xxh3_128()
+            for chunk in _pieces(reader, file.size):
+                hasher.update(chunk)
+            return hasher.digest()
+        finally:
+            os.close(reader)
 
     def _open(self) -> None:
         stack = contextlib.ExitStack()
