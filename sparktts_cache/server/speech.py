@@ -5,7 +5,8 @@ voice, format, speed, stream format), and so is its first segment: an engine tha
 500 in OpenAI's error shape, not a 200 with an empty body. After that, each segment is encoded and
 sent as soon as ``LongTextTTS.stream`` yields it; a failure later can only cut the stream short
 (the chunked body then ends without its terminating chunk, which clients report as an error), and
-such a response is never kept.
+such a response is never kept. FLAC is the exception: it is made whole, then sent with its exact
+header (see :class:`SpeechStream`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import base64
 import json
 import logging
 import math
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import anyio.to_thread
@@ -41,10 +43,16 @@ log = logging.getLogger("sparktts_cache.server")
 
 SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
-#: Bumped when what a stored response holds for the same request changes (the encoders' settings).
-RESPONSE_KEY_VERSION = 1
+#: Bumped when what a stored response holds for the same request changes (the encoders' settings;
+#: 2: FLAC and WAV stored with their exact lengths).
+RESPONSE_KEY_VERSION = 2
 #: Base64 of at most this many bytes per SSE event when a stored response is replayed.
 SSE_CHUNK_BYTES = 48 << 10
+#: A response made whole before it is sent (FLAC) is held in memory up to this size, and beyond
+#: it in an unnamed temporary file (``$TMPDIR``): memory per request stays bounded.
+SPOOL_MEMORY_BYTES = 1 << 20
+#: Such a response is sent in pieces of this size: a client that reads slowly holds one.
+WHOLE_PIECE_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,13 @@ class SpeechStream(Response):
     cancels it. So a client that goes away stops the synthesis of its later segments (the one
     in the engine then is finished and cached, and segments other requests wait for are made for
     them), and the response is not kept.
+
+    The kept response is written as it is made and committed with its final header (FLAC's
+    STREAMINFO, WAV's sizes: see :mod:`.audio_formats`), so every later client gets exact
+    lengths; a streamed WAV went out with open sizes, which its readers accept. A FLAC with 0
+    samples is refused by libsndfile, so FLAC (:attr:`AudioFormat.sent_whole`) is made whole
+    first (spooled: :data:`SPOOL_MEMORY_BYTES`), then sent with its exact header and a
+    ``Content-Length``, or as SSE events: the bytes later clients get from the stored copy.
     """
 
     def __init__(
@@ -299,10 +314,15 @@ class SpeechStream(Response):
         encoder = StreamEncoder(request.response_format, long_text.model.sample_rate, request.speed)
         responses = self.state.responses
         writer = responses.begin_blob(self.key, request.response_format) if self.keep else None
+        spool = (
+            tempfile.SpooledTemporaryFile(SPOOL_MEMORY_BYTES)
+            if FORMATS[request.response_format].sent_whole
+            else None
+        )
         chunks = long_text.stream(plan)
         started = completed = False
         try:
-            first = await self._next(chunks, encoder, writer)
+            first = await self._next(chunks, encoder, writer, spool)
             headers = {
                 "content-type": content_type(request),
                 "x-cache": "miss" if cached == 0 else "partial",
@@ -311,6 +331,13 @@ class SpeechStream(Response):
             }
             if request.stream_format == "sse":
                 headers["x-accel-buffering"] = "no"
+            if spool is not None:  # made whole before the first byte is sent
+                while first is not None:
+                    first = await self._next(chunks, encoder, writer, spool)
+                size = await anyio.to_thread.run_sync(_finish_whole, encoder, writer, spool)
+                if request.stream_format == "audio":
+                    headers["content-length"] = str(size)
+                await self._commit(encoder, writer)
             await send(
                 {
                     "type": "http.response.start",
@@ -319,18 +346,20 @@ class SpeechStream(Response):
                 }
             )
             started = True
-            data = first
-            while data is not None:
-                await self._send(send, data)
-                data = await self._next(chunks, encoder, writer)
-            tail = await anyio.to_thread.run_sync(_finish, encoder, writer)
-            await self._send(send, tail)
+            if spool is not None:
+                await self._send_spool(send, spool)
+            else:
+                data = first
+                while data is not None:
+                    await self._send(send, data)
+                    data = await self._next(chunks, encoder, writer, None)
+                tail = await anyio.to_thread.run_sync(_finish, encoder, writer)
+                await self._send(send, tail)
             if request.stream_format == "sse":
                 await send({"type": "http.response.body", "body": sse_done(request),
                             "more_body": True})  # fmt: skip
-            if writer is not None:  # the stream is whole: keep it, even if the client goes now
-                with anyio.CancelScope(shield=True):  # fails soft: never cuts the response
-                    await anyio.to_thread.run_sync(writer.commit)
+            if spool is None:
+                await self._commit(encoder, writer)
             completed = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception as exc:
@@ -343,19 +372,36 @@ class SpeechStream(Response):
                 await chunks.aclose()
                 if not completed:
                     await anyio.to_thread.run_sync(_abandon, encoder, writer)
+                if spool is not None:
+                    await anyio.to_thread.run_sync(spool.close)
 
     async def _next(
         self,
         chunks: AsyncIterator[npt.NDArray[np.float32]],
         encoder: StreamEncoder,
         writer: BlobWriter | None,
+        spool: IO[bytes] | None,
     ) -> bytes | None:
-        """The next segment, encoded (and written to the kept response); None at the end."""
+        """The next segment, encoded (and written to the kept response, and to the spool of a
+        response sent whole); None at the end."""
         try:
             audio = await chunks.__anext__()
         except StopAsyncIteration:
             return None
-        return await anyio.to_thread.run_sync(_encode, encoder, writer, audio)
+        return await anyio.to_thread.run_sync(_encode, encoder, writer, spool, audio)
+
+    async def _commit(self, encoder: StreamEncoder, writer: BlobWriter | None) -> None:
+        """Keep the whole response, with its final header, even if the client goes now."""
+        if writer is not None:
+            with anyio.CancelScope(shield=True):  # fails soft: never cuts the response
+                await anyio.to_thread.run_sync(writer.commit, encoder.final_header)
+
+    async def _send_spool(self, send: Send, spool: IO[bytes]) -> None:
+        """Send a response made whole, from its start, in pieces (SSE: one event each)."""
+        size = SSE_CHUNK_BYTES if self.request.stream_format == "sse" else WHOLE_PIECE_BYTES
+        await anyio.to_thread.run_sync(spool.seek, 0)
+        while piece := await anyio.to_thread.run_sync(spool.read, size):
+            await self._send(send, piece)
 
     async def _send(self, send: Send, data: bytes) -> None:
         if not data:
@@ -366,11 +412,16 @@ class SpeechStream(Response):
 
 
 def _encode(
-    encoder: StreamEncoder, writer: BlobWriter | None, audio: npt.NDArray[np.float32]
+    encoder: StreamEncoder,
+    writer: BlobWriter | None,
+    spool: IO[bytes] | None,
+    audio: npt.NDArray[np.float32],
 ) -> bytes:
     data = encoder.encode(audio)
     if writer is not None:
         writer.write(data)
+    if spool is not None:
+        spool.write(data)
     return data
 
 
@@ -379,6 +430,16 @@ def _finish(encoder: StreamEncoder, writer: BlobWriter | None) -> bytes:
     if writer is not None:
         writer.write(data)
     return data
+
+
+def _finish_whole(encoder: StreamEncoder, writer: BlobWriter | None, spool: IO[bytes]) -> int:
+    """Finish a response made whole: its last bytes and final header go into ``spool``; return
+    its size."""
+    spool.write(_finish(encoder, writer))
+    size = spool.tell()
+    spool.seek(0)
+    spool.write(encoder.final_header)
+    return size
 
 
 def _abandon(encoder: StreamEncoder, writer: BlobWriter | None) -> None:
