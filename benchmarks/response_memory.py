@@ -39,7 +39,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         server = subprocess.Popen(
             [sys.executable, "-m", "sparktts_cache", "--cache-dir", f"{directory}/cache", "serve",
-             "--port", str(port), "--max-input-chars", "6000"],
+             "--port", str(port), "--max-input-chars", "6000", "--cache-headers"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
         )  # fmt: skip
         try:

@@ -724,7 +724,7 @@ async def bench_server(config: Config, results: Results) -> None:
     whole = "\n\n".join(segments[:8] if config.quick else segments)
     count = len(TextSegmenter().segment_text(whole))
     limit = str(len(whole) + 1000)
-    async with running_server(config.work, "espeak", "--engine", "espeak",
+    async with running_server(config.work, "espeak", "--engine", "espeak", "--cache-headers",
                               "--max-input-chars", limit) as address:  # fmt: skip
         static = config.work / "espeak-static"
         connection = await Connection.open(address)
@@ -850,7 +850,7 @@ async def _bench_server_first_byte(config: Config, results: Results, segments: l
     texts = ["\n\n".join(segments[start : start + 4] if config.quick else segments[start:])
              for start in starts]  # fmt: skip
     length = min(len(TextSegmenter().segment_text(text)) for text in texts)
-    async with running_server(config.work, "piper", "--engine", "piper",
+    async with running_server(config.work, "piper", "--engine", "piper", "--cache-headers",
                               "--max-input-chars", "20000") as address:  # fmt: skip
 
         async def first_byte(text: str) -> float:

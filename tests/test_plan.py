@@ -147,13 +147,13 @@ def test_the_server_plans_each_request_once(
     from sparktts_cache.server.app import create_app, load_engines
     from sparktts_cache.server.config import ServerConfig
 
-    app = create_app(ServerConfig(cache_dir=str(tmp_path)))
+    app = create_app(ServerConfig(cache_dir=str(tmp_path), cache_headers=True))
     load_engines(app)
     counted.clear()  # loading keys the voices; count from the first request on
 
     async def requests() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             body = {"model": "tts-1", "voice": "alloy", "input": TEXT, "response_format": "wav"}
             first = await client.post("/v1/audio/speech", json=body)
             counts = dict(counted)

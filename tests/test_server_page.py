@@ -29,7 +29,7 @@ WAIT_SECONDS = 60
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechServer]:
     base = tmp_path_factory.mktemp("page")
-    with running_server(base / "cache", "--api-key", API_KEY) as running:
+    with running_server(base / "cache", "--api-key", API_KEY, "--cache-headers") as running:
         yield running
 
 

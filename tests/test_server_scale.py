@@ -96,7 +96,11 @@ def test_two_workers_sharing_a_directory_synthesise_each_segment_once(tmp_path: 
     metrics_dir.mkdir()
     counters = WorkerCounters(metrics_dir)
     with running_server(
-        tmp_path / "cache", "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        tmp_path / "cache",
+        "--workers",
+        "2",
+        "--cache-headers",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     ) as server:
         # Keep-alive connections, each found to be on one worker or the other, so that the
         # concurrent requests below are spread over both by construction, not by luck.
@@ -150,8 +154,12 @@ def test_two_servers_sharing_redis_synthesise_each_segment_once(tmp_path: Path) 
     redis = started_redis(tmp_path / "redis")
     try:
         with (
-            running_server(tmp_path / "a" / "cache", "--redis", redis.url) as first,
-            running_server(tmp_path / "b" / "cache", "--redis", redis.url) as second,
+            running_server(
+                tmp_path / "a" / "cache", "--redis", redis.url, "--cache-headers"
+            ) as first,
+            running_server(
+                tmp_path / "b" / "cache", "--redis", redis.url, "--cache-headers"
+            ) as second,
         ):
             check_shared_synthesis(first, second)
     finally:

@@ -1,18 +1,23 @@
 """The Starlette application: routes, authentication, access logs, metrics and errors.
 
-Routes:
-    ``POST /v1/audio/speech``  OpenAI's speech API (see :mod:`.speech`).
-    ``GET /v1/audio/voices``   the voices clients may ask for.
-    ``GET /v1/models``         the accepted model names, in OpenAI's list shape.
-    ``GET /health``            200 once the engines are loaded.
-    ``GET /metrics``           Prometheus' text format.
-    ``GET /``                  a web page to try it (see :mod:`.page`).
+Routes (each ``GET`` answers ``HEAD`` too):
+    ``POST /v1/audio/speech``     OpenAI's speech API (see :mod:`.speech`).
+    ``GET /v1/audio/voices``      the voices clients may ask for.
+    ``GET /v1/audio/models``      the model names, as Open WebUI reads them (``{"models": [...]}``).
+    ``GET /v1/models``            the model names, in OpenAI's list shape.
+    ``GET /v1/models/{id}``       one of them, as the SDK's ``models.retrieve`` reads it.
+    ``GET /health``               200 once the engines are loaded.
+    ``GET /metrics``              Prometheus' text format.
+    ``GET /``                     a web page to try it (see :mod:`.page`).
 
-With an API key, every ``/v1/`` route requires ``Authorization: Bearer <key>`` (compared in
-constant time); ``/health`` and ``/metrics`` stay open for probes and scrapers (they tell nothing
-about requests' contents), and so does the page at ``/`` (its requests send the key typed in).
-Every response, errors included, is logged as one JSON line on the
-``sparktts_cache.server.access`` logger.
+Around them, from the outside in: the access log and metrics (every response, errors included,
+is one JSON line on the ``sparktts_cache.server.access`` logger; ``X-Cache``,
+``X-Cache-Segments`` and ``ETag`` are removed here unless ``--cache-headers``), the ``Host``
+check (``--allowed-hosts``, against DNS rebinding), CORS (``--cors-origins``; off by default),
+and authentication: with an API key, every ``/v1/`` route requires ``Authorization: Bearer
+<key>`` (compared in constant time); ``/health`` and ``/metrics`` stay open for probes and
+scrapers (they tell nothing about requests' contents), and so does the page at ``/`` (its
+requests send the key typed in).
 """
 
 from __future__ import annotations
@@ -28,20 +33,23 @@ from typing import Any
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sparktts_cache import SyncTTSCache
 
-from .config import MODELS, ServerConfig, load_voices
+from .config import ServerConfig, load_voices
+from .connections import TIMED_OUT
 from .errors import APIError, error_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .page import page_routes
 from .speech import speech
 from .state import ServerState
-from .voices import load_voice_engines
+from .voices import listed_voice, load_voice_engines
 
 __all__ = ["app_from_env", "create_app", "extra_routes", "load_engines"]
 
@@ -76,10 +84,12 @@ def create_app(config: ServerConfig) -> Starlette:
             await anyio.to_thread.run_sync(load_engines, app)
         yield
 
-    routes: list[BaseRoute] = [
+    routes: list[BaseRoute] = [  # Starlette answers HEAD on each GET route
         Route("/v1/audio/speech", speech, methods=["POST"]),
         Route("/v1/audio/voices", voices, methods=["GET"]),
+        Route("/v1/audio/models", audio_models, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *extra_routes,
@@ -90,10 +100,25 @@ def create_app(config: ServerConfig) -> Starlette:
         exception_handlers={
             APIError: api_error,
             HTTPException: http_error,
+            ClientDisconnect: client_gone,
             Exception: internal_error,
         },
     )
     app.state.server = state
+    # The last added is the outermost.
+    app.add_middleware(Authentication, api_key=config.api_key)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["*"],  # the SDKs send their own (X-Stainless-*...)
+            expose_headers=[*(CACHE_HEADERS if config.cache_headers else ()), "Retry-After"],
+            allow_private_network=True,  # a listed public origin may call a server on localhost
+        )
+    hosts = config.trusted_hosts()
+    if hosts is not None:
+        app.add_middleware(HostCheck, allowed_hosts=hosts)
     app.add_middleware(ServerMiddleware, state=state)
     return app
 
@@ -123,25 +148,41 @@ def app_from_env() -> Starlette:
 
 async def voices(request: Request) -> Response:
     state: ServerState = request.app.state.server
-    listed = [
-        {
-            "id": name,
-            "name": name,
-            "engine": voice.engine,
-            "description": voice.spec.description,
-            "openai": voice.spec.openai,
-        }
-        for name, voice in sorted(state.voices.items())
-    ]
+    listed = [listed_voice(name, voice) for name, voice in sorted(state.voices.items())]
     return JSONResponse({"object": "list", "voices": listed, "data": listed})
 
 
+def _model_object(name: str) -> dict[str, Any]:
+    """A model as OpenAI's API shows one (the SDK's ``Model``)."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "sparktts-cache"}
+
+
 async def models(request: Request) -> Response:
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "sparktts-cache"}
-        for name in MODELS
-    ]
+    state: ServerState = request.app.state.server
+    data = [_model_object(name) for name in state.config.model_names()]
     return JSONResponse({"object": "list", "data": data})
+
+
+async def audio_models(request: Request) -> Response:
+    """Open WebUI's probe for its model list: it reads ``models``, a list of ``{"id": ...}``
+    (``backend/open_webui/routers/audio.py``); ``data`` holds the same in OpenAI's list shape."""
+    state: ServerState = request.app.state.server
+    data = [_model_object(name) for name in state.config.model_names()]
+    return JSONResponse({"object": "list", "models": data, "data": data})
+
+
+async def model(request: Request) -> Response:
+    """``GET /v1/models/{id}``: a name ``model`` takes (any dated ``gpt-4o-mini-tts`` too)."""
+    state: ServerState = request.app.state.server
+    name = request.path_params["model"]
+    if not state.config.accepts_model(name):
+        raise APIError(
+            404,
+            "no such model here (GET /v1/models lists them)",
+            param="model",
+            code="model_not_found",
+        )
+    return JSONResponse(_model_object(name))
 
 
 async def health(request: Request) -> Response:
@@ -172,6 +213,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client closed its connection while sending its body: nobody reads the answer, and
+    the access log's line (status 499, as nginx logs it) is all there is to say."""
+    return Response(status_code=499)
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     """An unexpected failure: the traceback goes to the log, the client gets the shape only."""
     log.error("internal error on %s", request.url.path, exc_info=exc)
@@ -182,42 +229,57 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 # -- middleware ---------------------------------------------------------------------------------
 
 
+#: Headers that tell what the cache holds (``--cache-headers``; see docs/server.md).
+CACHE_HEADERS = ("X-Cache", "X-Cache-Segments", "ETag")
+_CACHE_HEADER_NAMES = {name.lower().encode() for name in CACHE_HEADERS}
+
+
 class ServerMiddleware:
-    """Authentication, the access log, and the request metrics, around every HTTP request."""
+    """The access log and the request metrics around every HTTP request; it also removes the
+    cache headers (:data:`CACHE_HEADERS`) unless ``--cache-headers`` (the log keeps
+    ``x_cache``)."""
 
     def __init__(self, app: ASGIApp, state: ServerState) -> None:
         self.app = app
         self.state = state
-        key = state.config.api_key
-        self.api_key = key.encode() if key else None
+        self.cache_headers = state.config.cache_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         began = time.perf_counter()
-        seen: dict[str, Any] = {"status": 500, "bytes": 0, "x_cache": None}
+        # No response at all from an app that returned: its client left first (499, as nginx).
+        seen: dict[str, Any] = {"status": 499, "bytes": 0, "x_cache": None}
 
         async def send_and_note(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-                for name, value in message.get("headers", []):
+                headers = message.get("headers", [])
+                for name, value in headers:
                     if name.lower() == b"x-cache":
                         seen["x_cache"] = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
+                if not self.cache_headers:
+                    kept = [(n, v) for n, v in headers if n.lower() not in _CACHE_HEADER_NAMES]
+                    if len(kept) != len(headers):
+                        message = {**message, "headers": kept}
+            elif message["type"] == "http.response.body" and scope["method"] != "HEAD":
                 seen["bytes"] += len(message.get("body", b""))
             await send(message)
 
         metrics = self.state.metrics
         metrics.in_progress.inc()
         try:
-            if self._authorised(scope):
-                await self.app(scope, receive, send_and_note)
-            else:
-                await self._unauthorised(send_and_note)
+            await self.app(scope, receive, send_and_note)
+        except BaseException:
+            if seen["status"] == 499:
+                seen["status"] = 500
+            raise
         finally:
             metrics.in_progress.dec()
             elapsed = time.perf_counter() - began
+            # A body that did not arrive in time was answered 408 by the connection itself.
+            seen["status"] = scope.get(TIMED_OUT, seen["status"])
             route = _route_label(scope["path"])
             metrics.request_duration.labels(route, str(seen["status"])).observe(elapsed)
             client = scope.get("client")
@@ -234,6 +296,63 @@ class ServerMiddleware:
                     }
                 )
             )
+
+
+class HostCheck:
+    """Starlette's ``TrustedHostMiddleware`` deciding, this server answering: a ``Host`` it does
+    not allow gets a 400 in OpenAI's error shape (not Starlette's plain text).
+
+    A web page whose own name was made to resolve to this machine (DNS rebinding) sends that
+    name as ``Host``; refusing names the server was not told keeps such a page from using it
+    as if it were the page's own origin.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.decide = TrustedHostMiddleware(_allow, allowed_hosts=allowed_hosts, www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.decide(scope, receive, _discard)
+        if scope.pop(_HOST_ALLOWED, False):
+            await self.app(scope, receive, send)
+            return
+        body = error_body(
+            "this server does not answer to this Host name (see its --allowed-hosts)",
+            "invalid_request_error",
+            None,
+            "host_not_allowed",
+        )
+        await JSONResponse(body, status_code=400)(scope, receive, send)
+
+
+_HOST_ALLOWED = "sparktts_cache.host_allowed"
+
+
+async def _allow(scope: Scope, receive: Receive, send: Send) -> None:
+    """The application TrustedHostMiddleware calls when the host is allowed: it notes that."""
+    scope[_HOST_ALLOWED] = True
+
+
+async def _discard(message: Message) -> None:
+    """Where TrustedHostMiddleware's own refusal goes (HostCheck answers instead)."""
+
+
+class Authentication:
+    """With an API key, ``Authorization: Bearer <key>`` on every ``/v1/`` route (compared with
+    ``hmac.compare_digest``), else 401 in OpenAI's shape with ``WWW-Authenticate: Bearer``."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._authorised(scope):
+            await self.app(scope, receive, send)
+        else:
+            await self._unauthorised(send)
 
     def _authorised(self, scope: Scope) -> bool:
         if self.api_key is None or not scope["path"].startswith("/v1/"):
@@ -269,9 +388,14 @@ class ServerMiddleware:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-_ROUTES = ("/v1/audio/speech", "/v1/audio/voices", "/v1/models", "/health", "/metrics", "/")
+_ROUTES = (
+    "/v1/audio/speech", "/v1/audio/voices", "/v1/audio/models", "/v1/models", "/health",
+    "/metrics", "/",
+)  # fmt: skip
 
 
 def _route_label(path: str) -> str:
     """The path as a metric label: a known route, or ``other`` (labels must stay few)."""
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{id}"
     return path if path in _ROUTES else "other"

@@ -32,7 +32,6 @@ from starlette.types import Receive, Scope, Send
 from sparktts_cache import BlobWriter, CacheError, Plan, StoredBlob
 
 from .audio_formats import FORMATS, StreamEncoder
-from .config import MODELS
 from .errors import APIError, error_body, invalid
 from .state import ServerState
 from .voices import Voice
@@ -67,16 +66,25 @@ class SpeechRequest:
 
 
 def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
-    """Check every field of a speech request (see docs/server.md's table); raise a 400 APIError."""
+    """Check every field of a speech request (see docs/server.md's table); raise a 400 APIError.
+
+    Nothing a body holds makes this fail otherwise: JSON nested past the parser's recursion
+    limit (``[`` 50,000 times) and numbers of hundreds of digits are 400s like any bad value.
+    """
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise invalid("the body must be a JSON object", None, "invalid_json") from None
     if not isinstance(data, dict):
         raise invalid("the body must be a JSON object", None, "invalid_json")
     model = _string(data, "model", required=True)
-    if model not in MODELS:
-        raise invalid(f"model must be one of {', '.join(MODELS)}", "model", "model_not_found")
+    if not state.config.accepts_model(model):
+        raise invalid(
+            f"model must be one of {', '.join(state.config.model_names())} "
+            "(or a dated gpt-4o-mini-tts-YYYY-MM-DD)",
+            "model",
+            "model_not_found",
+        )
     text = _string(data, "input", required=True)
     if not text.strip():
         raise invalid("input must not be blank", "input")
@@ -91,9 +99,7 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise invalid("input must be valid Unicode (it holds a lone surrogate)", "input") from None
-    if isinstance(data.get("voice"), dict):  # the SDK's {"id": ...} form of a custom voice
-        data = {**data, "voice": data["voice"].get("id")}
-    voice = _string(data, "voice", required=True)
+    voice = _voice_name(data.get("voice"))
     if voice not in state.voices:
         raise invalid(
             "voice is not one of this server's voices (GET /v1/audio/voices lists them)",
@@ -107,9 +113,10 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
     if speed is None:
         speed = 1.0
     low, high = SPEED_RANGE
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
         raise invalid("speed must be a number", "speed")
-    if not low <= speed <= high:
+    # An int is compared as it is: float() of one of 400 digits would overflow.
+    if (isinstance(speed, float) and not math.isfinite(speed)) or not low <= speed <= high:
         raise invalid(f"speed must be from {low} to {high}", "speed")
     stream_format = _string(data, "stream_format") or "audio"
     if stream_format not in STREAM_FORMATS:
@@ -118,6 +125,16 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
     return SpeechRequest(
         model, text, voice, response_format, float(speed), stream_format, instructions
     )
+
+
+def _voice_name(value: object) -> str:
+    """``voice``: a name, or the SDK's object form ``{"id": name}``; trimmed (SillyTavern sends
+    its comma-separated list's items with their spaces: ``" echo"``)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+        if not isinstance(value, str):
+            raise invalid('voice must be a name or {"id": name}', "voice", "invalid_type")
+    return _string({"voice": value}, "voice", required=True).strip()
 
 
 def _string(data: dict[str, Any], name: str, required: bool = False) -> str:
@@ -160,11 +177,6 @@ def cache_directives(request: Request) -> CacheDirectives:
     return CacheDirectives()
 
 
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-    return "*" in tags or etag in tags
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 once it passes ``limit`` bytes (never read further)."""
     declared = request.headers.get("content-length")
@@ -202,8 +214,23 @@ def content_type(request: SpeechRequest) -> str:
     return FORMATS[request.response_format].content_type
 
 
+def require_json(request: Request) -> None:
+    """Refuse (415) a body not sent as ``application/json`` (parameters such as ``charset``
+    allowed). A web page elsewhere can make a browser POST ``text/plain`` (or a form) here
+    without asking first; ``application/json`` needs a CORS preflight, which this server
+    answers only for ``--cors-origins``. So a page cannot spend a user's synthesis unasked."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(
+            415,
+            "the body must be JSON, sent with Content-Type: application/json",
+            code="unsupported_media_type",
+        )
+
+
 async def speech(request: Request) -> Response:
     state: ServerState = request.app.state.server
+    require_json(request)
     body = await read_body(request, state.config.max_body_bytes)
     speech_request = parse_speech_request(body, state)
     voice = state.voices[speech_request.voice]
@@ -215,7 +242,7 @@ async def speech(request: Request) -> Response:
         )
         if stored is not None:
             state.metrics.cache_hits.labels("response").inc()
-            return _stored_response(request, speech_request, stored)
+            return _stored_response(speech_request, stored)
     state.metrics.cache_misses.labels("response").inc()
     # The request's one plan: its segments and which are cached, for the headers and the metrics,
     # and then what runs.
@@ -225,17 +252,16 @@ async def speech(request: Request) -> Response:
     return SpeechStream(state, speech_request, voice, plan, key, directives.write)
 
 
-def _stored_response(
-    request: Request, speech_request: SpeechRequest, stored: StoredBlob
-) -> Response:
+def _stored_response(speech_request: SpeechRequest, stored: StoredBlob) -> Response:
     """A stored response: small ones at once, larger ones read from their file in pieces as the
     client takes them (memory per client is bounded, as a static file server's)."""
-    etag = f'"{stored.digest}"'
-    headers = {"ETag": etag, "X-Cache": "hit", "Cache-Control": "no-cache"}
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        stored.close()
-        return Response(status_code=304, headers=headers)
+    # If-None-Match is not a question a POST can ask here. RFC 9110 section 13.1.2 evaluates
+    # it against the target resource's selected representation, and answers 304 only to GET
+    # and HEAD (412 to other methods, when it matches). POST /v1/audio/speech has no
+    # representation (GET is 405): the condition is always true and the request is
+    # performed as if it were absent. The ETag (with --cache-headers) only names the stored
+    # response's bytes (their checksum).
+    headers = {"ETag": f'"{stored.digest}"', "X-Cache": "hit", "Cache-Control": "no-cache"}
     media_type = content_type(speech_request)
     if speech_request.stream_format == "sse":
         return StreamingResponse(_sse_replay(stored, speech_request), 200, headers, media_type)
@@ -288,23 +314,18 @@ class SpeechStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        if not state.try_acquire_synthesis():
-            error = APIError(
-                429,
-                "too many syntheses at once; try again shortly",
-                code="rate_limit_exceeded",
-                type="rate_limit_error",
-                headers={"Retry-After": "1"},
-            )
-            await _send_json(send, error.status, error.body(), error.headers)
-            return
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                await self._respond(send)
-                group.cancel_scope.cancel()
-        finally:
-            state.release_synthesis()
+        async with anyio.create_task_group() as group:
+            # Watched from the start: a client that leaves while it waits for a synthesis slot
+            # leaves the queue.
+            group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+            if await state.acquire_synthesis():
+                try:
+                    await self._respond(send)
+                finally:
+                    state.release_synthesis()
+            else:
+                await _send_busy(send, state.config.queue_timeout)
+            group.cancel_scope.cancel()
 
     async def _respond(self, send: Send) -> None:
         long_text, plan, request = self.voice.long_text, self.plan, self.request
@@ -365,6 +386,9 @@ class SpeechStream(Response):
         except Exception as exc:
             if not started:
                 await _send_error(send, exc)
+            elif request.stream_format == "sse":
+                log.error("speech stream failed, ended with an error event: %s", _describe(exc))
+                await _send_sse_error(send)
             else:
                 log.error("speech stream cut short: %s", _describe(exc))
         finally:
@@ -473,6 +497,29 @@ async def _send_error(send: Send, exc: Exception) -> None:
     body = error_body("the engine failed to synthesise this input", "server_error", None,
                       "engine_error")  # fmt: skip
     await _send_json(send, 500, body, {})
+
+
+async def _send_sse_error(send: Send) -> None:
+    """End an SSE stream that failed after it started as OpenAI's streams do: an ``error``
+    event (``{"type": "error", "error": {...}}``, which the SDK's stream reader raises as
+    ``APIError``), then the body's proper end. The audio sent before it is incomplete."""
+    body = error_body("the engine failed part way through; the audio sent is incomplete",
+                      "server_error", None, "engine_error")  # fmt: skip
+    await send({"type": "http.response.body", "body": sse_event({"type": "error", **body}),
+                "more_body": True})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_busy(send: Send, waited: float) -> None:
+    """429: no synthesis slot came free within ``--queue-timeout``."""
+    error = APIError(
+        429,
+        f"every synthesis slot stayed busy for {waited:g} s; try again shortly",
+        code="rate_limit_exceeded",
+        type="rate_limit_error",
+        headers={"Retry-After": "1"},
+    )
+    await _send_json(send, error.status, error.body(), error.headers)
 
 
 async def _send_json(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import anyio
+
 from sparktts_cache import SyncTTSCache
 
 from .config import ServerConfig, VoiceSpec
@@ -17,10 +19,9 @@ __all__ = ["ServerState"]
 class ServerState:
     """The configuration, the voices (empty until the engines are loaded), ``responses`` (a blocking
     view of the cache directory, for worker threads, whose blobs hold finished responses), the
-    metrics, the segment cache's size budget, and the count of syntheses running (at most
-    ``config.max_concurrent``).
+    metrics, the segment cache's size budget, and the synthesis slots (``config.max_concurrent``).
 
-    Used from the event loop thread only (the count needs no lock).
+    Used from the event loop thread only.
     """
 
     config: ServerConfig
@@ -31,13 +32,38 @@ class ServerState:
     segment_budget: int | None = None
     voices: dict[str, Voice] = field(default_factory=dict)
     ready: bool = False
+    #: Syntheses running and requests waiting for a slot.
     running: int = 0
+    waiting: int = 0
+    _slots: anyio.Semaphore | None = field(default=None, repr=False)
 
-    def try_acquire_synthesis(self) -> bool:
-        if self.running >= self.config.max_concurrent:
+    async def acquire_synthesis(self) -> bool:
+        """Take a synthesis slot, waiting up to ``config.queue_timeout`` seconds for one; False if
+        none came free in time (the caller answers 429).
+
+        The wait is first come, first served: anyio's semaphore hands a released slot to its
+        oldest waiter, and one arriving later never overtakes a waiting one (even while a slot
+        is free for an instant). A waiter that is cancelled (its client went away) leaves the
+        queue; if a slot was handed to it at that moment, the semaphore passes it on.
+        """
+        if self._slots is None:  # made here, in the event loop's thread
+            self._slots = anyio.Semaphore(self.config.max_concurrent)
+        try:
+            self._slots.acquire_nowait()  # a free slot has no waiters before it
+        except anyio.WouldBlock:
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(self.config.queue_timeout):
+                    await self._slots.acquire()
+                    self.running += 1
+                    return True
+            finally:
+                self.waiting -= 1
             return False
         self.running += 1
         return True
 
     def release_synthesis(self) -> None:
+        assert self._slots is not None, "release_synthesis without acquire_synthesis"
         self.running -= 1
+        self._slots.release()

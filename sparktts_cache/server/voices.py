@@ -29,7 +29,7 @@ from sparktts_cache.engines import accepted_params
 from .config import ServerConfig, VoiceSpec
 from .metrics import Metrics, counted_model
 
-__all__ = ["Voice", "engine_kind", "load_voice_engines"]
+__all__ = ["Voice", "engine_kind", "listed_voice", "load_voice_engines"]
 
 
 @dataclass
@@ -45,6 +45,8 @@ class Voice:
     params: dict[str, Any]
     identity: str
     engine: str
+    #: What ``/v1/audio/voices`` says of it (see :func:`describe_voices`).
+    description: str = ""
 
 
 def engine_kind(engine: str) -> str:
@@ -81,7 +83,54 @@ def load_voice_engines(
             )
         identity = generate_cache_key("voice identity", long_text.key_params(params))
         voices[name] = Voice(spec, long_text, params, identity, engine_kind(spec.engine))
+    describe_voices(voices)
     return voices
+
+
+def describe_voices(voices: dict[str, Voice]) -> None:
+    """Set each voice's description: the voices file's, or for one of OpenAI's names what it
+    is on its engine; and, for voices with the same identity (the same engine and parameters,
+    so the same audio, byte for byte, from the same cached segments and stored responses),
+    which names those are. On a one-speaker Piper voice, which takes no ``gender`` or ``pitch``,
+    that is all 13 of OpenAI's names."""
+    alike: dict[str, list[str]] = {}
+    for name, voice in sorted(voices.items()):
+        alike.setdefault(voice.identity, []).append(name)
+    for name, voice in voices.items():
+        spec = voice.spec
+        text = spec.description
+        if spec.openai:
+            ignored = sorted(set(spec.params) - set(voice.params) - {"speed"})
+            if ignored:
+                text = f"OpenAI's name; its engine ({voice.engine}) takes no {' or '.join(ignored)}"
+            else:
+                level = str(spec.params.get("pitch", "")).replace("_", " ")
+                text = f"OpenAI's name: {spec.params.get('gender')}, {level} pitch"
+        same = alike[voice.identity]
+        if len(same) > 1:
+            text += (
+                f"{'. ' if text else ''}The same audio as {len(same) - 1} other voice(s) here "
+                f"({', '.join(n for n in same if n != name)}), sharing their stored responses: "
+                "a voices file can give each name its own voice, speaker or parameters"
+            )
+        voice.description = text
+
+
+def listed_voice(name: str, voice: Voice) -> dict[str, Any]:
+    """A voice as ``GET /v1/audio/voices`` lists it: the ``openai`` SDK's ``Voice`` fields where
+    they apply (``id``, ``name``, ``object``, ``created_at``; ``type`` ``audio_sample`` for a voice
+    cloned from a recording), then this server's (``engine``, ``description``, ``openai``)."""
+    listed: dict[str, Any] = {
+        "id": name,
+        "object": "audio.voice",
+        "name": name,
+        "created_at": 0,
+    }
+    if voice.params.get("prompt_speech_path"):
+        listed["type"] = "audio_sample"
+    listed |= {"engine": voice.engine, "description": voice.description,
+               "openai": voice.spec.openai}  # fmt: skip
+    return listed
 
 
 def _long_text(config: ServerConfig, model: Any, segment_budget: int | None) -> LongTextTTS:
