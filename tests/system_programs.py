@@ -23,6 +23,7 @@ PACKAGES = {
     "redis-cli": "redis-tools",
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
+    "curl": "curl",
 }
 
 
