@@ -68,6 +68,20 @@ def test_every_model_name_of_the_sdk_dated_ones_and_added_ones_are_accepted(
         assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "model"
 
 
+def test_every_model_name_shares_one_stored_response(server: SpeechServer) -> None:
+    # Every name runs the same engine: a response stored for one serves the others (it was keyed
+    # by the model name, so each dated name stored another copy of the same bytes).
+    client = client_of(server)
+    hits = 'kind="response"'
+    text = "One stored response for every model name."
+    first = client.audio.speech.create(model="tts-1", voice="alloy", input=text)
+    before = server.metric("sparktts_cache_hits_total", hits)
+    for name in ("tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-03-20", "kokoro"):
+        again = client.audio.speech.create(model=name, voice="alloy", input=text)
+        assert again.content == first.content, name
+    assert server.metric("sparktts_cache_hits_total", hits) == before + 4
+
+
 def test_models_retrieve_and_the_lists(server: SpeechServer) -> None:
     client = client_of(server)
     listed = [model.id for model in client.models.list()]

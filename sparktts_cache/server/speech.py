@@ -44,7 +44,7 @@ SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
 #: Bumped when what a stored response holds for the same request changes (the encoders' settings;
 #: 2: FLAC and WAV stored with their exact lengths).
-RESPONSE_KEY_VERSION = 2
+RESPONSE_KEY_VERSION = 3
 #: Base64 of at most this many bytes per SSE event when a stored response is replayed.
 SSE_CHUNK_BYTES = 48 << 10
 #: A response made whole before it is sent (FLAC) is held in memory up to this size, and beyond
@@ -149,10 +149,12 @@ def _string(data: dict[str, Any], name: str, required: bool = False) -> str:
 
 
 def response_key(request: SpeechRequest, voice: Voice) -> str:
-    """The stored response's key: everything that shapes its bytes (``instructions`` does not)."""
+    """The stored response's key: everything that shapes its bytes. ``instructions`` does not,
+    and neither does the model name (every accepted name runs the same engine: tts-1, tts-1-hd
+    and each dated gpt-4o-mini-tts share one stored response)."""
     parts = [
-        RESPONSE_KEY_VERSION, request.input, voice.identity, request.model,
-        request.response_format, request.speed,
+        RESPONSE_KEY_VERSION, request.input, voice.identity, request.response_format,
+        request.speed,
     ]  # fmt: skip
     return xxhash.xxh3_128_hexdigest(json.dumps(parts, ensure_ascii=False).encode("utf-8"))
 
