@@ -237,6 +237,14 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
         type=int,
     )
     add(
+        "--wyoming",
+        None,
+        "also serve Home Assistant's Wyoming protocol (TTS) at tcp://HOST:PORT, "
+        "on the same cache, voices and limits; it has no authentication (the API key does not "
+        "apply): keep it on loopback or behind a firewall (tcp://127.0.0.1:10200) (default: off)",
+        metavar="URI",
+    )
+    add(
         "--log-level",
         "info",
         "log level (access logs are JSON lines at info) (default: info)",
@@ -311,6 +319,8 @@ def _start(cache: Any, args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     config.check()
     _reserve_descriptors(config)
     _check_address(config.host, config.port)
+    if config.wyoming is not None:
+        _check_wyoming(config)
     metrics_dir = None
     if config.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before any worker imports prometheus_client: each writes its values there.
@@ -333,6 +343,26 @@ def _start(cache: Any, args: argparse.Namespace) -> tuple[Any, Any, str | None]:
     if config.workers > 1:
         app = "sparktts_cache.server.app:app_from_env"  # each worker makes and loads its own
     return config, app, metrics_dir
+
+
+def _check_wyoming(config: Any) -> None:
+    """Raise InvalidOptionError for a ``--wyoming`` that is not ``tcp://HOST:PORT``, one the
+    server could not listen on, or one with several workers (they would all bind it)."""
+    try:
+        from .wyoming import parse_address
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f'--wyoming needs the server extra: pip install "sparktts_cache[server]" ({exc})'
+        ) from None
+    host, port = parse_address(config.wyoming)
+    if config.workers > 1:
+        raise InvalidOptionError(
+            f"{config.option('wyoming')} needs one worker ({config.option('workers')} "
+            f"{config.workers}): each would listen on {config.wyoming}"
+        )
+    if (host, port) == (config.host, config.port):
+        raise InvalidOptionError(f"{config.option('wyoming')} is the HTTP API's own address")
+    _check_address(host, port)
 
 
 def _check_address(host: str, port: int) -> None:

@@ -82,7 +82,18 @@ def create_app(config: ServerConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not state.ready:  # ``serve`` with one worker loaded them before listening
             await anyio.to_thread.run_sync(load_engines, app)
-        yield
+        if config.wyoming is None:
+            yield
+            return
+        # The Wyoming server shares this app's state: its voices, cache, slots and metrics.
+        from .wyoming import WyomingService
+
+        wyoming = WyomingService(state, config.wyoming)
+        await wyoming.start()
+        try:
+            yield
+        finally:
+            await wyoming.stop()
 
     routes: list[BaseRoute] = [  # Starlette answers HEAD on each GET route
         Route("/v1/audio/speech", speech, methods=["POST"]),
@@ -268,7 +279,7 @@ class ServerMiddleware:
             await send(message)
 
         metrics = self.state.metrics
-        metrics.in_progress.inc()
+        metrics.in_progress.labels("http").inc()
         try:
             await self.app(scope, receive, send_and_note)
         except BaseException:
@@ -276,12 +287,12 @@ class ServerMiddleware:
                 seen["status"] = 500
             raise
         finally:
-            metrics.in_progress.dec()
+            metrics.in_progress.labels("http").dec()
             elapsed = time.perf_counter() - began
             # A body that did not arrive in time was answered 408 by the connection itself.
             seen["status"] = scope.get(TIMED_OUT, seen["status"])
             route = _route_label(scope["path"])
-            metrics.request_duration.labels(route, str(seen["status"])).observe(elapsed)
+            metrics.request_duration.labels(route, str(seen["status"]), "http").observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 json.dumps(

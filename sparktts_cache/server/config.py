@@ -160,6 +160,8 @@ class ServerConfig:
     body_timeout: float = 30.0
     max_connections: int | None = None
     log_level: str = "info"
+    #: ``--wyoming tcp://HOST:PORT``: a Wyoming TTS server beside the HTTP API (server/wyoming.py).
+    wyoming: str | None = None
     option_names: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -11,8 +11,10 @@ Metrics:
         (a request's segments found in the segment cache or not when it started) and
         ``response`` (a finished response served from the response store or not).
     ``sparktts_request_duration_seconds``: histogram of whole requests, body included, by route
-        and status.
-    ``sparktts_requests_in_progress``: requests being answered now.
+        and status, and ``protocol``: ``http``, or ``wyoming`` (route: the event, ``synthesize``
+        or ``synthesize-stream`` for each sentence of a stream; status: ``ok``, ``error`` or
+        ``disconnected``).
+    ``sparktts_requests_in_progress``: requests being answered now, by ``protocol``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from sparktts_cache import TTSModel
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "counted_model"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The ``protocol`` label's values.
+PROTOCOLS = ("http", "wyoming")
 
 
 class Metrics:
@@ -62,13 +66,15 @@ class Metrics:
         )  # fmt: skip
         self.request_duration = Histogram(
             "sparktts_request_duration_seconds", "Request durations, body included.",
-            ["route", "status"], registry=registry,
+            ["route", "status", "protocol"], registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )  # fmt: skip
         self.in_progress = Gauge(
             "sparktts_requests_in_progress", "Requests being answered.",
-            registry=registry, multiprocess_mode="livesum",
+            ["protocol"], registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        for protocol in PROTOCOLS:
+            self.in_progress.labels(protocol)
         for kind in ("segment", "response"):  # present at 0 before the first request
             self.cache_hits.labels(kind)
             self.cache_misses.labels(kind)
