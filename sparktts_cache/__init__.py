@@ -32,6 +32,7 @@ from ._file.locks import FileSynthesisLock
 from ._file.maintenance import VerifyReport
 from ._file.store import Inspection
 from ._file.walk import FileInfo
+from ._remote.breaker import CircuitBreaker
 from ._remote.redis import RedisCache, RedisSynthesisLock
 from ._remote.tiered import TieredCache
 from ._text.long_text import LongTextTTS, Plan
@@ -45,6 +46,7 @@ __all__ = [
     "Cache",
     "CacheError",
     "CacheStatus",
+    "CircuitBreaker",
     "CorruptEntryError",
     "EngineError",
     "Entry",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .system_programs import require_program, unavailable
@@ -21,10 +23,13 @@ class RedisServer:
     """A throw-away redis-server on 127.0.0.1 that a test can stop and start again (the test is
     skipped where redis-server is not installed, and fails there in CI)."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.binary = require_program("redis-server")
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,7 +39,8 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory), "--protected-mode", "yes"],
+             "--appendonly", "no", "--dir", str(self.directory), "--protected-mode", "yes",
+             *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -48,14 +54,16 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a test may have stopped it (SIGSTOP)
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
 
 
-def started_redis(directory: Path) -> RedisServer:
-    """A RedisServer in ``directory``, started; the test skips (fails in CI) if none can be."""
-    server = RedisServer(directory)
+def started_redis(directory: Path, extra_args: Sequence[str] = ()) -> RedisServer:
+    """A RedisServer in ``directory``, started with ``extra_args`` (``--maxmemory``, ...); the
+    test skips (fails in CI) if none can be."""
+    server = RedisServer(directory, extra_args=extra_args)
     try:
         server.start()
     except RuntimeError as exc:

@@ -8,11 +8,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
 from sparktts_cache import (
     CacheError,
+    CircuitBreaker,
     InvalidOptionError,
     LongTextTTS,
     MissingDependencyError,
@@ -156,7 +158,7 @@ async def test_status_is_one_round_trip_per_batch(redis_cache: RedisCache) -> No
 
         async def execute(*a: object, **k: object) -> object:
             calls["execute"] += 1
-            calls["exists"] += len(pipe.command_stack)
+            calls["exists"] += len(pipe.command_stack)  # type: ignore[union-attr]
             return await real_execute(*a, **k)  # type: ignore[arg-type]
 
         pipe.execute = execute  # type: ignore[method-assign,assignment]
@@ -222,15 +224,20 @@ async def test_unreachable_redis_is_a_miss_and_false(tmp_path: Path) -> None:
 
 async def test_redis_restart_mid_run(tmp_path: Path) -> None:
     server = started_redis(tmp_path)
-    cache = RedisCache(server.url, sample_rate=16000)
+    breaker = CircuitBreaker(cooldown=0.3)
+    cache = RedisCache(server.url, sample_rate=16000, breaker=breaker)
     try:
         key = cache.generate_cache_key("before")
         assert await cache.cache_data(key, sealed_audio(1, 160), "before")
         server.stop()  # Redis goes away (and, with no persistence, forgets everything)
         assert await cache.get_cached_data(key) is None
+        assert breaker.is_open and breaker.opened_count == 1
         assert await cache.cache_data(key, sealed_audio(1, 160), "before") is False
-        server.start()  # back on the same port: the next call reconnects
+        server.start()  # back on the same port: the first call after the cool-down reconnects
+        assert await cache.cache_data(key, sealed_audio(2, 160), "after") is False  # skipped
+        await anyio.sleep(0.35)
         assert await cache.cache_data(key, sealed_audio(2, 160), "after")
+        assert not breaker.is_open and (breaker.opened_count, breaker.closed_count) == (1, 1)
         audio = await cache.get_cached_data(key)
         assert audio is not None and is_sealed(audio)
     finally:
@@ -279,7 +286,6 @@ async def test_long_text_over_tiers_with_a_redis_lock(redis_url: str, tmp_path: 
                         cross_process_lock=RedisSynthesisLock(redis_url, namespace="tiers-lock"))
             for i, model in enumerate(models)
         ]  # fmt: skip
-        import anyio
 
         results: list[np.ndarray] = []
 
@@ -412,3 +418,19 @@ async def test_a_shared_hit_the_local_tier_cannot_store_is_served(
     tiered = TieredCache(local, redis_cache)
     np.testing.assert_array_equal(await tiered.get_cached_data(key), audio)
     assert await local.get_cached_data(key) is None
+
+
+def test_cluster_urls_name_any_nodes() -> None:
+    cache = RedisCache("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/0", timeout=0.5)
+    assert cache.is_cluster and not RedisCache("redis://127.0.0.1:1/0").is_cluster
+    nodes = cache.client.nodes_manager.startup_nodes  # type: ignore[union-attr]
+    assert sorted(nodes) == ["127.0.0.1:7000", "127.0.0.1:7001"]
+    assert RedisSynthesisLock("rediss+cluster://127.0.0.1:7000").is_cluster
+    for bad in ("redis+cluster://127.0.0.1:7000,nowhere", "redis+cluster://a:1,b:port"):
+        with pytest.raises(InvalidOptionError, match="host:port"):
+            RedisCache(bad)
+    for timeout in (0, -1, math.inf, math.nan):
+        with pytest.raises(InvalidOptionError, match="timeout"):
+            RedisCache("redis://127.0.0.1:1/0", timeout=timeout)
+    with pytest.raises(InvalidOptionError, match="cooldown"):
+        CircuitBreaker(cooldown=0)

@@ -147,7 +147,9 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
         "--redis",
         None,
         "a Redis behind the local cache, with the Redis synthesis lock, shared "
-        "by servers on several machines (redis://host:6379/0)",
+        "by servers on several machines: redis://host:6379/0 for one server, "
+        "redis+cluster://host:port for a Redis Cluster (any node); a Redis that "
+        "times out is skipped for 5 s (reads miss, writes skipped)",
         metavar="URL",
     )
     add("--api-key", None, "require Authorization: Bearer <key> on /v1/ routes (default: none)")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparktts_cache import (
-    Cache,
     InvalidOptionError,
     LongTextTTS,
     RedisCache,
@@ -136,7 +135,8 @@ def listed_voice(name: str, voice: Voice) -> dict[str, Any]:
 def _long_text(config: ServerConfig, model: Any, segment_budget: int | None) -> LongTextTTS:
     local = TTSCache(config.cache_dir, sample_rate=model.sample_rate, max_size_bytes=segment_budget)
     if config.redis:
+        # redis:// or redis+cluster://; the lock shares the cache's breaker: one timeout stops both.
         shared = RedisCache(config.redis, sample_rate=model.sample_rate)
-        cache: Cache = TieredCache(local, shared)
-        return LongTextTTS(model, cache=cache, cross_process_lock=RedisSynthesisLock(config.redis))
+        lock = RedisSynthesisLock(config.redis, breaker=shared.breaker)
+        return LongTextTTS(model, cache=TieredCache(local, shared), cross_process_lock=lock)
     return LongTextTTS(model, cache=local, cross_process_lock=True)
