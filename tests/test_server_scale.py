@@ -1,6 +1,7 @@
 """Each segment synthesised once across server processes: ``--workers 2`` sharing one cache
 directory (the file lock), and two servers with their own directories sharing a real
-redis-server (``--redis``: the Redis tier and lock), as behind a load balancer."""
+redis-server or a real Redis Cluster (``--redis``: the Redis tier and lock), as behind a load
+balancer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from sparktts_cache import TextSegmenter
 
+from .redis_cluster import started_cluster
 from .redis_server import started_redis
 from .speech_server import SpeechServer, running_server
 
@@ -164,6 +166,25 @@ def test_two_servers_sharing_redis_synthesise_each_segment_once(tmp_path: Path) 
             check_shared_synthesis(first, second)
     finally:
         redis.stop()
+
+
+def test_two_servers_sharing_a_redis_cluster_synthesise_each_segment_once(tmp_path: Path) -> None:
+    """The same over a Redis Cluster: ``--redis redis+cluster://host:port,...``."""
+    for directory in ("cluster", "a", "b"):
+        (tmp_path / directory).mkdir()
+    cluster = started_cluster(tmp_path / "cluster")
+    try:
+        with (
+            running_server(
+                tmp_path / "a" / "cache", "--redis", cluster.url, "--cache-headers"
+            ) as first,
+            running_server(
+                tmp_path / "b" / "cache", "--redis", cluster.url, "--cache-headers"
+            ) as second,
+        ):
+            check_shared_synthesis(first, second)
+    finally:
+        cluster.stop()
 
 
 def check_shared_synthesis(first: SpeechServer, second: SpeechServer) -> None:
