@@ -31,6 +31,7 @@ from sparktts_cache import TextSegmenter
 
 from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
+from .test_cli import cli
 from .test_server_startup import serve
 
 pytestmark = pytest.mark.slow
@@ -303,6 +304,7 @@ def test_wyoming_access_log_lines(server: tuple[SpeechServer, int]) -> None:
         (["--wyoming", "unix://wyoming.sock"], "--wyoming must be tcp://HOST:PORT"),
         (["--wyoming", "tcp://127.0.0.1"], "--wyoming must be tcp://HOST:PORT"),
         (["--wyoming", "tcp://127.0.0.1:10200", "--workers", "2"], "--wyoming needs one worker"),
+        (["--wyoming", "tcp://127.0.0.1:10200", "--port", "10200"], "port 10200 is the HTTP"),
     ],
 )
 def test_a_bad_wyoming_option_is_one_line_and_exit_2(
@@ -322,9 +324,18 @@ def test_a_wyoming_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert status == 2 and f"cannot listen on 127.0.0.1:{port}" in stderr, stderr
 
 
-def test_the_environment_sets_it(tmp_path: Path) -> None:
+def test_the_environment_sets_it_and_a_bare_port_is_loopback(tmp_path: Path) -> None:
     port = free_port()
-    environment = {"SPARKTTS_WYOMING": f"tcp://127.0.0.1:{port}"}
-    with running_server(tmp_path / "cache", env=environment):
+    with running_server(tmp_path / "cache", env={"SPARKTTS_WYOMING": str(port)}) as running:
         heard = asyncio.run(synthesize(port, "Set from the environment."))
+        assert f"listening on tcp://127.0.0.1:{port}" in running.log.read_text()
     assert heard.error is None and heard.audio
+
+
+def test_a_bad_value_in_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPARKTTS_WYOMING", "udp://127.0.0.1:1")
+    done = cli(tmp_path / "cache", "serve", "--port", str(free_port()), timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "SPARKTTS_WYOMING must be tcp://HOST:PORT" in done.stderr, done.stderr

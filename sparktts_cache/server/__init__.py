@@ -241,7 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
     add(
         "--wyoming",
         None,
-        "also serve Home Assistant's Wyoming protocol (TTS) at tcp://HOST:PORT, "
+        "also serve Home Assistant's Wyoming protocol (TTS) at tcp://HOST:PORT "
+        "(a bare PORT: 127.0.0.1), "
         "on the same cache, voices and limits; it has no authentication (the API key does not "
         "apply): keep it on loopback or behind a firewall (tcp://127.0.0.1:10200) (default: off)",
         metavar="URI",
@@ -356,14 +357,17 @@ def _check_wyoming(config: Any) -> None:
         raise MissingDependencyError(
             f'--wyoming needs the server extra: pip install "sparktts_cache[server]" ({exc})'
         ) from None
-    host, port = parse_address(config.wyoming)
+    try:
+        host, port = parse_address(config.wyoming)
+    except InvalidOptionError as exc:  # named as it was set: SPARKTTS_WYOMING too
+        raise InvalidOptionError(str(exc).replace("--wyoming", config.option("wyoming"))) from None
     if config.workers > 1:
         raise InvalidOptionError(
             f"{config.option('wyoming')} needs one worker ({config.option('workers')} "
             f"{config.workers}): each would listen on {config.wyoming}"
         )
-    if (host, port) == (config.host, config.port):
-        raise InvalidOptionError(f"{config.option('wyoming')} is the HTTP API's own address")
+    if port == config.port:
+        raise InvalidOptionError(f"{config.option('wyoming')}: port {port} is the HTTP API's")
     _check_address(host, port)
 
 

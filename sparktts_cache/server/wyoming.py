@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,24 +40,29 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.error import Error
-from wyoming.event import Event
-from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
-from wyoming.server import AsyncEventHandler, AsyncTcpServer
-from wyoming.tts import (
-    Synthesize,
-    SynthesizeChunk,
-    SynthesizeStart,
-    SynthesizeStop,
-    SynthesizeStopped,
-    SynthesizeVoice,
-)
 
 from sparktts_cache import CacheError, InvalidOptionError, TextSegmenter
 
 from .state import ServerState
 from .voices import Voice
+
+with warnings.catch_warnings():
+    # wyoming.audio imports audioop, deprecated on Python 3.11 and 3.12 (on 3.13, where it is
+    # gone, the package has its own): a server run with warnings as errors must still start.
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.error import Error
+    from wyoming.event import Event
+    from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
+    from wyoming.server import AsyncEventHandler, AsyncTcpServer
+    from wyoming.tts import (
+        Synthesize,
+        SynthesizeChunk,
+        SynthesizeStart,
+        SynthesizeStop,
+        SynthesizeStopped,
+        SynthesizeVoice,
+    )
 
 __all__ = ["WyomingService", "parse_address", "voice_languages"]
 
@@ -67,23 +73,29 @@ access_log = logging.getLogger("sparktts_cache.server.access")
 SAMPLES_PER_CHUNK = 1024
 SAMPLE_WIDTH = 2  # 16-bit
 CHANNELS = 1
+#: The address of a ``--wyoming`` that names none.
+LOOPBACK = "127.0.0.1"
 
 
 def parse_address(uri: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` as (host, port).
+    """``tcp://HOST:PORT`` as (host, port); with no host (``tcp://:10200``, or only the port,
+    ``10200``), loopback: Wyoming has no authentication, so it is never exposed by default.
 
     Raises:
         InvalidOptionError: for anything else (Wyoming's ``unix://`` and ``stdio://`` are not
             served: the HTTP API shares the process).
     """
-    parts = urlsplit(uri)
+    text = uri.strip()
+    if text.isdigit():
+        text = f"tcp://:{text}"
+    parts = urlsplit(text)
     try:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme != "tcp" or not parts.hostname or port is None:
+    if parts.scheme != "tcp" or port is None or parts.path or parts.query:
         raise InvalidOptionError(f"--wyoming must be tcp://HOST:PORT, not {uri!r}")
-    return parts.hostname, port
+    return parts.hostname or LOOPBACK, port
 
 
 def voice_languages(voice: Voice) -> list[str]:
