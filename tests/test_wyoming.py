@@ -339,3 +339,30 @@ def test_a_bad_value_in_the_environment_names_the_variable(
     done = cli(tmp_path / "cache", "serve", "--port", str(free_port()), timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "SPARKTTS_WYOMING must be tcp://HOST:PORT" in done.stderr, done.stderr
+
+
+def test_a_server_that_stops_ends_its_wyoming_work_first(tmp_path: Path) -> None:
+    """SIGTERM during a synthesis: the connection is closed and its work ended (and logged)
+    before the app's shutdown completes."""
+    port = free_port()
+    text = " ".join(f"Sentence {n} of a text cut short by a server that stops." for n in range(65))
+
+    async def cut_short(running: SpeechServer) -> int:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Synthesize(text=text).event())
+            while not AudioChunk.is_type((await _read(client)).type):
+                pass
+            running.proc.terminate()
+            events = 1
+            while await asyncio.wait_for(client.read_event(), EVENT_SECONDS) is not None:
+                events += 1
+            return events
+
+    with running_server(tmp_path / "cache", "--wyoming", f"tcp://127.0.0.1:{port}") as running:
+        asyncio.run(cut_short(running))
+        assert running.proc.wait(timeout=15) is not None
+    log = running.log.read_text()
+    assert '"status": "disconnected"' in log, log
+    ended = log.index('"status": "disconnected"')
+    assert ended < log.index("Application shutdown complete"), log
+    assert "Traceback" not in log, log

@@ -138,7 +138,7 @@ def _info(state: ServerState) -> Info:
     return Info(tts=[program])
 
 
-_ATTRIBUTION = Attribution(name="sparktts-cache", url="https://github.com/")
+_ATTRIBUTION = Attribution(name="sparktts-cache", url="")  # the package names no home page
 
 
 class BadRequest(Exception):
@@ -189,6 +189,16 @@ class WyomingHandler(AsyncEventHandler):
         self.stream_voice: Voice | None = None
         #: A stream whose voice was refused: its chunks are dropped until its stop.
         self.stream_refused = False
+        #: Called once the connection ends (the service forgets it).
+        self.on_close: Callable[[WyomingHandler], None] = lambda handler: None
+
+    async def run(self) -> None:
+        """Read events until the client leaves; a connection reset is its way of leaving (the
+        base class would leave it as a task's unretrieved exception)."""
+        try:
+            await super().run()
+        except ConnectionError:
+            pass
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -328,9 +338,9 @@ class WyomingHandler(AsyncEventHandler):
                             await self.write_event(
                                 AudioChunk(rate, SAMPLE_WIDTH, CHANNELS, piece).event()
                             )
+                            sent += len(piece)
                             if first_audio is None:
                                 first_audio = time.perf_counter() - job.ready_at
-                        sent += len(data)
                 finally:
                     await chunks.aclose()
                 await self.write_event(AudioStop().event())
@@ -379,8 +389,8 @@ class WyomingHandler(AsyncEventHandler):
             pass
 
     async def disconnect(self) -> None:
-        """The client is gone: stop its work (segments other requests wait for are still made
-        for them by the single-flight)."""
+        """The client is gone (or the server stops): stop its work (segments other requests
+        wait for are still made for them by the single-flight)."""
         if self.worker is not None:
             self.worker.cancel()
             try:
@@ -389,6 +399,7 @@ class WyomingHandler(AsyncEventHandler):
                 pass
             except Exception as exc:  # already logged where it happened
                 log.debug("wyoming worker ended: %r", exc)
+        self.on_close(self)  # only now: the service's stop waits for its work to end
 
 
 class WyomingService:
@@ -398,9 +409,13 @@ class WyomingService:
         self.state = state
         self.host, self.port = parse_address(uri)
         self.server = AsyncTcpServer(self.host, self.port)
+        self.handlers: set[WyomingHandler] = set()
 
     def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
-        return WyomingHandler(self.state, reader, writer)
+        handler = WyomingHandler(self.state, reader, writer)
+        self.handlers.add(handler)
+        handler.on_close = self.handlers.discard
+        return handler
 
     async def start(self) -> None:
         handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any] = self._handler
@@ -408,4 +423,7 @@ class WyomingService:
         log.info("wyoming: listening on tcp://%s:%d (no authentication)", self.host, self.port)
 
     async def stop(self) -> None:
+        """Stop listening, close every connection and end its work (each logged as
+        ``disconnected``), before the app's shutdown goes on."""
         await self.server.stop()
+        await asyncio.gather(*(h.disconnect() for h in list(self.handlers)))
