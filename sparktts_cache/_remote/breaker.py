@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from .._core.errors import InvalidOptionError
 
@@ -26,6 +27,8 @@ class CircuitBreaker:
     Args:
         cooldown: seconds to skip the shared tier after a failure (positive, finite).
         name: what the log lines call the shared tier.
+        on_transition: called with True when the breaker opens and False when it closes (a
+            server counts them in its metrics).
 
     Raises:
         InvalidOptionError: for a cooldown that is not a positive, finite number of seconds.
@@ -36,13 +39,20 @@ class CircuitBreaker:
         stops both.
     """
 
-    def __init__(self, cooldown: float = 5.0, *, name: str = "Redis") -> None:
+    def __init__(
+        self,
+        cooldown: float = 5.0,
+        *,
+        name: str = "Redis",
+        on_transition: Callable[[bool], object] | None = None,
+    ) -> None:
         if not isinstance(cooldown, int | float) or not math.isfinite(cooldown) or cooldown <= 0:
             raise InvalidOptionError(f"cooldown must be positive, finite seconds: {cooldown!r}")
         self.cooldown = float(cooldown)
         self.name = name
         self.opened_count = 0
         self.closed_count = 0
+        self._on_transition = on_transition
         self._open_until: float | None = None
 
     @property
@@ -68,6 +78,8 @@ class CircuitBreaker:
                 "%s unreachable (%s: %s); skipping it for %g s (reads are misses, writes skipped)",
                 self.name, type(error).__name__, error, self.cooldown,
             )  # fmt: skip
+            if self._on_transition is not None:
+                self._on_transition(True)
         self._open_until = time.monotonic() + self.cooldown
 
     def succeeded(self) -> None:
@@ -76,3 +88,5 @@ class CircuitBreaker:
             self._open_until = None
             self.closed_count += 1
             log.info("%s answers again; using it", self.name)
+            if self._on_transition is not None:
+                self._on_transition(False)

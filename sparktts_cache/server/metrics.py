@@ -73,11 +73,31 @@ class Metrics:
             "sparktts_requests_in_progress", "Requests being answered.",
             ["protocol"], registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.redis_breaker = Counter(
+            "sparktts_redis_breaker_transitions",
+            "The Redis tier's circuit breaker opening (Redis timed out or went away: skipped "
+            "for a while) and closing (answering again).",
+            ["transition"], registry=registry,
+        )  # fmt: skip
+        self.redis_breaker_open = Gauge(
+            "sparktts_redis_breaker_open", "Redis tiers being skipped now (breakers open).",
+            registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        for transition in ("opened", "closed"):
+            self.redis_breaker.labels(transition)
         for protocol in PROTOCOLS:
             self.in_progress.labels(protocol)
         for kind in ("segment", "response"):  # present at 0 before the first request
             self.cache_hits.labels(kind)
             self.cache_misses.labels(kind)
+
+    def breaker_transition(self, opened: bool) -> None:
+        """Count a Redis breaker opening (True) or closing (False)."""
+        self.redis_breaker.labels("opened" if opened else "closed").inc()
+        if opened:
+            self.redis_breaker_open.inc()
+        else:
+            self.redis_breaker_open.dec()
 
     def exposition(self) -> bytes:
         """The text format of every metric (summed over the worker processes if several)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparktts_cache import (
+    CircuitBreaker,
     InvalidOptionError,
     LongTextTTS,
     RedisCache,
@@ -73,7 +74,7 @@ def load_voice_engines(
         if long_text is None:
             model = load_tts_model(spec.engine, **spec.engine_options)
             model = counted_model(model, metrics, engine_kind(spec.engine))
-            long_text = engines[engine_key] = _long_text(config, model, segment_budget)
+            long_text = engines[engine_key] = _long_text(config, model, metrics, segment_budget)
         params = accepted_params(long_text.model, spec.params)
         if not spec.openai and params != {k: v for k, v in spec.params.items() if v is not None}:
             unknown = sorted(set(spec.params) - set(params))
@@ -132,11 +133,14 @@ def listed_voice(name: str, voice: Voice) -> dict[str, Any]:
     return listed
 
 
-def _long_text(config: ServerConfig, model: Any, segment_budget: int | None) -> LongTextTTS:
+def _long_text(
+    config: ServerConfig, model: Any, metrics: Metrics, segment_budget: int | None
+) -> LongTextTTS:
     local = TTSCache(config.cache_dir, sample_rate=model.sample_rate, max_size_bytes=segment_budget)
     if config.redis:
         # redis:// or redis+cluster://; the lock shares the cache's breaker: one timeout stops both.
-        shared = RedisCache(config.redis, sample_rate=model.sample_rate)
+        breaker = CircuitBreaker(on_transition=metrics.breaker_transition)  # on /metrics
+        shared = RedisCache(config.redis, sample_rate=model.sample_rate, breaker=breaker)
         lock = RedisSynthesisLock(config.redis, breaker=shared.breaker)
         return LongTextTTS(model, cache=TieredCache(local, shared), cross_process_lock=lock)
     return LongTextTTS(model, cache=local, cross_process_lock=True)
