@@ -151,40 +151,35 @@ def test_two_workers_sharing_a_directory_synthesise_each_segment_once(tmp_path: 
 
 
 def test_two_servers_sharing_redis_synthesise_each_segment_once(tmp_path: Path) -> None:
-    for directory in ("redis", "a", "b"):
-        (tmp_path / directory).mkdir()
-    redis = started_redis(tmp_path / "redis")
+    redis = started_redis(made(tmp_path / "redis"))
     try:
-        with (
-            running_server(
-                tmp_path / "a" / "cache", "--redis", redis.url, "--cache-headers"
-            ) as first,
-            running_server(
-                tmp_path / "b" / "cache", "--redis", redis.url, "--cache-headers"
-            ) as second,
-        ):
-            check_shared_synthesis(first, second)
+        check_two_servers_sharing(tmp_path, redis.url)
     finally:
         redis.stop()
 
 
 def test_two_servers_sharing_a_redis_cluster_synthesise_each_segment_once(tmp_path: Path) -> None:
     """The same over a Redis Cluster: ``--redis redis+cluster://host:port,...``."""
-    for directory in ("cluster", "a", "b"):
-        (tmp_path / directory).mkdir()
-    cluster = started_cluster(tmp_path / "cluster")
+    cluster = started_cluster(made(tmp_path / "cluster"))
     try:
-        with (
-            running_server(
-                tmp_path / "a" / "cache", "--redis", cluster.url, "--cache-headers"
-            ) as first,
-            running_server(
-                tmp_path / "b" / "cache", "--redis", cluster.url, "--cache-headers"
-            ) as second,
-        ):
-            check_shared_synthesis(first, second)
+        check_two_servers_sharing(tmp_path, cluster.url)
     finally:
         cluster.stop()
+
+
+def made(directory: Path) -> Path:
+    directory.mkdir()
+    return directory
+
+
+def check_two_servers_sharing(tmp_path: Path, redis_url: str) -> None:
+    """Two servers, each with its own cache directory, sharing the Redis tier at ``redis_url``."""
+    options = ("--redis", redis_url, "--cache-headers")
+    with (
+        running_server(made(tmp_path / "a") / "cache", *options) as first,
+        running_server(made(tmp_path / "b") / "cache", *options) as second,
+    ):
+        check_shared_synthesis(first, second)
 
 
 def check_shared_synthesis(first: SpeechServer, second: SpeechServer) -> None:
