@@ -1,0 +1,79 @@
+"""normalize_for_speech: Markdown and written-only text to spoken text, and property tests."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparktts_cache._text.normalize import NORMALIZER_VERSION, normalize_for_speech
+
+MARKERS = ("*", "`", "#", "[", "]", "|", "<", ">", "\\", "_")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Visit https://www.example.com/products/item?id=12345&ref=mail today.", "Visit example dot com today."),  # noqa: E501
+        ("Write to ann@example.org, please.", "Write to ann at example dot org, please."),
+        ("See <https://docs.python.org/3/> or www.python.org.", "See docs dot python dot org or python dot org."),  # noqa: E501
+        ("**Hello** there", "Hello there"),
+        ("Some *emphasis*, __strong__ and `inline code`.", "Some emphasis, strong and inline code."),  # noqa: E501
+        ("# A heading\n\nA paragraph.", "A heading. A paragraph."),
+        ("- one\n- two!\n\n1. first\n2. second", "one. two! first. second."),
+        ("[the docs](https://example.com/x) and ![a cat](cat.png)", "the docs and a cat"),
+        ("Before.\n\n```python\nprint('hi')\n```\n\n    indented code\n\nAfter.", "Before. After."),
+        ("| name | age |\n|---|---|\n| Ann | 30 |\n| Bob | 41 |", "name, age. Ann, 30. Bob, 41."),
+        ("Done 🎉 ✅ 👍🏽 ok ❤️", "Done ok"),
+        ("Wow!!! Really??   Yes...", "Wow! Really? Yes."),
+        ("Привет, мир! 你好。 こんにちは 안녕하세요 مرحبا", "Привет, мир! 你好。 こんにちは 안녕하세요 مرحبا"),  # noqa: E501
+        ("Tom &amp; Jerry", "Tom and Jerry"),
+        ("<b>bold</b> text", "bold text"),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_examples(text: str, expected: str) -> None:
+    assert normalize_for_speech(text) == expected
+
+
+def test_version_is_an_int() -> None:
+    assert isinstance(NORMALIZER_VERSION, int)
+
+
+@given(st.text())
+@settings(max_examples=400, deadline=None)
+def test_never_raises_and_is_idempotent(text: str) -> None:
+    once = normalize_for_speech(text)
+    assert normalize_for_speech(once) == once
+
+
+markdown_piece = st.sampled_from(
+    ["**", "*", "_", "`", "# ", "- ", "1. ", "[", "](http://a.b/c)", "![", "\n", "\n\n", "> ",
+     "|", "```\n", "~", "&amp;", "\\", "<i>", " ", ".", "!", "🙂", "www.x.org", "a@b.cd"]
+)  # fmt: skip
+word = st.text(alphabet="abcxyzАБ你好 ", min_size=1, max_size=6)
+
+
+@given(st.lists(st.one_of(markdown_piece, word), max_size=30).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_markdown_like_text_is_idempotent_and_has_no_markers(text: str) -> None:
+    once = normalize_for_speech(text)
+    assert normalize_for_speech(once) == once
+    assert not any(marker in once for marker in MARKERS)
+    assert "\n" not in once and "  " not in once
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["[" * 200_000, "![" * 100_000, "*a" * 100_000, "[a](" * 50_000, "**_" * 66_667,
+     "<" * 200_000, "a.a@" * 50_000, "http://" + "a." * 100_000, "!" * 200_000,
+     "> " * 100_000, "`" * 200_000, "&#" * 100_000, "a|\n" * 50_000, "🙂" * 200_000],
+    ids=lambda s: repr(s[:6]),
+)  # fmt: skip
+def test_linear_time_on_hostile_input(hostile: str) -> None:
+    """200,000 characters: markdown-it-py and the word pass are linear; a generous bound."""
+    started = time.perf_counter()
+    normalize_for_speech(hostile)
+    assert time.perf_counter() - started < 20
