@@ -27,6 +27,7 @@ from sparktts_cache import (
     TextSegmenter,
     TTSCache,
 )
+from sparktts_cache._text.normalize import NORMALIZER_VERSION
 from sparktts_cache._text.read_ahead import ReadAhead
 
 from .helpers import Gate, Worker, hold_lock, long_text_worker
@@ -493,3 +494,42 @@ async def test_read_ahead_must_be_a_positive_int(tmp_path: Path) -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InvalidOptionError):
             await anext(make(tmp_path).stream(TEXT, PARAMS, read_ahead=bad))  # type: ignore[arg-type]
+
+
+async def test_normalised_formatting_variants_share_one_entry(tmp_path: Path) -> None:
+    tts = make(tmp_path, normalize=True)
+    model = tts.model
+    assert isinstance(model, CountingModel)
+    bold = await tts.plan("**Hello** there", PARAMS)
+    assert bold.key_params["_normalizer"] == NORMALIZER_VERSION
+    await tts.generate(bold)
+    plain = await tts.plan("Hello there", PARAMS)
+    assert bold.segments == plain.segments == ["Hello there"] and bold.keys == plain.keys
+    assert (await tts.generate(plain))[1] is True and model.total_calls == 1
+    # Per request: read as given, the two differ, and neither shares the normalised entry.
+    texts = ("**Hello** there", "Hello there")
+    as_given = [await tts.plan(text, PARAMS, normalize=False) for text in texts]
+    assert as_given[0].segments == [texts[0]] and "_normalizer" not in as_given[0].key_params
+    assert len({as_given[0].keys[0], as_given[1].keys[0], plain.keys[0]}) == 3
+    for plan in as_given:
+        await tts.generate(plan)
+    assert model.total_calls == 3
+
+
+async def test_text_is_read_as_given_by_default(tmp_path: Path) -> None:
+    tts = make(tmp_path)
+    plan = await tts.plan("**Hello** there", PARAMS)
+    assert plan.segments == ["**Hello** there"] and "_normalizer" not in plan.key_params
+    assert (await tts.plan("**Hello** there", PARAMS, normalize=True)).segments == ["Hello there"]
+
+
+def test_the_normaliser_version_is_in_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparktts_cache._text import long_text
+
+    tts = make(tmp_path, normalize=True)
+    before = anyio.run(tts.plan, "Hello there", PARAMS)
+    monkeypatch.setattr(long_text, "NORMALIZER_VERSION", NORMALIZER_VERSION + 1)
+    after = anyio.run(tts.plan, "Hello there", PARAMS)
+    assert before.segments == after.segments and before.keys != after.keys

@@ -20,6 +20,7 @@ from .._file.cache import TTSCache
 from .._file.locks import FileSynthesisLock
 from ..engines import TTSModel, accepted_params
 from .cache_calls import CacheCalls
+from .normalize import NORMALIZER_VERSION, normalize_for_speech
 from .plan import Plan
 from .read_ahead import ReadAhead
 from .segmenter import TextSegmenter
@@ -30,6 +31,9 @@ log = logging.getLogger("sparktts_cache")
 
 #: The parameter under which a model's ``cache_identity`` enters the cache key.
 ENGINE_PARAM = "_engine"
+
+#: The parameter under which ``NORMALIZER_VERSION`` enters the key of a normalised text's segments.
+NORMALIZER_PARAM = "_normalizer"
 
 #: Segments a stream reads and synthesises ahead of its consumer by default (at most this many
 #: held at once: about 8 MB of float32 audio for segments of 200 characters at 16 kHz).
@@ -63,6 +67,10 @@ class LongTextTTS:
         max_concurrency: model calls running at once in this process (each in a worker thread).
         cross_process_lock: True for a lock file per key in ``<cache_dir>/locks`` (processes
             sharing a directory synthesise each segment once), or any :class:`SynthesisLock`.
+        normalize: whether :meth:`plan` turns a text into speech-ready text first
+            (:func:`normalize_for_speech`: Markdown to its words, URLs as their domain, emoji
+            dropped); default False, the text is read as given. ``plan(..., normalize=)``
+            overrides it for one request.
 
     Example::
 
@@ -88,6 +96,7 @@ class LongTextTTS:
         pause_seconds: float = 0.3,
         max_concurrency: int = 1,
         cross_process_lock: bool | SynthesisLock = False,
+        normalize: bool = False,
     ) -> None:
         if not isinstance(getattr(model, "sample_rate", None), int) or not callable(
             getattr(model, "inference", None)
@@ -107,6 +116,7 @@ class LongTextTTS:
         self._calls = CacheCalls(self.cache, model.sample_rate)
         self.segmenter = segmenter or TextSegmenter()
         self.pause_seconds = pause_seconds
+        self.normalize = normalize
         self.max_concurrency = max_concurrency
         self._limiter = anyio.CapacityLimiter(max_concurrency)
         self._inflight: dict[tuple[str, str], _Pending] = {}
@@ -134,8 +144,18 @@ class LongTextTTS:
             params[ENGINE_PARAM] = identity
         return params
 
-    async def plan(self, text: str, tts_params: Mapping[str, Any] | None = None) -> Plan:
+    async def plan(
+        self,
+        text: str,
+        tts_params: Mapping[str, Any] | None = None,
+        normalize: bool | None = None,
+    ) -> Plan:
         """Segment ``text`` and ask the cache once which segments it holds.
+
+        With ``normalize`` (None: the instance's setting) the text is normalised for speech
+        before it is segmented, and ``NORMALIZER_VERSION`` enters the key parameters (as
+        ``"_normalizer"``): a new normaliser never serves the audio of the old one's text, and
+        text read as given never shares entries with normalised text.
 
         A front end that reports on a request before running it (a header, a progress bar)
         plans it and hands the plan to :meth:`generate` or :meth:`stream`, so the text is
@@ -147,7 +167,10 @@ class LongTextTTS:
         """
         params = dict(tts_params or {})
         key_params = self.key_params(params)
-        segments = await anyio.to_thread.run_sync(self.segmenter.segment_text, text)
+        normalizing = self.normalize if normalize is None else normalize
+        if normalizing:
+            key_params[NORMALIZER_PARAM] = NORMALIZER_VERSION
+        segments = await anyio.to_thread.run_sync(self._segments, text, normalizing)
         if not segments:
             return Plan(text, params, key_params, [], [], frozenset(), self)
         status = await self._calls.status(segments, key_params)
@@ -268,6 +291,9 @@ class LongTextTTS:
         if isinstance(read_ahead, bool) or not isinstance(read_ahead, int) or read_ahead < 1:
             raise InvalidOptionError(f"read_ahead must be an int >= 1, not {read_ahead!r}")
         return read_ahead
+
+    def _segments(self, text: str, normalizing: bool) -> list[str]:
+        return self.segmenter.segment_text(normalize_for_speech(text) if normalizing else text)
 
     async def _plan_of(self, text: str | Plan, tts_params: Mapping[str, Any] | None) -> Plan:
         """``text``'s plan: the one given (checked to be this instance's), or a new one."""

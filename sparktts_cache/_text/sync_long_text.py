@@ -33,7 +33,7 @@ class SyncLongTextTTS:
         cache_dir: a directory for a cache at the model's sample rate...
         cache: ...or a :class:`SyncTTSCache` (not both). Redis and tiered caches hold connections
             tied to one event loop: use :class:`LongTextTTS` in your own event loop for them.
-        segmenter, pause_seconds, max_concurrency, cross_process_lock: as for
+        segmenter, pause_seconds, max_concurrency, cross_process_lock, normalize: as for
             :class:`LongTextTTS` (``cross_process_lock`` True or False).
 
     Example::
@@ -61,6 +61,7 @@ class SyncLongTextTTS:
         pause_seconds: float = 0.3,
         max_concurrency: int = 1,
         cross_process_lock: bool = False,
+        normalize: bool = False,
     ) -> None:
         if cache is not None and cache_dir is not None:
             raise InvalidOptionError("pass cache_dir or cache, not both")
@@ -86,6 +87,7 @@ class SyncLongTextTTS:
             pause_seconds=pause_seconds,
             max_concurrency=max_concurrency,
             cross_process_lock=cross_process_lock,
+            normalize=normalize,
         )
 
     @property
@@ -105,7 +107,12 @@ class SyncLongTextTTS:
         """As :meth:`LongTextTTS.key_params`."""
         return self.long_text.key_params(tts_params)
 
-    def plan(self, text: str, tts_params: Mapping[str, Any] | None = None) -> Plan:
+    def plan(
+        self,
+        text: str,
+        tts_params: Mapping[str, Any] | None = None,
+        normalize: bool | None = None,
+    ) -> Plan:
         """As :meth:`LongTextTTS.plan` (blocking): hand the plan to :meth:`generate` or
         :meth:`stream`.
 
@@ -113,7 +120,7 @@ class SyncLongTextTTS:
             BlockingCallError: if called on a thread that runs an event loop.
         """
         _refuse_in_event_loop("plan")
-        return anyio.run(self.long_text.plan, text, tts_params)
+        return anyio.run(self.long_text.plan, text, tts_params, normalize)
 
     def generate(
         self,
