@@ -21,11 +21,11 @@ MARKERS = ("*", "`", "#", "[", "]", "|", "<", ">", "\\", "_")
         ("See <https://docs.python.org/3/> or www.python.org.", "See docs dot python dot org or python dot org."),  # noqa: E501
         ("**Hello** there", "Hello there"),
         ("Some *emphasis*, __strong__ and `inline code`.", "Some emphasis, strong and inline code."),  # noqa: E501
-        ("# A heading\n\nA paragraph.", "A heading. A paragraph."),
-        ("- one\n- two!\n\n1. first\n2. second", "one. two! first. second."),
+        ("# A heading\n\nA paragraph.", "A heading.\n\nA paragraph."),
+        ("- one\n- two!\n\n1. first\n2. second", "one.\n\ntwo!\n\nfirst.\n\nsecond."),
         ("[the docs](https://example.com/x) and ![a cat](cat.png)", "the docs and a cat"),
-        ("Before.\n\n```python\nprint('hi')\n```\n\n    indented code\n\nAfter.", "Before. After."),
-        ("| name | age |\n|---|---|\n| Ann | 30 |\n| Bob | 41 |", "name, age. Ann, 30. Bob, 41."),
+        ("Before.\n\n```python\nprint('hi')\n```\n\n    indented code\n\nAfter.", "Before.\n\nAfter."),  # noqa: E501
+        ("| name | age |\n|---|---|\n| Ann | 30 |\n| Bob | 41 |", "name, age.\n\nAnn, 30.\n\nBob, 41."),  # noqa: E501
         ("Done 🎉 ✅ 👍🏽 ok ❤️", "Done ok"),
         ("Wow!!! Really??   Yes...", "Wow! Really? Yes."),
         ("Привет, мир! 你好。 こんにちは 안녕하세요 مرحبا", "Привет, мир! 你好。 こんにちは 안녕하세요 مرحبا"),  # noqa: E501
@@ -62,7 +62,8 @@ def test_markdown_like_text_is_idempotent_and_has_no_markers(text: str) -> None:
     once = normalize_for_speech(text)
     assert normalize_for_speech(once) == once
     assert not any(marker in once for marker in MARKERS)
-    assert "\n" not in once and "  " not in once
+    assert "  " not in once and all(line.strip() == line for line in once.split("\n\n"))
+    assert "\n\n\n" not in once
 
 
 @pytest.mark.parametrize(

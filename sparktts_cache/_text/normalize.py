@@ -32,7 +32,8 @@ _EMOJI_PIECES = frozenset("\u200d\ufe0e\ufe0f\u20e3")
 
 _EMAIL = re.compile(r"([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)")
 _TRAILING = ".,;:!?)]}'\""
-_REPEATED_PUNCTUATION = re.compile(r"([^\w\s])\1+")
+#: Runs of one punctuation mark but ``/`` (which would break a URL's ``://`` before it is said).
+_REPEATED_PUNCTUATION = re.compile(r"([^\w\s/])\1+")
 _WHITESPACE = re.compile(r"\s+")
 #: A list marker at the start of the output (from an escaped one in the input, ``1\\.``): dropped,
 #: as a second pass would read it as a list.
@@ -50,54 +51,58 @@ def normalize_for_speech(text: str) -> str:
     emoji) are dropped, letters of every script and ordinary punctuation kept; runs of whitespace
     become one space and runs of one punctuation mark one mark.
 
-    The result is one line, idempotent (normalising it again changes nothing), and made in time
-    linear in the length of ``text``. Numbers, currencies and dates are left as written.
+    Blocks (paragraphs, headings, list items, table rows) are separated by a blank line, so
+    the segmenter's segments never cross one (editing one paragraph leaves the others' cache
+    entries as they were); within a block the text is one line. The result is idempotent
+    (normalising it again changes nothing) and made in time linear in the length of ``text``.
+    Numbers, currencies and dates are left as written.
     """
-    spoken = _render(_MARKDOWN.parse(text))
-    spoken = "".join(char for char in spoken.translate(_MARKERS) if _is_spoken(char))
+    blocks = (_spoken_block(words, sentence) for words, sentence in _render(_MARKDOWN.parse(text)))
+    return "\n\n".join(block for block in blocks if block)
+
+
+def _spoken_block(block: str, sentence: bool = False) -> str:
+    """One block's words as said: markers and unspoken symbols out, URLs and addresses said;
+    with ``sentence``, a full stop where it ends without one."""
+    spoken = "".join(char for char in block.translate(_MARKERS) if _is_spoken(char))
+    spoken = _REPEATED_PUNCTUATION.sub(r"\1", spoken)
     spoken = " ".join(_spoken_word(word) for word in spoken.split())
     spoken = _WHITESPACE.sub(" ", spoken).strip()
-    spoken = _REPEATED_PUNCTUATION.sub(r"\1", spoken)
     while (marker := _LEADING_LIST_MARKER.match(spoken)) is not None:
         spoken = spoken[marker.end() :]
+    if sentence and spoken and spoken[-1] not in _SENTENCE_END:
+        spoken += "."
     return spoken
 
 
-def _render(tokens: Sequence[Token]) -> str:
-    """The blocks' spoken text, one piece per paragraph, heading, list item or table row."""
-    pieces: list[str] = []
+def _render(tokens: Sequence[Token]) -> list[tuple[str, bool]]:
+    """The blocks' text, one per paragraph, heading, list item or table row, each with whether
+    it is to end as a sentence (all but a text's last paragraph, which ends as written)."""
+    blocks: list[tuple[str, bool]] = []
     row: list[str] = []
     in_row = False
-    last_block = ""
+    last_paragraph_level = -1  # the level of the last block's text, if it was a paragraph
     for token in tokens:
         if token.type == "tr_open":
             in_row, row = True, []
         elif token.type == "tr_close":
             in_row = False
-            pieces.append(_sentence(", ".join(cell for cell in row if cell)))
-            last_block = "tr_close"
+            cells = (_spoken_block(cell) for cell in row)
+            blocks.append((", ".join(cell for cell in cells if cell), True))
+            last_paragraph_level = -1
         elif token.type == "inline":
             words = _inline_text(token.children or [])
             if in_row:
-                row.append(words.strip())
+                row.append(words)
             else:
-                pieces.append(words)
-                last_block = "inline"
-        elif token.type in ("paragraph_close", "heading_close") and pieces:
-            pieces[-1] = _sentence(pieces[-1])
-            last_block = token.type
+                blocks.append((words, True))
+                last_paragraph_level = token.level
+        elif token.type == "heading_close":
+            last_paragraph_level = -1
         # fence, code_block, html_block and hr have no inline children: they are skipped.
-    if last_block == "paragraph_close" and pieces:  # a text's last paragraph ends as written
-        pieces[-1] = _last_paragraph(tokens, pieces[-1])
-    return " ".join(piece for piece in pieces if piece)
-
-
-def _last_paragraph(tokens: Sequence[Token], piece: str) -> str:
-    """The last paragraph without the full stop ``_render`` gave it, unless it is in a list."""
-    inline = next((token for token in reversed(tokens) if token.type == "inline"), None)
-    if inline is None or inline.level > 1:  # inside a list item or a block quote: keep it
-        return piece
-    return _inline_text(inline.children or []).strip()
+    if 0 <= last_paragraph_level <= 1:  # a top-level paragraph, not in a list or a quote
+        blocks[-1] = (blocks[-1][0], False)
+    return blocks
 
 
 def _inline_text(children: Sequence[Token]) -> str:
@@ -110,13 +115,6 @@ def _inline_text(children: Sequence[Token]) -> str:
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
     return "".join(parts)
-
-
-def _sentence(words: str) -> str:
-    words = words.strip()
-    if words and words[-1] not in _SENTENCE_END:
-        return words + "."
-    return words
 
 
 def _spoken_word(word: str) -> str:
