@@ -36,11 +36,13 @@ from ._remote.breaker import CircuitBreaker
 from ._remote.redis import RedisCache, RedisSynthesisLock
 from ._remote.tiered import TieredCache
 from ._text.long_text import LongTextTTS, Plan
+from ._text.normalize import NORMALIZER_VERSION, normalize_for_speech
 from ._text.segmenter import TextSegmenter
 from ._text.sync_long_text import SyncLongTextTTS
 from .engines import TTSModel, engine_names, load_tts_model
 
 __all__ = [
+    "NORMALIZER_VERSION",
     "BlobWriter",
     "BlockingCallError",
     "Cache",
@@ -88,6 +90,7 @@ __all__ = [
     "engine_names",
     "generate_cache_key",
     "load_tts_model",
+    "normalize_for_speech",
     "normalize_text",
     "read_regular_file",
 ]

@@ -570,7 +570,12 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     rate = model.sample_rate
     async_cache = TTSCache(cache.cache_dir, sample_rate=rate)
     long_text = LongTextTTS(model, cache=async_cache, segmenter=segmenter)
-    plan = anyio.run(long_text.plan, text, params)  # the one plan: the bar's total, then what runs
+    # The one plan: the bar's total, then what runs.
+    plan = anyio.run(long_text.plan, text, params, args.normalize)
+    if not plan.segments:
+        print("synth: the text has nothing to say once normalised (--no-normalize reads it as "
+              "given)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     written = {"segments": 0, "samples": 0}
 
     def synthesise(write: Callable[[npt.NDArray[np.float32]], object]) -> None:
@@ -784,6 +789,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--expect-cached",
         action="store_true",
         help=f"exit {EXIT_NOT_CACHED} if any segment had to be synthesised",
+    )
+    synth.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="speak Markdown as its words, URLs as their domain, without emoji; "
+        "--no-normalize reads the text as given (default: on)",
     )
     from . import server  # its dependencies are imported only when it starts
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from sparktts_cache import SyncTTSCache, __version__
+from sparktts_cache import NORMALIZER_VERSION, SyncTTSCache, __version__
 from sparktts_cache._cli import (
     MAX_TEXT_FILE_BYTES,
     export_formats,
@@ -156,7 +156,8 @@ def test_synth_params_reach_the_cache_key_with_their_types(tmp_path: Path) -> No
     assert first.returncode == 0, first.stderr
     (row,) = json.loads(cli(cache_dir, "ls", "--json").stdout)
     params = json.loads(cli(cache_dir, "show", row["key"], "--json").stdout)["params"]
-    assert {k: v for k, v in params.items() if k != "_engine"} == {
+    assert params["_normalizer"] == NORMALIZER_VERSION  # synth normalises by default
+    assert {k: v for k, v in params.items() if k not in ("_engine", "_normalizer")} == {
         "gender": "male", "pitch": "low", "temperature": 0.7, "top_k": 50, "seed": 3,
         "emotion": "HAPPY", "prompt_text": "hello there",
     }  # fmt: skip
@@ -621,3 +622,15 @@ def test_stats_counts_stored_responses(filled: tuple[Path, list[str]]) -> None:
     assert data["total_bytes"] == data["bytes"] + 1032
     shown = cli(root, "stats").stdout
     assert "blobs:    1 (stored responses), 1.0 KiB" in shown and "total:" in shown
+
+
+def test_synth_normalises_unless_told_not_to(tmp_path: Path) -> None:
+    cache_dir, out = tmp_path / "cache", tmp_path / "out.wav"
+    assert cli(cache_dir, "synth", "Hello there.", "-o", str(out)).returncode == 0
+    bold = cli(cache_dir, "synth", "**Hello** there. 🎉", "-o", str(out), "--expect-cached")
+    assert bold.returncode == 0, bold.stderr
+    as_given = cli(cache_dir, "synth", "**Hello** there.", "-o", str(out), "--no-normalize",
+                   "--expect-cached")  # fmt: skip
+    assert as_given.returncode == 4
+    nothing = cli(cache_dir, "synth", "🎉 ✅", "-o", str(out))
+    assert nothing.returncode == 2 and "nothing to say once normalised" in nothing.stderr

@@ -74,8 +74,8 @@ def decoded_seconds(data: bytes, audio_format: str) -> float:
 
 def library_seconds(server: SpeechServer, text: str, params: dict[str, str]) -> float:
     """The text's duration as the library makes it, from the server's own cache entries (the
-    same ones: nothing is synthesised here)."""
-    long_text = LongTextTTS(load_tts_model("espeak"), cache_dir=server.cache_dir)
+    same ones: nothing is synthesised here; the server normalises its inputs by default)."""
+    long_text = LongTextTTS(load_tts_model("espeak"), cache_dir=server.cache_dir, normalize=True)
     audio, fully_cached = anyio.run(long_text.generate, text, params)
     assert fully_cached and long_text.synthesis_count == 0
     return len(audio) / long_text.model.sample_rate

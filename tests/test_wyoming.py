@@ -366,3 +366,11 @@ def test_a_server_that_stops_ends_its_wyoming_work_first(tmp_path: Path) -> None
     ended = log.index('"status": "disconnected"')
     assert ended < log.index("Application shutdown complete"), log
     assert "Traceback" not in log, log
+
+
+def test_a_url_is_spoken_as_its_domain(server: tuple[SpeechServer, int]) -> None:
+    """Wyoming plans through the same call: its text is normalised as the server's default."""
+    _, port = server
+    heard = asyncio.run(synthesize(port, "Visit https://www.example.com/products/item?id=1 today."))
+    plain = asyncio.run(synthesize(port, "Visit example dot com today."))
+    assert heard.error is None and heard.audio == plain.audio

@@ -217,6 +217,13 @@ def add_arguments(parser: argparse.ArgumentParser, size: Callable[[str], int]) -
         action=argparse.BooleanOptionalAction,
     )
     add(
+        "--normalize",
+        True,
+        "speak an input's Markdown as its words, URLs as their domain, without emoji "
+        '(a request\'s "normalize": false reads its input as given; default: on)',
+        action=argparse.BooleanOptionalAction,
+    )
+    add(
         "--header-timeout",
         10.0,
         "seconds a client has to send a request's headers (default: 10)",

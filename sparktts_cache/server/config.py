@@ -156,6 +156,8 @@ class ServerConfig:
     cors_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] | None = None
     cache_headers: bool = False
+    #: ``--no-normalize``: read inputs as given rather than as speech-ready text (Markdown's words).
+    normalize: bool = True
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int | None = None

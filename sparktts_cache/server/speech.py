@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sparktts_cache import BlobWriter, CacheError, Plan, StoredBlob
+from sparktts_cache import NORMALIZER_VERSION, BlobWriter, CacheError, Plan, StoredBlob
 
 from .audio_formats import FORMATS, StreamEncoder
 from .errors import APIError, error_body, invalid
@@ -63,6 +63,8 @@ class SpeechRequest:
     speed: float
     stream_format: str
     instructions: str | None
+    #: The extension field ``normalize`` (default: the server's ``--normalize``): speech-ready text.
+    normalize: bool = True
 
 
 def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
@@ -122,8 +124,13 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
     if stream_format not in STREAM_FORMATS:
         raise invalid(f"stream_format must be one of {', '.join(STREAM_FORMATS)}", "stream_format")
     instructions = _string(data, "instructions")
+    normalize = data.get("normalize")
+    if normalize is None:
+        normalize = state.config.normalize
+    if not isinstance(normalize, bool):
+        raise invalid("normalize must be true or false", "normalize", "invalid_type")
     return SpeechRequest(
-        model, text, voice, response_format, float(speed), stream_format, instructions
+        model, text, voice, response_format, float(speed), stream_format, instructions, normalize
     )
 
 
@@ -151,11 +158,14 @@ def _string(data: dict[str, Any], name: str, required: bool = False) -> str:
 def response_key(request: SpeechRequest, voice: Voice) -> str:
     """The stored response's key: everything that shapes its bytes. ``instructions`` does not,
     and neither does the model name (every accepted name runs the same engine: tts-1, tts-1-hd
-    and each dated gpt-4o-mini-tts share one stored response)."""
-    parts = [
+    and each dated gpt-4o-mini-tts share one stored response). A normalised input's key holds
+    the normaliser's version (an input read as given keeps the key it always had)."""
+    parts: list[object] = [
         RESPONSE_KEY_VERSION, request.input, voice.identity, request.response_format,
         request.speed,
     ]  # fmt: skip
+    if request.normalize:
+        parts.append({"normalizer": NORMALIZER_VERSION})
     return xxhash.xxh3_128_hexdigest(json.dumps(parts, ensure_ascii=False).encode("utf-8"))
 
 
@@ -248,7 +258,9 @@ async def speech(request: Request) -> Response:
     state.metrics.cache_misses.labels("response").inc()
     # The request's one plan: its segments and which are cached, for the headers and the metrics,
     # and then what runs.
-    plan = await voice.long_text.plan(speech_request.input, voice.params)
+    plan = await voice.long_text.plan(
+        speech_request.input, voice.params, normalize=speech_request.normalize
+    )
     if not plan.segments:
         raise invalid("input has nothing to speak", "input")
     return SpeechStream(state, speech_request, voice, plan, key, directives.write)

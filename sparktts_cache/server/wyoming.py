@@ -313,7 +313,9 @@ class WyomingHandler(AsyncEventHandler):
         status, sent, x_cache, first_audio = "error", 0, None, None
         metrics.in_progress.labels("wyoming").inc()
         try:
-            plan = await voice.long_text.plan(job.text, voice.params)
+            plan = await voice.long_text.plan(
+                job.text, voice.params, normalize=state.config.normalize
+            )
             if not plan.segments:
                 raise BadRequest("the text has nothing to speak", "nothing_to_speak")
             cached, total = plan.cached_segments, len(plan.segments)
