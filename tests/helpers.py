@@ -49,6 +49,17 @@ __all__ = [
 ]
 
 
+def best_time(repeats: int, call: Callable[[], object]) -> float:
+    """The shortest of ``repeats`` timed runs of ``call``, in seconds (for ratios against a
+    baseline timed in the same test, never for absolute bounds)."""
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def fill(cache: SyncTTSCache, count: int, prefix: str = "entry") -> list[str]:
     """Write ``count`` sealed entries (``sealed_audio(index)``); return their keys."""
     keys = []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparktts_cache._text.normalize import NORMALIZER_VERSION, normalize_for_speech
+
+from .helpers import best_time
 
 MARKERS = ("*", "`", "#", "[", "]", "|", "<", ">", "\\", "_")
 
@@ -79,15 +78,6 @@ def test_linear_time_on_hostile_input(hostile: str) -> None:
     length, measured in the same run: linear inputs here take 0.01-35x the prose (doubling the
     length doubles the time), where a quadratic pass would take thousands of times more."""
     prose = ("The quick brown fox jumps over the lazy dog, and then it rests. " * 4000)[:200_000]
-    baseline = _best_of(2, lambda: normalize_for_speech(prose))
-    hostile_time = _best_of(1, lambda: normalize_for_speech(hostile))
+    baseline = best_time(2, lambda: normalize_for_speech(prose))
+    hostile_time = best_time(1, lambda: normalize_for_speech(hostile))
     assert hostile_time <= 300 * baseline, (hostile_time, baseline)
-
-
-def _best_of(runs: int, call: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from sparktts_cache import TextSegmenter
 
+from .helpers import best_time
+
 
 def squeeze(text: str) -> str:
     return "".join(ch for ch in text if not ch.isspace())
@@ -147,18 +149,6 @@ def test_editing_one_paragraph_leaves_the_others_alone(
 PUNCTUATION = [*".!?;…,:—-，。！？；、：\"'”’»)]}」』）】》〉", "--", "...", ". ", "a"]
 
 
-def _best_of(repeats: int, run: object) -> float:
-    import time
-
-    assert callable(run)
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - began)
-    return best
-
-
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
@@ -179,6 +169,6 @@ def test_long_runs_of_punctuation_take_linear_time(runs: list[tuple[str, int]], 
     segments = segmenter.segment_text(text)
     assert squeeze("".join(segments)) == squeeze(text)
     assert all(segmenter.weight(s) <= segmenter.max_chars for s in segments)
-    segmenting = _best_of(2, lambda: segmenter.segment_text(text))
-    splitting = _best_of(5, text.split)
+    segmenting = best_time(2, lambda: segmenter.segment_text(text))
+    splitting = best_time(5, text.split)
     assert segmenting <= 20_000 * max(splitting, 2e-6), (len(text), segmenting, splitting)
