@@ -22,6 +22,7 @@ from .._core.errors import (
     MissingDependencyError,
 )
 from ._base import GENDERS, LEVELS, check_choice
+from ._scripts import script_of
 
 __all__ = ["LEVELS", "SCRIPT_VOICES", "EspeakModel", "reported_voice", "voice_for_text"]
 
@@ -40,10 +41,10 @@ _SYNTH_CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
 
-#: The voice a segment is read with when none is chosen, by the first script found in this order
-#: (so kana with Han is Japanese); a segment in none of them is read by ``"en"``. The Mandarin
-#: voice reads Latin words as English itself ("latin as English", eSpeak's own description), so a
-#: mixed Chinese and English segment is one ``cmn`` call, not several.
+#: The voice a segment is read with when none is chosen, by its script (see
+#: :func:`~sparktts_cache.engines._scripts.script_of`: kana with Han is Japanese); a segment in none
+#: of them is read by ``"en"``. The Mandarin voice reads Latin words as English itself ("latin as
+#: English", eSpeak's own description), so a mixed Chinese and English segment is one ``cmn`` call.
 SCRIPT_VOICES: tuple[tuple[str, str], ...] = (
     ("kana", "ja"),
     ("hangul", "ko"),
@@ -51,11 +52,6 @@ SCRIPT_VOICES: tuple[tuple[str, str], ...] = (
 )
 #: The voice of a segment in none of the scripts of SCRIPT_VOICES (Latin, digits, punctuation).
 DEFAULT_VOICE = "en"
-_SCRIPTS = {
-    "kana": re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]"),
-    "hangul": re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]"),
-    "han": re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]"),
-}
 #: What a ``voice`` parameter may be: an eSpeak voice or language name (``en-us``, ``cmn``,
 #: ``sit/yue``), without a ``+variant`` (``gender`` picks that).
 _VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}(/[A-Za-z0-9_-]{1,40})?")
@@ -149,10 +145,8 @@ def voice_for_text(text: str) -> str:
     ``"ja"``, Hangul ``"ko"``, anything else ``"en"``. A pure function of the text, so the cache
     key (which holds the text) stays right without naming the voice.
     """
-    for script, voice in SCRIPT_VOICES:
-        if _SCRIPTS[script].search(text):
-            return voice
-    return DEFAULT_VOICE
+    script = script_of(text)
+    return dict(SCRIPT_VOICES)[script] if script else DEFAULT_VOICE
 
 
 def reported_voice() -> dict[str, str]:
