@@ -529,7 +529,7 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     from ._file.cache import TTSCache
     from ._text.long_text import LongTextTTS
     from ._text.segmenter import TextSegmenter
-    from .engines import load_tts_model
+    from .engines import load_tts_model, with_fallbacks
 
     if args.file and args.text is not None:
         print("synth: give TEXT or --file, not both", file=sys.stderr)
@@ -563,8 +563,12 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
             return EXIT_USAGE
         params[name] = value
     try:
-        model = load_tts_model(args.engine)
-    except InvalidOptionError as exc:
+        # A voice that spells Chinese, Japanese or Korean hands those sentences to eSpeak's.
+        model = with_fallbacks(load_tts_model(args.engine))
+        check = getattr(model, "check", None)
+        if check is not None:
+            check(text)
+    except (InvalidOptionError, InvalidParamsError) as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_USAGE
     rate = model.sample_rate

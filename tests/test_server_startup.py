@@ -63,7 +63,7 @@ def test_a_bad_option_is_one_line_and_exit_2(
         ),
         ('[voices.x]\nengine = "piper:/dev/zero"\n', "the Piper voice '/dev/zero'"),
         ("[voices.x\n", "is not TOML"),
-        ("[other]\n", "expected only [voices.NAME] tables"),
+        ("[other]\n", "expected only [voices.NAME] and [languages] tables, found other"),
     ],
 )
 def test_a_bad_voices_file_is_one_line_and_exit_2(

@@ -4,8 +4,8 @@ An engine is one module of this package and one line in ``_ENGINES``: its name a
 (or any factory returning a :class:`TTSModel`) lives, as ``"module:attribute"``. The module is
 imported only when the engine is loaded, so importing ``sparktts_cache`` never imports an engine's
 dependencies (torch, a native library...), and a missing one only fails the engine that needs it.
-(``EspeakModel`` and ``SparkTTSModel`` are re-exported here too: their modules import their
-dependencies only when a model is made.)
+(``EspeakModel``, ``PiperModel``, ``KokoroModel`` and ``SparkTTSModel`` are re-exported here too:
+their modules import their dependencies only when a model is made.)
 """
 
 from __future__ import annotations
@@ -13,28 +13,41 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.errors import CacheError, InvalidOptionError, MissingDependencyError
 from ._base import GENDERS, LEVELS, TTSModel, accepted_params, check_choice
+from ._scripts import SCRIPT_LANGUAGES
 from .espeak import EspeakModel
+from .kokoro import KokoroModel
 from .piper import PiperModel
+from .scripts import DEFAULT_FALLBACKS, LANGUAGE_NAMES, ScriptFallback, model_scripts
 from .spark import SparkTTSModel
 
 __all__ = [
+    "DEFAULT_FALLBACKS",
     "GENDERS",
+    "LANGUAGE_NAMES",
     "LEVELS",
+    "SCRIPT_LANGUAGES",
     "EspeakModel",
+    "KokoroModel",
     "PiperModel",
+    "ScriptFallback",
     "SparkTTSModel",
     "TTSModel",
     "accepted_params",
     "check_choice",
     "engine_names",
     "load_tts_model",
+    "model_scripts",
+    "with_fallbacks",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Engine name -> ``"module:attribute"`` of its factory (a module name relative to this package).
 #: ``load_tts_model("NAME")`` calls ``factory(**options)``; ``load_tts_model("NAME:ARGUMENT")``
@@ -43,6 +56,7 @@ _ENGINES: dict[str, str] = {
     "espeak": ".espeak:EspeakModel",
     "spark": ".spark:SparkTTSModel",
     "piper": ".piper:PiperModel",
+    "kokoro": ".kokoro:KokoroModel",
 }
 #: The engine that a bare directory means, as it did before engines had names.
 _DIRECTORY_ENGINE = "spark"
@@ -120,3 +134,55 @@ def _factory(name: str) -> Callable[..., TTSModel]:
         raise MissingDependencyError(f"engine {name!r} cannot be imported: {exc}") from exc
     factory: Callable[..., TTSModel] = getattr(module, attribute)
     return factory
+
+
+def with_fallbacks(
+    model: TTSModel,
+    languages: Mapping[str, str | None] | None = None,
+    *,
+    on_fallback: Callable[[str], None] | None = None,
+) -> TTSModel:
+    """``model``, with a fallback voice for each language whose script it spells letter by letter.
+
+    Example::
+
+        piper = with_fallbacks(load_tts_model("piper"))   # Chinese read by eSpeak's cmn voice
+
+    Args:
+        model: the voice; returned as it is if it reads Han, kana and Hangul itself (its
+            ``scripts``) or no language needs a fallback.
+        languages: language (``"zh"``, ``"ja"``, ``"ko"``) -> the engine that reads it, as
+            :func:`load_tts_model` takes it (``"espeak:cmn"``, ``"piper:zh_CN-huayan.onnx"``), or
+            None for none (such a text is then refused, naming the language). A language not
+            named keeps its default, :data:`DEFAULT_FALLBACKS`, which is left out, with a
+            warning, where its engine cannot be loaded here.
+        on_fallback: see :class:`ScriptFallback`.
+
+    Raises:
+        InvalidOptionError, MissingDependencyError, EngineError: loading an engine that
+            ``languages`` names.
+    """
+    own = model_scripts(model)
+    needed = {language for script, language in SCRIPT_LANGUAGES.items() if script not in own}
+    named = dict(languages or {})
+    chosen = {**DEFAULT_FALLBACKS, **named}
+    if not needed:
+        return model
+    loaded: dict[str, TTSModel] = {}
+    fallbacks: dict[str, TTSModel | None] = {}
+    for language in sorted(needed):
+        spec = chosen.get(language)
+        if not spec:
+            fallbacks[language] = None
+            continue
+        if spec not in loaded:
+            try:
+                loaded[spec] = load_tts_model(spec)
+            except MissingDependencyError as exc:
+                if language in named:
+                    raise
+                log.warning("no fallback voice for %s: %s", LANGUAGE_NAMES[language], exc)
+                fallbacks[language] = None
+                continue
+        fallbacks[language] = loaded[spec]
+    return ScriptFallback(model, fallbacks, on_fallback=on_fallback)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SCRIPTS", "SCRIPT_LANGUAGES", "script_of"]
+__all__ = ["SCRIPTS", "SCRIPT_LANGUAGES", "script_of", "scripts_of_espeak_voice"]
 
 #: The scripts told apart, in the order a text is tested: a text with kana is Japanese even if it
 #: also has Han; one with Hangul is Korean; one with Han only is Chinese.
@@ -30,3 +30,19 @@ def script_of(text: str) -> str | None:
         if _PATTERNS[script].search(text):
             return script
     return None
+
+
+#: eSpeak NG's language names whose voices read a script of :data:`SCRIPTS` (Mandarin, Cantonese,
+#: Hakka and their older names; Japanese reads kana and kanji; Korean).
+_ESPEAK_LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("cmn", "yue", "hak", "zh", "zhy"), frozenset({"han"})),
+    "ja": frozenset({"kana", "han"}),
+    "ko": frozenset({"hangul"}),
+}
+
+
+def scripts_of_espeak_voice(voice: str) -> frozenset[str]:
+    """The scripts of :data:`SCRIPTS` that an eSpeak NG voice (``"en-us"``, ``"sit/cmn"``,
+    ``"cmn-latn-pinyin"``, ``"ja"``) reads; the others it spells letter by letter."""
+    language = voice.rpartition("/")[2].partition("+")[0].partition("-")[0].lower()
+    return _ESPEAK_LANGUAGE_SCRIPTS.get(language, frozenset())

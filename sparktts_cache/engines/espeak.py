@@ -22,7 +22,7 @@ from .._core.errors import (
     MissingDependencyError,
 )
 from ._base import GENDERS, LEVELS, check_choice
-from ._scripts import script_of
+from ._scripts import SCRIPTS, script_of, scripts_of_espeak_voice
 
 __all__ = ["LEVELS", "SCRIPT_VOICES", "EspeakModel", "reported_voice", "voice_for_text"]
 
@@ -195,6 +195,10 @@ class EspeakModel:
                 raise InvalidOptionError(f"eSpeak has no voice {voice!r}")
         self.voice = voice
         self.sample_rate: int = rate
+        #: Every script, by its voice, when none is chosen; a chosen voice reads its own.
+        self.scripts: frozenset[str] = (
+            frozenset(SCRIPTS) if voice is None else scripts_of_espeak_voice(voice)
+        )
         #: libespeak-ng's version, as ``espeak_Info`` reports it (``"1.52.0"``).
         self.library_version: str = _version
         #: The version of the espeakng-loader wheel that ships the library's data.

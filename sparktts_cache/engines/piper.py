@@ -27,6 +27,7 @@ from .._core.errors import (
 )
 from .._core.files import read_regular_file
 from ._base import LEVELS
+from ._scripts import scripts_of_espeak_voice
 
 __all__ = ["SPEED_LEVELS", "PiperModel"]
 
@@ -163,6 +164,13 @@ class PiperModel:
         self.config_path = config_file
         self.intra_op_num_threads = intra_op_num_threads
         self.sample_rate: int = int(config.sample_rate)
+        #: The scripts of Han, kana and Hangul the voice reads (by its language: none for an
+        #: English voice, which spells them letter by letter; see ``engines.scripts``).
+        self.scripts: frozenset[str] = (
+            scripts_of_espeak_voice(config.espeak_voice)
+            if str(config.phoneme_type.value) == "espeak"
+            else frozenset()
+        )
         self._identity: dict[str, Any] = {
             "engine": "piper",
             "voice": _digest(model_bytes),

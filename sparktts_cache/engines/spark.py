@@ -137,6 +137,8 @@ class SparkTTSModel:
     """
 
     name: ClassVar[str] = "spark-tts"
+    #: Spark-TTS speaks Chinese and English: Han is its own, kana and Hangul are not.
+    scripts: ClassVar[frozenset[str]] = frozenset({"han"})
 
     def __init__(self, model_dir: str | os.PathLike[str], device: Any = "cpu") -> None:
         self.model_dir = os.fspath(model_dir)

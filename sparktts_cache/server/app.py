@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sparktts_cache import SyncTTSCache
 
-from .config import ServerConfig, load_voices
+from .config import ServerConfig, load_languages, load_voices
 from .connections import TIMED_OUT
 from .errors import APIError, error_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -71,6 +71,7 @@ def create_app(config: ServerConfig) -> Starlette:
     state = ServerState(
         config=config,
         specs=load_voices(config),
+        languages=load_languages(config),
         # Finished responses are blobs of the same store as the segments: one size limit (the
         # whole of --max-size), least recently used first, whichever they are.
         responses=SyncTTSCache(config.cache_dir, max_size_bytes=config.max_size),
@@ -143,7 +144,7 @@ def load_engines(app: Starlette) -> None:
     """
     state: ServerState = app.state.server
     state.voices = load_voice_engines(
-        state.config, state.specs, state.metrics, state.segment_budget
+        state.config, state.specs, state.metrics, state.segment_budget, state.languages
     )
     state.ready = True
     log.info("engines loaded: %d voices", len(state.voices))

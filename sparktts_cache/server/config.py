@@ -20,6 +20,10 @@ The voices file (``--voices FILE``)::
     prompt_speech_path = "/voices/me.wav"
     prompt_text = "The words spoken in me.wav."
 
+    [languages]      # who reads the sentences in a script a voice's engine spells letter by letter
+    zh = "piper:/voices/zh_CN-huayan-medium.onnx"   # any engine (default: espeak:cmn, ja, ko)
+    ko = ""                                         # none: a text in Hangul is refused (400)
+
 A voice may reuse one of OpenAI's names to replace its default. Parameters are checked when the
 server starts: one the engine does not take stops the server with a message naming the voice.
 """
@@ -43,6 +47,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from sparktts_cache import InvalidOptionError, read_regular_file
+from sparktts_cache.engines import LANGUAGE_NAMES
 
 __all__ = [
     "CONFIG_ENV",
@@ -52,6 +57,7 @@ __all__ = [
     "SERVER_MODEL",
     "ServerConfig",
     "VoiceSpec",
+    "load_languages",
     "load_voices",
 ]
 
@@ -303,8 +309,50 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
         name: VoiceSpec(name, config.engine, params | _FIXED_SPEED, openai=True)
         for name, params in OPENAI_VOICES.items()
     }
+    document = _voices_document(config)
+    table = document.get("voices", {})
+    if not isinstance(table, dict):
+        raise InvalidOptionError(
+            f"{config.option('voices_file')} {config.voices_file}: voices must be a table"
+        )
+    for name, entry in table.items():
+        voices[name] = _voice(config, name, entry)
+    return voices
+
+
+def load_languages(config: ServerConfig) -> dict[str, str | None] | None:
+    """The voices file's ``[languages]`` table: language (``zh``, ``ja``, ``ko``) -> the engine
+    that reads a text in its script when a voice's own engine cannot (``""``: none, such a text
+    is refused); None where the file has no such table (eSpeak's voices, the default).
+
+    Raises:
+        InvalidOptionError: for a language that is not one of those, or a value not a string.
+    """
+    table = _voices_document(config).get("languages")
+    if table is None:
+        return None
+    where = f"{config.option('voices_file')} {config.voices_file}: [languages]"
+    if not isinstance(table, dict):
+        raise InvalidOptionError(f"{where} must be a table")
+    languages: dict[str, str | None] = {}
+    for language, engine in table.items():
+        if language not in LANGUAGE_NAMES:
+            raise InvalidOptionError(
+                f"{where}: {language!r} is not one of {', '.join(LANGUAGE_NAMES)} (the "
+                "languages whose scripts a voice may spell letter by letter)"
+            )
+        if not isinstance(engine, str):
+            raise InvalidOptionError(
+                f'{where}: {language} must be an engine as --engine takes it, or "" for none'
+            )
+        languages[language] = engine or None
+    return languages
+
+
+def _voices_document(config: ServerConfig) -> dict[str, Any]:
+    """The voices file, parsed ({} without one): only ``[voices.NAME]`` and ``[languages]``."""
     if config.voices_file is None:
-        return voices
+        return {}
     option = config.option("voices_file")
     data = read_regular_file(config.voices_file, MAX_VOICES_FILE_BYTES, option)
     try:
@@ -315,16 +363,13 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidOptionError(f"{option} {config.voices_file} is not TOML: {exc}") from exc
-    table = document.get("voices")
-    unknown = set(document) - {"voices"}
-    if not isinstance(table, dict) or unknown:
+    unknown = set(document) - {"voices", "languages"}
+    if unknown:
         raise InvalidOptionError(
-            f"{option} {config.voices_file}: expected only [voices.NAME] tables"
-            + (f", found {', '.join(sorted(unknown))}" if unknown else "")
+            f"{option} {config.voices_file}: expected only [voices.NAME] and [languages] "
+            f"tables, found {', '.join(sorted(unknown))}"
         )
-    for name, entry in table.items():
-        voices[name] = _voice(config, name, entry)
-    return voices
+    return document
 
 
 def _voice(config: ServerConfig, name: str, entry: object) -> VoiceSpec:

@@ -56,6 +56,12 @@ class Metrics:
             "sparktts_segments_synthesised", "Segments synthesised by an engine.",
             ["engine"], registry=registry,
         )  # fmt: skip
+        self.fallback_segments = Counter(
+            "sparktts_fallback_segments",
+            "Segments (or sentences of one) read by a fallback voice, as the voice's engine "
+            "spells their script: by language (zh, ja, ko) and the voice's engine.",
+            ["language", "engine"], registry=registry,
+        )  # fmt: skip
         self.cache_hits = Counter(
             "sparktts_cache_hits", "Cache hits, by kind (segment or response).",
             ["kind"], registry=registry,
@@ -119,6 +125,9 @@ class _CountedModel:
         identity = getattr(model, "cache_identity", None)
         if identity is not None:
             self.cache_identity = identity
+        for name in ("check", "scripts"):  # a ScriptFallback's (see Voice.check_text)
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
         inner = model.inference
 
         @functools.wraps(inner)  # keeps the signature: LongTextTTS passes what it accepts

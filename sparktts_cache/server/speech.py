@@ -29,7 +29,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from sparktts_cache import NORMALIZER_VERSION, BlobWriter, CacheError, Plan, StoredBlob
+from sparktts_cache import (
+    NORMALIZER_VERSION,
+    BlobWriter,
+    CacheError,
+    InvalidParamsError,
+    Plan,
+    StoredBlob,
+)
 
 from .audio_formats import FORMATS, StreamEncoder
 from .errors import APIError, error_body, invalid
@@ -108,6 +115,10 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
             "voice",
             "voice_not_found",
         )
+    try:
+        state.voices[voice].check_text(text)
+    except InvalidParamsError as exc:
+        raise invalid(str(exc), "input", "unsupported_language") from None
     response_format = _string(data, "response_format") or "mp3"
     if response_format not in FORMATS:
         raise invalid(f"response_format must be one of {', '.join(FORMATS)}", "response_format")

@@ -30,6 +30,8 @@ class ServerState:
     metrics: Metrics
     #: The segment cache's share of ``--max-size`` (None: no limit).
     segment_budget: int | None = None
+    #: The voices file's ``[languages]`` (None: the default fallback voices).
+    languages: dict[str, str | None] | None = None
     voices: dict[str, Voice] = field(default_factory=dict)
     ready: bool = False
     #: Syntheses running and requests waiting for a slot.

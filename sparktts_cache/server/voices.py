@@ -9,6 +9,8 @@ and the Redis lock) so that processes sharing it synthesise each segment once.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +26,14 @@ from sparktts_cache import (
     generate_cache_key,
     load_tts_model,
 )
-from sparktts_cache.engines import accepted_params
+from sparktts_cache.engines import LANGUAGE_NAMES, accepted_params, with_fallbacks
 
 from .config import ServerConfig, VoiceSpec
 from .metrics import Metrics, counted_model
 
 __all__ = ["Voice", "engine_kind", "listed_voice", "load_voice_engines"]
+
+log = logging.getLogger("sparktts_cache.server")
 
 
 @dataclass
@@ -48,6 +52,16 @@ class Voice:
     #: What ``/v1/audio/voices`` says of it (see :func:`describe_voices`).
     description: str = ""
 
+    def check_text(self, text: str) -> None:
+        """Refuse a text in a script that neither this voice nor a fallback voice reads.
+
+        Raises:
+            InvalidParamsError: naming the language (see ``ScriptFallback.check``).
+        """
+        check = getattr(self.long_text.model, "check", None)
+        if check is not None:
+            check(text)
+
 
 def engine_kind(engine: str) -> str:
     """The engine's name without its argument (a model directory is ``spark``): what metrics and
@@ -57,9 +71,18 @@ def engine_kind(engine: str) -> str:
 
 
 def load_voice_engines(
-    config: ServerConfig, specs: dict[str, VoiceSpec], metrics: Metrics, segment_budget: int | None
+    config: ServerConfig,
+    specs: dict[str, VoiceSpec],
+    metrics: Metrics,
+    segment_budget: int | None,
+    languages: dict[str, str | None] | None = None,
 ) -> dict[str, Voice]:
     """Load every engine the voices name (blocking: minutes for Spark-TTS) and bind the voices.
+
+    An engine that spells Han, kana or Hangul letter by letter (Piper's English voice) gets a
+    fallback voice per language (``languages``, the voices file's ``[languages]``; None: eSpeak's
+    voices): see :func:`sparktts_cache.engines.with_fallbacks`. Each time one speaks, a log line
+    and ``sparktts_fallback_segments_total{language, engine}``.
 
     Raises:
         InvalidOptionError: a voice with a parameter its engine does not take, or one that
@@ -73,6 +96,9 @@ def load_voice_engines(
         long_text = engines.get(engine_key)
         if long_text is None:
             model = load_tts_model(spec.engine, **spec.engine_options)
+            model = with_fallbacks(
+                model, languages, on_fallback=_fallback_reporter(metrics, spec.engine)
+            )
             model = counted_model(model, metrics, engine_kind(spec.engine))
             long_text = engines[engine_key] = _long_text(config, model, metrics, segment_budget)
         params = accepted_params(long_text.model, spec.params)
@@ -85,6 +111,17 @@ def load_voice_engines(
         voices[name] = Voice(spec, long_text, params, identity, engine_kind(spec.engine))
     describe_voices(voices)
     return voices
+
+
+def _fallback_reporter(metrics: Metrics, engine: str) -> Callable[[str], None]:
+    kind = engine_kind(engine)
+
+    def report(language: str) -> None:
+        metrics.fallback_segments.labels(language, kind).inc()
+        log.info("a segment in %s was read by its fallback voice (the %s voice spells it)",
+                 LANGUAGE_NAMES[language], kind)  # fmt: skip
+
+    return report
 
 
 def describe_voices(voices: dict[str, Voice]) -> None:

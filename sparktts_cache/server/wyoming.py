@@ -41,7 +41,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
-from sparktts_cache import CacheError, InvalidOptionError, TextSegmenter
+from sparktts_cache import CacheError, InvalidOptionError, InvalidParamsError, TextSegmenter
+from sparktts_cache.engines import SCRIPT_LANGUAGES
 
 from .state import ServerState
 from .voices import Voice
@@ -100,8 +101,18 @@ def parse_address(uri: str) -> tuple[str, int]:
 
 def voice_languages(voice: Voice) -> list[str]:
     """The languages a voice speaks, as Wyoming lists them: its ``language`` or eSpeak ``voice``
-    parameter, else its engine's argument (``espeak:en-us``), else English (eSpeak's default
-    reads English, and Chinese by its script)."""
+    parameter, else its engine's argument (``espeak:en-us``), else English; then the languages
+    of the scripts it reads besides (eSpeak's default voice, or a fallback voice: zh, ja, ko)."""
+    languages = _own_languages(voice)
+    # and those its fallback voices read (see sparktts_cache.engines.with_fallbacks)
+    scripts: frozenset[str] = getattr(voice.long_text.model, "scripts", frozenset())
+    for script, language in SCRIPT_LANGUAGES.items():
+        if script in scripts and language not in languages:
+            languages.append(language)
+    return languages
+
+
+def _own_languages(voice: Voice) -> list[str]:
     for name in ("language", "voice"):
         value = voice.params.get(name)
         if isinstance(value, str) and value:
@@ -109,8 +120,6 @@ def voice_languages(voice: Voice) -> list[str]:
     kind, _, argument = voice.spec.engine.partition(":")
     if kind == "espeak" and argument:
         return [argument]
-    if kind == "espeak":
-        return ["en", "zh"]
     return ["en"]
 
 
@@ -313,6 +322,10 @@ class WyomingHandler(AsyncEventHandler):
         status, sent, x_cache, first_audio = "error", 0, None, None
         metrics.in_progress.labels("wyoming").inc()
         try:
+            try:
+                voice.check_text(job.text)
+            except InvalidParamsError as exc:
+                raise BadRequest(str(exc), "unsupported_language") from None
             plan = await voice.long_text.plan(
                 job.text, voice.params, normalize=state.config.normalize
             )
