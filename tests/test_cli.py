@@ -175,10 +175,10 @@ def test_synth_params_reach_the_cache_key_with_their_types(tmp_path: Path) -> No
 
 def test_synth_engine_names(tmp_path: Path) -> None:
     help_text = " ".join(cli(tmp_path, "synth", "--help").stdout.split())
-    assert "one of espeak, piper, spark," in help_text and "--param KEY=VALUE" in help_text
+    assert "one of espeak, kokoro, piper, spark," in help_text and "--param KEY=VALUE" in help_text
     out = tmp_path / "out.wav"
     unknown = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", "festival")
-    assert unknown.returncode == 2 and "use one of espeak, piper, spark" in unknown.stderr
+    assert unknown.returncode == 2 and "use one of espeak, kokoro, piper, spark" in unknown.stderr
     missing = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", f"spark:{tmp_path}/none")
     assert missing.returncode == 2 and "no Spark-TTS model directory" in missing.stderr
     voice = cli(tmp_path, "synth", "Hi.", "-o", str(out), "--engine", "espeak:en-us")

@@ -196,7 +196,9 @@ def test_cli_synth_voice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_load_tts_model_errors(tmp_path: Path) -> None:
     for spec in (tmp_path / "missing", str(tmp_path / "missing"), "nope", "Espeak"):
-        with pytest.raises(InvalidOptionError, match="use one of espeak, piper, spark,") as caught:
+        with pytest.raises(
+            InvalidOptionError, match="use one of espeak, kokoro, piper, spark,"
+        ) as caught:
             load_tts_model(spec)
         assert isinstance(caught.value, ValueError)
     with pytest.raises(InvalidOptionError, match="no Spark-TTS model directory at"):
@@ -226,7 +228,7 @@ def test_a_new_engine_is_one_line_in_the_registry(
 ) -> None:
     monkeypatch.setitem(engines._ENGINES, "recording", f"{__name__}:RecordingEngine")
     monkeypatch.setitem(engines._ENGINES, "broken", "tests.no_such_module:Engine")
-    assert engine_names() == ["broken", "espeak", "piper", "recording", "spark"]
+    assert engine_names() == ["broken", "espeak", "kokoro", "piper", "recording", "spark"]
     plain = load_tts_model("recording", speaker=3)
     assert isinstance(plain, RecordingEngine)
     assert (plain.voice, plain.options) == (None, {"speaker": 3})
@@ -239,7 +241,7 @@ def test_a_new_engine_is_one_line_in_the_registry(
     # The command line's help and errors list the registered names.
     with pytest.raises(SystemExit):
         main(["synth", "--help"])
-    assert "one of broken, espeak, piper, recording, spark" in " ".join(
+    assert "one of broken, espeak, kokoro, piper, recording, spark" in " ".join(
         capsys.readouterr().out.split()
     )
 
