@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._core.errors import CacheError, InvalidOptionError, MissingDependencyError
-from ._base import GENDERS, LEVELS, TTSModel, accepted_params, check_choice
+from ._base import GENDERS, LEVELS, NamedVoices, TTSModel, accepted_params, check_choice
 from ._scripts import SCRIPT_LANGUAGES
 from .espeak import EspeakModel
 from .kokoro import KokoroModel
@@ -35,6 +35,7 @@ __all__ = [
     "SCRIPT_LANGUAGES",
     "EspeakModel",
     "KokoroModel",
+    "NamedVoices",
     "PiperModel",
     "ScriptFallback",
     "SparkTTSModel",

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from .._core.errors import InvalidParamsError
 
-__all__ = ["GENDERS", "LEVELS", "TTSModel", "accepted_params", "check_choice"]
+__all__ = ["GENDERS", "LEVELS", "NamedVoices", "TTSModel", "accepted_params", "check_choice"]
 
 #: Spark-TTS's level names for ``pitch`` and ``speed``, lowest first. Every bundled engine and the
 #: command line take these, so that one text with one set of parameters means the same everywhere.
@@ -33,6 +33,21 @@ class TTSModel(Protocol):
     @property
     def inference(self) -> Callable[..., npt.NDArray[Any]]:
         """``inference(text, **params) -> np.ndarray``: blocking; returns mono samples."""
+        ...
+
+
+@runtime_checkable
+class NamedVoices(Protocol):
+    """A model whose ``voice`` parameter names voices of its own (Kokoro's ``jf_alpha``, or a
+    blend such as ``jf_alpha+jm_kumo``): the server lists them and takes them as voice names."""
+
+    def voice_names(self) -> list[str]:
+        """The voices it has, sorted."""
+        ...
+
+    def check_voice(self, voice: str) -> None:
+        """Raise :class:`~sparktts_cache.InvalidParamsError` if ``voice`` (a name or a blend)
+        is not one it can speak with; the message says why."""
         ...
 
 

@@ -129,7 +129,14 @@ class ScriptFallback:
             },
         }
 
-    def language_of(self, text: str) -> str | None:
+    def __getattr__(self, name: str) -> Any:
+        """The model's other attributes (Kokoro's ``voice_names``...): this is the model, with
+        fallback voices."""
+        if name == "model":  # not set yet: never look it up on itself
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def fallback_language(self, text: str) -> str | None:
         """The language of the fallback that reads ``text``; None if the model reads it."""
         script = script_of(text)
         if script is None or script in self._own:
@@ -143,7 +150,7 @@ class ScriptFallback:
             InvalidParamsError: naming the language, and how to give it a voice.
         """
         for _reader, piece in self._pieces(text):
-            language = self.language_of(piece)
+            language = self.fallback_language(piece)
             if language is not None and self.fallbacks.get(language) is None:
                 raise InvalidParamsError(
                     f"no voice here reads {LANGUAGE_NAMES[language]}: this voice "
@@ -186,7 +193,7 @@ class ScriptFallback:
                 start = cut.end()
             if not sentence.strip():
                 continue
-            language = self.language_of(sentence)
+            language = self.fallback_language(sentence)
             if pieces and pieces[-1][0] == language:
                 pieces[-1] = (language, f"{pieces[-1][1]} {sentence}")
             else:

@@ -52,6 +52,7 @@ from sparktts_cache.engines import LANGUAGE_NAMES
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_MAX_INPUT_CHARS",
+    "FIXED_SPEED",
     "MODELS",
     "OPENAI_VOICES",
     "SERVER_MODEL",
@@ -112,8 +113,9 @@ OPENAI_VOICES: dict[str, dict[str, str]] = {
     "shimmer": {"gender": "female", "pitch": "very_high"},
     "verse": {"gender": "male", "pitch": "very_high"},
 }
-#: Spark-TTS needs all three control parameters once ``gender`` is set.
-_FIXED_SPEED = {"speed": "moderate"}
+#: The speed every named voice is synthesised at (the request's ``speed`` is applied after the
+#: cache); Spark-TTS needs all three control parameters once ``gender`` is set.
+FIXED_SPEED = {"speed": "moderate"}
 
 _VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RESERVED_KEYS = {"engine", "engine_options", "description"}
@@ -184,12 +186,14 @@ class ServerConfig:
         return self.option_names.get(name) or flag
 
     def model_names(self) -> list[str]:
-        """The names ``/v1/models`` lists: :data:`MODELS`, then ``--models``'s."""
-        return list(dict.fromkeys([*MODELS, *self.models]))
+        """The names ``/v1/models`` lists: :data:`MODELS`, ``kokoro`` with ``--engine kokoro``
+        (Kokoro-FastAPI's clients send it), then ``--models``'s."""
+        engine_models = ["kokoro"] if self.engine.partition(":")[0] == "kokoro" else []
+        return list(dict.fromkeys([*MODELS, *engine_models, *self.models]))
 
     def accepts_model(self, name: str) -> bool:
         """Whether ``model`` may be ``name``: a listed name, or a dated ``gpt-4o-mini-tts``."""
-        if name in MODELS or name in self.models:
+        if name in self.model_names():
             return True
         dated = _DATED_MODEL.fullmatch(name)
         if dated is None:
@@ -306,7 +310,7 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
             message names the voice and the key).
     """
     voices = {
-        name: VoiceSpec(name, config.engine, params | _FIXED_SPEED, openai=True)
+        name: VoiceSpec(name, config.engine, params | FIXED_SPEED, openai=True)
         for name, params in OPENAI_VOICES.items()
     }
     document = _voices_document(config)

@@ -117,7 +117,8 @@ class Metrics:
 
 
 class _CountedModel:
-    """A model whose every ``inference`` call counts one synthesised segment."""
+    """A model whose every ``inference`` call counts one synthesised segment; the model's other
+    attributes are its own."""
 
     def __init__(self, model: TTSModel, count: Callable[[], None]) -> None:
         self.model = model
@@ -125,9 +126,6 @@ class _CountedModel:
         identity = getattr(model, "cache_identity", None)
         if identity is not None:
             self.cache_identity = identity
-        for name in ("check", "scripts"):  # a ScriptFallback's (see Voice.check_text)
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
         inner = model.inference
 
         @functools.wraps(inner)  # keeps the signature: LongTextTTS passes what it accepts
@@ -137,6 +135,13 @@ class _CountedModel:
             return result
 
         self.inference = inference
+
+    def __getattr__(self, name: str) -> Any:
+        """The model's other attributes: a ScriptFallback's ``check`` and ``scripts``, Kokoro's
+        ``voice_names`` and ``check_voice``..."""
+        if name == "model":  # not set yet: never look it up on itself
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
 
 def counted_model(model: TTSModel, metrics: Metrics, engine: str) -> TTSModel:

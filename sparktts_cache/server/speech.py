@@ -109,14 +109,18 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
     except UnicodeEncodeError:
         raise invalid("input must be valid Unicode (it holds a lone surrogate)", "input") from None
     voice = _voice_name(data.get("voice"))
-    if voice not in state.voices:
+    try:
+        bound = state.voice(voice)
+    except InvalidParamsError as exc:
+        raise invalid(str(exc), "voice", "voice_not_found") from None
+    if bound is None:
         raise invalid(
             "voice is not one of this server's voices (GET /v1/audio/voices lists them)",
             "voice",
             "voice_not_found",
         )
     try:
-        state.voices[voice].check_text(text)
+        bound.check_text(text)
     except InvalidParamsError as exc:
         raise invalid(str(exc), "input", "unsupported_language") from None
     response_format = _string(data, "response_format") or "mp3"
@@ -256,7 +260,8 @@ async def speech(request: Request) -> Response:
     require_json(request)
     body = await read_body(request, state.config.max_body_bytes)
     speech_request = parse_speech_request(body, state)
-    voice = state.voices[speech_request.voice]
+    voice = state.voice(speech_request.voice)
+    assert voice is not None  # checked by parse_speech_request
     key = response_key(speech_request, voice)
     directives = cache_directives(request)
     if directives.read:

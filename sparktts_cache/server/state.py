@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 import anyio
 
 from sparktts_cache import SyncTTSCache
+from sparktts_cache.engines import NamedVoices
 
 from .config import ServerConfig, VoiceSpec
 from .metrics import Metrics
-from .voices import Voice
+from .voices import Voice, engine_voice
+
+#: Blends kept (see :meth:`ServerState.voice`); each costs a ``Voice`` and its identity.
+MAX_ENGINE_VOICES = 256
 
 __all__ = ["ServerState"]
 
@@ -38,6 +42,36 @@ class ServerState:
     running: int = 0
     waiting: int = 0
     _slots: anyio.Semaphore | None = field(default=None, repr=False)
+    #: Voices made for a request from the engine's own names (Kokoro's blends), kept for reuse.
+    _engine_voices: dict[str, Voice] = field(default_factory=dict, repr=False)
+
+    def voice(self, name: str) -> Voice | None:
+        """The voice ``name``: one of :attr:`voices`, else, on an engine with voices of its own
+        (Kokoro), any voice or blend of it (``jf_alpha+jm_kumo``), as Kokoro-FastAPI takes
+        them; None if there is no such voice.
+
+        Raises:
+            InvalidParamsError: for a blend or voice the engine refuses (the message says why).
+        """
+        found = self.voices.get(name) or self._engine_voices.get(name)
+        if found is not None:
+            return found
+        base = next(
+            (
+                voice
+                for voice in self.voices.values()
+                if voice.spec.engine == self.config.engine and not voice.spec.engine_options
+                and isinstance(voice.long_text.model, NamedVoices)
+            ),
+            None,
+        )  # fmt: skip
+        if base is None:
+            return None
+        made = engine_voice(self.config, base.long_text, name)
+        if len(self._engine_voices) >= MAX_ENGINE_VOICES:
+            self._engine_voices.clear()  # clients naming endless blends cost memory, not keys
+        self._engine_voices[name] = made
+        return made
 
     async def acquire_synthesis(self) -> bool:
         """Take a synthesis slot, waiting up to ``config.queue_timeout`` seconds for one; False if

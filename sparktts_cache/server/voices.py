@@ -17,6 +17,7 @@ from typing import Any
 from sparktts_cache import (
     CircuitBreaker,
     InvalidOptionError,
+    InvalidParamsError,
     LongTextTTS,
     RedisCache,
     RedisSynthesisLock,
@@ -26,12 +27,19 @@ from sparktts_cache import (
     generate_cache_key,
     load_tts_model,
 )
-from sparktts_cache.engines import LANGUAGE_NAMES, accepted_params, with_fallbacks
+from sparktts_cache.engines import LANGUAGE_NAMES, NamedVoices, accepted_params, with_fallbacks
 
-from .config import ServerConfig, VoiceSpec
+from .config import FIXED_SPEED, OPENAI_VOICES, ServerConfig, VoiceSpec
 from .metrics import Metrics, counted_model
 
-__all__ = ["Voice", "engine_kind", "listed_voice", "load_voice_engines"]
+__all__ = [
+    "Voice",
+    "engine_kind",
+    "engine_voice",
+    "listed_voice",
+    "load_voice_engines",
+    "openai_voice_for",
+]
 
 log = logging.getLogger("sparktts_cache.server")
 
@@ -107,10 +115,52 @@ def load_voice_engines(
             raise InvalidOptionError(
                 f"voice {name!r}: its engine takes no parameter {', '.join(unknown)}"
             )
-        identity = generate_cache_key("voice identity", long_text.key_params(params))
-        voices[name] = Voice(spec, long_text, params, identity, engine_kind(spec.engine))
+        if spec.openai and isinstance(long_text.model, NamedVoices):
+            params["voice"] = openai_voice_for(name, spec, long_text.model.voice_names())
+        voices[name] = _bound(spec, long_text, params)
+    default = engines.get(json.dumps([config.engine, {}], sort_keys=True))
+    if default is not None and isinstance(default.model, NamedVoices):
+        for name in default.model.voice_names():  # Kokoro's own names, as its clients send them
+            if name not in voices:
+                voices[name] = engine_voice(config, default, name)
     describe_voices(voices)
     return voices
+
+
+def _bound(spec: VoiceSpec, long_text: LongTextTTS, params: dict[str, Any]) -> Voice:
+    identity = generate_cache_key("voice identity", long_text.key_params(params))
+    return Voice(spec, long_text, params, identity, engine_kind(spec.engine))
+
+
+def engine_voice(config: ServerConfig, long_text: LongTextTTS, name: str) -> Voice:
+    """A voice of the default engine's own, by the name the engine gives it: a Kokoro voice or
+    blend (``jf_alpha``, ``jf_alpha+jm_kumo``), with the fixed speed OpenAI's names have.
+
+    Raises:
+        InvalidParamsError: if the engine has no such voice (or the blend is malformed).
+    """
+    if not isinstance(long_text.model, NamedVoices):
+        raise InvalidParamsError(f"no voice {name!r} here")
+    long_text.model.check_voice(name)
+    params = accepted_params(long_text.model, {**FIXED_SPEED, "voice": name})
+    return _bound(VoiceSpec(name, config.engine, params), long_text, params)
+
+
+def openai_voice_for(name: str, spec: VoiceSpec, engine_voices: list[str]) -> str:
+    """The engine's voice that one of OpenAI's names gets, on an engine with named voices.
+
+    Kokoro's names say the gender in their second letter (``af_heart``, ``jm_kumo``): each
+    OpenAI name takes a voice of its gender (``OPENAI_VOICES``), English ones (``a``, ``b``)
+    first, then the others by name, in turn, OpenAI's names in alphabetical order; where the
+    engine has no voice of that gender, any voice in turn. On the bundled five Japanese voices:
+    alloy jf_alpha, coral jf_gongitsune, fable jf_nezumi, marin jf_tebukuro, nova jf_alpha...,
+    and the six male names jm_kumo.
+    """
+    gender = str(spec.params.get("gender", ""))[:1]
+    same = [v for v in engine_voices if len(v) > 2 and v[1] == gender and v[2] == "_"]
+    choices = sorted(same or engine_voices, key=lambda v: (v[0] not in "ab", v))
+    names = sorted(n for n, p in OPENAI_VOICES.items() if str(p.get("gender", ""))[:1] == gender)
+    return choices[names.index(name) % len(choices)] if name in names else choices[0]
 
 
 def _fallback_reporter(metrics: Metrics, engine: str) -> Callable[[str], None]:
@@ -136,7 +186,9 @@ def describe_voices(voices: dict[str, Voice]) -> None:
     for name, voice in voices.items():
         spec = voice.spec
         text = spec.description
-        if spec.openai:
+        if spec.openai and "voice" in voice.params and "voice" not in spec.params:
+            text = f"OpenAI's name: {voice.engine}'s voice {voice.params['voice']}"
+        elif spec.openai:
             ignored = sorted(set(spec.params) - set(voice.params) - {"speed"})
             if ignored:
                 text = f"OpenAI's name; its engine ({voice.engine}) takes no {' or '.join(ignored)}"

@@ -246,7 +246,10 @@ class WyomingHandler(AsyncEventHandler):
         voice (by name order, as ``describe`` lists them)."""
         voices = self.state.voices
         if wanted is not None and wanted.name:
-            voice = voices.get(wanted.name.strip())
+            try:
+                voice = self.state.voice(wanted.name.strip())
+            except InvalidParamsError as exc:
+                raise BadRequest(str(exc), "voice_not_found") from None
             if voice is None:
                 raise BadRequest(
                     f"no voice {wanted.name!r} here (describe lists them)", "voice_not_found"
