@@ -4,6 +4,7 @@ response is one stream at the voice's rate."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+from wyoming.tts import SynthesizeVoice
 
 from sparktts_cache import InvalidOptionError, InvalidParamsError, LongTextTTS, TTSCache
 from sparktts_cache.engines import (
@@ -29,7 +33,9 @@ from sparktts_cache.engines import (
 from sparktts_cache.engines._scripts import script_of, scripts_of_espeak_voice
 from sparktts_cache.engines.espeak import reported_voice
 
+from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
+from .test_wyoming import _read, synthesize
 
 #: Piper without noise is deterministic: the wrapped voice's audio can be compared byte for byte.
 QUIET: dict[str, Any] = {"noise_scale": 0.0, "noise_w_scale": 0.0}
@@ -172,9 +178,11 @@ def piper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechSer
     directory = tmp_path_factory.mktemp("scripts")
     voices = directory / "voices.toml"
     voices.write_text('[languages]\nko = ""\n')
+    wyoming = f"tcp://127.0.0.1:{free_port()}"
     with running_server(
-        directory / "cache", "--engine", "piper", "--voices", str(voices)
+        directory / "cache", "--engine", "piper", "--voices", str(voices), "--wyoming", wyoming
     ) as running:
+        running.wyoming_port = int(wyoming.rpartition(":")[2])  # type: ignore[attr-defined]
         yield running
 
 
@@ -217,3 +225,22 @@ def test_a_languages_table_with_an_unknown_language_stops_the_server(tmp_path: P
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "'fr' is not one of zh, ja, ko" in result.stderr
+
+
+@pytest.mark.slow
+def test_wyoming_lists_and_speaks_the_fallback_language(piper_server: SpeechServer) -> None:
+    port: int = piper_server.wyoming_port  # type: ignore[attr-defined]
+
+    async def describe() -> Info:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Describe().event())
+            return Info.from_event(await _read(client))
+
+    voices = {voice.name: voice.languages for voice in asyncio.run(describe()).tts[0].voices}
+    assert sorted(voices["alloy"]) == ["en", "ja", "zh"]  # Korean has no voice here
+    heard = asyncio.run(synthesize(port, CHINESE, SynthesizeVoice(language="zh")))
+    assert heard.error is None and heard.start is not None
+    spoken = len(heard.audio) / 2 / heard.start.rate
+    assert 0.12 < spoken / len(CHINESE) < 0.45
+    refused = asyncio.run(synthesize(port, "안녕하세요.", SynthesizeVoice(name="alloy")))
+    assert refused.error is not None and refused.error.code == "unsupported_language"
