@@ -28,6 +28,7 @@ from .._core.errors import (
 from .._core.files import read_regular_file
 from ._base import LEVELS
 from ._scripts import scripts_of_espeak_voice
+from ._spoken_numbers import FRONT_END_VERSION, applies_to, spell_for_espeak
 
 __all__ = ["SPEED_LEVELS", "PiperModel"]
 
@@ -171,12 +172,18 @@ class PiperModel:
             if str(config.phoneme_type.value) == "espeak"
             else frozenset()
         )
+        #: Whether currency, ISO dates, ranges and unit symbols are spelled out before eSpeak
+        #: phonemizes the text (English voices: see ``engines._spoken_numbers``).
+        self.spells_numbers: bool = str(config.phoneme_type.value) == "espeak" and applies_to(
+            str(config.espeak_voice)
+        )
         self._identity: dict[str, Any] = {
             "engine": "piper",
             "voice": _digest(model_bytes),
             "config": _digest(config_bytes),
             "piper": _piper_version(piper),
             "sample_rate": self.sample_rate,
+            "front_end": FRONT_END_VERSION,
         }
 
     @property
@@ -227,10 +234,15 @@ class PiperModel:
 
         Piper makes one chunk per sentence; they are joined without a gap. Text with nothing to
         pronounce (``"."``) gives a few milliseconds of silence (one frame), not an empty array.
+        With an English voice, currency, ISO dates, ranges and unit symbols are first written as
+        eSpeak reads them right (``$5.50``: ``5 dollars and 50 cents``; see ``_spoken_numbers``).
         """
         syn_config = self.synthesis_config(speed, speaker_id, noise_scale, noise_w_scale)
+        spoken = spell_for_espeak(text) if self.spells_numbers else text
         try:
-            chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text, syn_config)]
+            chunks = [
+                chunk.audio_float_array for chunk in self._voice.synthesize(spoken, syn_config)
+            ]
         except Exception as exc:
             raise EngineError(f"Piper failed to synthesise {text[:60]!r}: {exc}") from exc
         if not chunks:
