@@ -53,6 +53,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_file/locks.py", "UnusablePath"): "caught by the lock, which goes ahead without",
     ("_file/status.py", "RuntimeError"): "a bug inside the library (a StatusPlan read before it "
     "is complete), like a failed assertion; no caller's input can cause it",
+    ("engines/scripts.py", "AttributeError"): "__getattr__'s protocol: the wrapped model has no "
+    "such attribute either",
     ("_text/read_ahead.py", "RuntimeError"): "a bug inside the library (a stream's read-ahead "
     "task crashed: logged, chained), like a failed assertion; no caller's input can cause it",
 }

@@ -23,6 +23,7 @@ from .._core.errors import (
 )
 from ._base import GENDERS, LEVELS, check_choice
 from ._scripts import SCRIPTS, script_of, scripts_of_espeak_voice
+from ._spoken_numbers import FRONT_END_VERSION, applies_to, spell_for_espeak
 
 __all__ = ["LEVELS", "SCRIPT_VOICES", "EspeakModel", "reported_voice", "voice_for_text"]
 
@@ -207,7 +208,9 @@ class EspeakModel:
     @property
     def cache_identity(self) -> dict[str, Any]:
         """The library's version (``espeak_Info``), the data's (the espeakng-loader wheel that
-        ships it, read once per process) and the voice: a new eSpeak NG pronounces differently.
+        ships it, read once per process), the voice, and the version of the rewriting of currency,
+        dates, ranges and units an English voice reads (``_spoken_numbers``): a new eSpeak NG, or
+        a new rewriting, pronounces differently.
 
         Without a chosen voice, ``voice`` is the choice by script itself (``SCRIPT_VOICES`` and the
         default), so a change of that table changes the keys of the texts it may concern; a
@@ -223,6 +226,7 @@ class EspeakModel:
             "data": self.data_version,
             "voice": voice,
             "sample_rate": self.sample_rate,
+            "front_end": FRONT_END_VERSION,
         }
 
     def inference(
@@ -248,7 +252,8 @@ class EspeakModel:
             raise InvalidParamsError(f"voice must be an eSpeak voice name, got {voice!r}")
         name = voice or self.voice or voice_for_text(text)
         variant = f"+{_VARIANT[gender]}" if gender else ""
-        encoded = text.encode("utf-8") + b"\0"
+        spoken = spell_for_espeak(text) if applies_to(name) else text  # "$5.50", "10 km"...
+        encoded = spoken.encode("utf-8") + b"\0"
         with _lock:
             library, _rate = _load()
             if not _selects(library, name + variant):
