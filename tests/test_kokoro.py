@@ -68,7 +68,7 @@ def is_speech(audio: npt.NDArray[np.float32]) -> bool:
 
 def test_english_at_a_speaking_pace(kokoro: KokoroModel) -> None:
     assert kokoro.sample_rate == 24000 and kokoro.voice == "jm_kumo"
-    assert kokoro.voice_names == BUNDLED_VOICES
+    assert kokoro.voice_names() == BUNDLED_VOICES
     assert kokoro.language_of(ENGLISH) == "en-us"
     assert kokoro.phonemes(ENGLISH).startswith("ðə kˈæʃ")  # eSpeak NG's American English
     audio = kokoro.inference(ENGLISH)
@@ -284,3 +284,15 @@ async def test_a_second_generate_synthesises_nothing(kokoro: KokoroModel, tmp_pa
     other, _ = await long_text.generate(text, {"voice": "jf_alpha", "speed": "high"})
     assert len(calls) == 4  # the voice is in the key
     assert not np.array_equal(other[: len(audio)], audio[: len(other)])
+
+
+def test_english_currency_and_units_are_read_as_words(kokoro: KokoroModel) -> None:
+    # Kokoro's English front end is eSpeak NG's, which reads "$5.50" as "dollar five point five
+    # zero": the same rewriting as Piper's first (engines/_spoken_numbers.py). Kokoro is
+    # deterministic, so the raw text and its words give the same bytes.
+    for raw, words in [
+        ("It costs $5.50.", "It costs 5 dollars and 50 cents."),
+        ("It is 10 km away.", "It is 10 kilometres away."),
+    ]:
+        assert np.array_equal(kokoro.inference(raw), kokoro.inference(words)), raw
+    assert "numbers" in kokoro.cache_identity

@@ -32,6 +32,7 @@ from sparktts_cache.engines import (
 )
 from sparktts_cache.engines._scripts import script_of, scripts_of_espeak_voice
 from sparktts_cache.engines.espeak import reported_voice
+from sparktts_cache.engines.scripts import shared_params
 
 from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
@@ -114,6 +115,12 @@ def test_sentences_of_one_reader_are_read_in_one_call() -> None:
     assert [text for text, _ in model.calls] == ["One. Two!", "Three?"]
     assert [text for text, _ in fallback.calls] == ["你好。 我很好。", "こんにちは。"]
     assert model.calls[0][1] == {"speaker_id": 1}
+    # a parameter of one engine's own (a speaker, a Kokoro voice) is not the fallback's
+    assert fallback.calls[0][1] == {"speaker_id": None}
+    assert shared_params({"voice": "jm_kumo", "speed": 1.5, "pitch": "low", "gender": "male"}) == {
+        "pitch": "low",
+        "gender": "male",
+    }
 
 
 def test_a_fallback_at_another_rate_is_resampled_to_the_voices() -> None:

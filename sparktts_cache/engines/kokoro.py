@@ -39,6 +39,8 @@ from .._core.errors import (
 from .._core.files import read_regular_file
 from ._base import LEVELS
 from ._scripts import script_of
+from ._spoken_numbers import FRONT_END_VERSION as NUMBERS_VERSION
+from ._spoken_numbers import applies_to, spell_for_espeak
 
 __all__ = [
     "LANGUAGES",
@@ -367,6 +369,7 @@ class KokoroModel:
             "voices": _digest(voices_bytes),
             "voice": self.voice,
             "front_end": FRONT_END_VERSION,
+            "numbers": NUMBERS_VERSION,
             **{name: _version(name) for name in _VERSIONED},
             "sample_rate": self.sample_rate,
         }
@@ -381,10 +384,17 @@ class KokoroModel:
         """
         return dict(self._identity)
 
-    @property
     def voice_names(self) -> list[str]:
         """The voices of the voices file, sorted."""
         return sorted(self._voices)
+
+    def check_voice(self, voice: str) -> None:
+        """Raise if ``voice`` (a name or a blend) is not one this model speaks with.
+
+        Raises:
+            InvalidParamsError: for an unknown voice or a malformed blend (see :meth:`style`).
+        """
+        self.style(voice)
 
     def language_of(self, text: str) -> str:
         """The language ``text`` is read in when the call names none: by its script."""
@@ -437,8 +447,9 @@ class KokoroModel:
             with _g2p_lock:
                 result = self._japanese(text)
             phonemes = result[0] if isinstance(result, tuple) else str(result)
-        else:
-            phonemes = self._tokenizer.phonemize(text, language)
+        else:  # eSpeak NG's English front end: "$5.50" and "10 km" as words first
+            spoken = spell_for_espeak(text) if applies_to(language) else text
+            phonemes = self._tokenizer.phonemize(spoken, language)
         return " ".join(self._tokenizer.known(phonemes).split())
 
     def _chinese_phonemes(self, text: str) -> str:
@@ -510,7 +521,7 @@ class KokoroModel:
         return np.asarray(outputs[0], dtype=np.float32).ravel()
 
     def _known(self) -> str:
-        names = self.voice_names
+        names = self.voice_names()
         shown = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
         return f"known voices: {shown}; blends such as 'a+b' or 'a(2)+b(1)'"
 

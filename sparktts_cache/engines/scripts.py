@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._core.errors import InvalidOptionError, InvalidParamsError, MissingDependencyError
-from ._base import TTSModel, accepted_params
+from ._base import LEVELS, TTSModel, accepted_params
 from ._scripts import SCRIPT_LANGUAGES, SCRIPTS, script_of
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "LANGUAGE_NAMES",
     "ScriptFallback",
     "model_scripts",
+    "shared_params",
 ]
 
 #: The fallback voice of each language by default: eSpeak NG's, which needs no download and reads
@@ -61,7 +62,8 @@ class ScriptFallback:
     in one call, so a text in one language is one call to one voice, as without the wrapper. A
     sentence with Han, kana or Hangul goes to the fallback of its language (the first of kana,
     Hangul, Han found: Han with kana is Japanese) unless ``model`` reads that script itself; the
-    fallback gets the parameters it takes, of those given. Its audio is resampled to
+    fallback gets those of the parameters that mean the same on every engine and that it takes
+    (:func:`shared_params`: a Kokoro ``voice`` is no eSpeak voice). Its audio is resampled to
     :attr:`sample_rate` (with soxr) when the rates differ.
 
     Args:
@@ -169,7 +171,8 @@ class ScriptFallback:
             fallback = self.fallbacks[language]
             assert fallback is not None  # checked above
             audio = np.asarray(
-                fallback.inference(piece, **accepted_params(fallback, params)), dtype=np.float32
+                fallback.inference(piece, **accepted_params(fallback, shared_params(params))),
+                dtype=np.float32,
             ).reshape(-1)
             if self._on_fallback is not None:
                 self._on_fallback(language)
@@ -205,6 +208,16 @@ class ScriptFallback:
             fallback is not None and int(fallback.sample_rate) != self.sample_rate
             for fallback in self.fallbacks.values()
         )
+
+
+def shared_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that mean the same on every engine: Spark-TTS's ``gender``, and ``pitch``
+    and ``speed`` as level names (a number is a factor of one engine's own pace)."""
+    return {
+        name: value
+        for name, value in params.items()
+        if name == "gender" or (name in ("pitch", "speed") and value in LEVELS)
+    }
 
 
 def _name(model: object) -> str:
