@@ -4,6 +4,7 @@ engine."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +16,11 @@ import openai
 import pytest
 import soundfile
 from openai import OpenAI
+from wyoming.tts import SynthesizeVoice
 
+from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
+from .test_wyoming import synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +28,14 @@ ENGLISH = "The cache keeps every sentence it has heard."
 CHINESE = "今天天气很好，我们去公园散步吧。"
 
 
+WYOMING_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechServer]:
-    with running_server(tmp_path_factory.mktemp("kokoro") / "cache", "--engine", "kokoro") as run:
+    cache = tmp_path_factory.mktemp("kokoro") / "cache"
+    wyoming = f"tcp://127.0.0.1:{WYOMING_PORT}"
+    with running_server(cache, "--engine", "kokoro", "--wyoming", wyoming) as run:
         yield run
 
 
@@ -103,3 +112,11 @@ def test_korean_is_read_by_the_fallback_voice_at_kokoros_rate(
     assert rate == 24000  # eSpeak's 22,050 Hz resampled: one stream at one rate
     assert 0.1 < len(audio) / rate / len(text) < 0.5
     assert server.metric("sparktts_fallback_segments_total", 'engine="kokoro",language="ko"') >= 1
+
+
+def test_wyoming_speaks_a_blend_at_kokoros_rate(server: SpeechServer) -> None:
+    heard = asyncio.run(synthesize(WYOMING_PORT, ENGLISH, SynthesizeVoice(name="jf_alpha+jm_kumo")))
+    assert heard.error is None and heard.start is not None and heard.start.rate == 24000
+    assert 0.03 < len(heard.audio) / 2 / 24000 / len(ENGLISH) < 0.12
+    unknown = asyncio.run(synthesize(WYOMING_PORT, ENGLISH, SynthesizeVoice(name="nobody")))
+    assert unknown.error is not None and unknown.error.code == "voice_not_found"
