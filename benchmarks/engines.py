@@ -8,18 +8,23 @@ process loads the model (``load_tts_model(name)``, its bundled voice, one onnxru
 synthesises the text once to warm up, then times ``inference`` on each of its sentences, as
 ``LongTextTTS`` calls it. Figures: the load time; the real-time factor (synthesis time / audio
 duration, the median of the runs; under 1 is faster than real time); the resident memory (RSS)
-before the model, with it loaded, and at its peak after synthesis.
+before the model, with it loaded, and at its peak after synthesis. Then, through the speech
+server (``serve --engine NAME``, a fresh cache, ``stream_format`` audio, 16-bit PCM): the time
+to the first byte of audio for the text never heard (its first sentence changed each run), and
+for the same request again (a stored response), the median of the runs each.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,31 @@ def measure(engine: str, repeats: int) -> dict[str, Any]:
     }
 
 
+async def first_audio(engine: str, repeats: int) -> dict[str, Any]:
+    """Seconds to the first byte of audio through ``serve --engine engine``: uncached, cached."""
+    from .server import Connection, running_server
+
+    uncached: list[float] = []
+    cached: list[float] = []
+    with tempfile.TemporaryDirectory() as directory:
+        async with running_server(Path(directory), engine, "--engine", engine) as address:
+            for run in range(repeats + 1):  # the first warms the engine up
+                body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm",
+                        "input": f"Request number {run} begins here. {TEXT}"}  # fmt: skip
+                for times in (uncached, cached):
+                    connection = await Connection.open(address)
+                    try:
+                        seconds = await connection.first_byte("POST", "/v1/audio/speech", body)
+                    finally:
+                        await connection.close()
+                    if run:
+                        times.append(seconds)
+    return {
+        "first_audio_uncached_seconds": statistics.median(uncached),
+        "first_audio_cached_seconds": statistics.median(cached),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -110,18 +140,21 @@ def main() -> None:
             cwd=Path(__file__).resolve().parents[1],
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
-        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        rows.append(row | asyncio.run(first_audio(engine, args.repeats)))
     mib = 2**20
     print(
         f"{'engine':<8} {'rate':>6} {'load s':>7} {'audio s':>8} {'RTF':>6} "
-        f"{'RSS base':>9} {'RSS model':>10} {'RSS peak':>9}"
+        f"{'RSS base':>9} {'RSS model':>10} {'RSS peak':>9} {'1st audio':>10} {'cached':>8}"
     )
     for row in rows:
         print(
             f"{row['engine']:<8} {row['sample_rate']:>6} {row['load_seconds']:>7.2f} "
             f"{row['audio_seconds']:>8.2f} {row['rtf']:>6.3f} "
             f"{row['rss_before_model'] / mib:>7.0f}Mi {row['rss_model_loaded'] / mib:>8.0f}Mi "
-            f"{row['rss_peak'] / mib:>7.0f}Mi"
+            f"{row['rss_peak'] / mib:>7.0f}Mi "
+            f"{row['first_audio_uncached_seconds']:>9.3f}s "
+            f"{row['first_audio_cached_seconds'] * 1000:>6.1f}ms"
         )
     result = {"text": TEXT, "repeats": args.repeats, "cpus": os.cpu_count(), "engines": rows}
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
