@@ -199,6 +199,12 @@ def test_files_given_by_path_have_the_same_identity(kokoro: KokoroModel, tmp_pat
     other = KokoroModel(model_file, voice="jf_alpha", intra_op_num_threads=2)
     assert other.cache_identity["voice"] == "jf_alpha"
     assert other.cache_identity["model"] == identity["model"]
+    # A model given alone finds voices-v1.0.bin beside it, as the official files come.
+    beside = tmp_path / "voices-v1.0.bin"
+    beside.write_bytes(Path(bundled_voices_path()).read_bytes())
+    alone = load_tts_model(f"kokoro:{model_file}")
+    assert isinstance(alone, KokoroModel) and alone.voices_path == str(beside)
+    assert alone.cache_identity == kokoro.cache_identity
 
 
 def test_bad_files_and_options(tmp_path: Path) -> None:

@@ -72,6 +72,8 @@ _DEFAULT_LANGUAGE = "en-us"
 DEFAULT_VOICES = ("af_heart", "jm_kumo")
 #: Bumped when this module's way from text to phonemes changes (it is in the cache identity).
 FRONT_END_VERSION = 1
+#: The name of the official voices file, looked for beside a model given without its voices.
+VOICES_FILE_NAME = "voices-v1.0.bin"
 #: The largest model and voices files read (kokoro-v1.0.onnx is 310 MB, voices-v1.0.bin 27 MB).
 MAX_MODEL_BYTES = 1 << 30
 MAX_VOICES_BYTES = 256 << 20
@@ -271,7 +273,9 @@ class KokoroModel:
         model: the path of a Kokoro ONNX model (``kokoro-v1.0.onnx``, its int8 or fp16 exports),
             or None for the bundled int8 model.
         voices: the path of a Kokoro voices file (``voices-v1.0.bin``, an ``.npz``), or None for
-            the bundled five Japanese voices.
+            ``voices-v1.0.bin`` beside ``model`` if it is there (so ``serve --engine
+            kokoro:models/kokoro-v1.0.onnx`` finds its voices), else the bundled five Japanese
+            voices.
         voice: the voice of calls that name none (default: ``af_heart`` if the file has it, else
             ``jm_kumo``, else its first voice by name).
         intra_op_num_threads: onnxruntime's threads per synthesis. The default, 1, is Piper's
@@ -318,7 +322,14 @@ class KokoroModel:
         else:
             self.model_path = os.fspath(model)
             model_bytes = read_regular_file(self.model_path, MAX_MODEL_BYTES, "the Kokoro model")
-        self.voices_path = bundled_voices_path() if voices is None else os.fspath(voices)
+        if voices is not None:
+            self.voices_path = os.fspath(voices)
+        elif self.model_path is not None and os.path.isfile(
+            beside := _voices_beside(self.model_path)
+        ):
+            self.voices_path = beside  # as the official model and voices are downloaded together
+        else:
+            self.voices_path = bundled_voices_path()
         voices_bytes = read_regular_file(self.voices_path, MAX_VOICES_BYTES, "the Kokoro voices")
         self._voices = _load_voices(voices_bytes, f"the Kokoro voices {self.voices_path!r}")
         if voice is None:
@@ -524,6 +535,10 @@ class KokoroModel:
         names = self.voice_names()
         shown = ", ".join(names[:60]) + (f" and {len(names) - 60} more" if len(names) > 60 else "")
         return f"known voices: {shown}; blends such as 'a+b' or 'a(2)+b(1)'"
+
+
+def _voices_beside(model_path: str) -> str:
+    return os.path.join(os.path.dirname(model_path), VOICES_FILE_NAME)
 
 
 def _check_language(lang: object) -> str:
