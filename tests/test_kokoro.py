@@ -137,6 +137,11 @@ def test_speed(kokoro: KokoroModel) -> None:
         ({"voice": "jf_alpha(x)"}, "must be a number above 0"),
         ({"voice": "jf_alpha++jm_kumo"}, "not a voice name or a blend"),
         ({"voice": 3}, "voice must be"),
+        ({"voice": ["jf_alpha"]}, "voice must be"),  # not hashed before it is checked
+        # A client's voice string is bounded (parsing a 2,500-character one took 8 s)
+        ({"voice": "jf_alpha(" + " " * 2500 + "x"}, "at most 256"),
+        ({"voice": "+".join(["jf_alpha"] * 17)}, "at most 16 voices"),
+        ({"voice": "jf_alpha(1e308)+jm_kumo(1e308)"}, "too large to add up"),
         ({"speed": "extreme"}, "speed must be one of very_low"),
         ({"speed": 0.2}, r"from 0.25 to 4.0"),
         ({"speed": float("nan")}, r"from 0.25 to 4.0"),

@@ -16,11 +16,13 @@ import openai
 import pytest
 import soundfile
 from openai import OpenAI
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
 from wyoming.tts import SynthesizeVoice
 
 from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
-from .test_wyoming import synthesize
+from .test_wyoming import _read, synthesize
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +122,16 @@ def test_wyoming_speaks_a_blend_at_kokoros_rate(server: SpeechServer) -> None:
     assert 0.03 < len(heard.audio) / 2 / 24000 / len(ENGLISH) < 0.12
     unknown = asyncio.run(synthesize(WYOMING_PORT, ENGLISH, SynthesizeVoice(name="nobody")))
     assert unknown.error is not None and unknown.error.code == "voice_not_found"
+
+
+def test_wyoming_lists_kokoro_voices_by_the_languages_they_read(server: SpeechServer) -> None:
+    async def describe() -> Info:
+        async with AsyncTcpClient("127.0.0.1", WYOMING_PORT) as client:
+            await client.write_event(Describe().event())
+            return Info.from_event(await _read(client))
+
+    voices = {voice.name: voice.languages for voice in asyncio.run(describe()).tts[0].voices}
+    # English by Kokoro's front end, Chinese and Japanese by their scripts, Korean by eSpeak's
+    assert sorted(voices["alloy"]) == sorted(voices["jm_kumo"]) == ["en", "ja", "ko", "zh"]
+    heard = asyncio.run(synthesize(WYOMING_PORT, ENGLISH, SynthesizeVoice(language="en")))
+    assert heard.error is None and heard.start is not None and heard.start.rate == 24000

@@ -100,7 +100,12 @@ _VERSIONED = (
 #: misaki, jieba and pyopenjtalk keep process-wide state: their calls are serialised.
 _g2p_lock = threading.Lock()
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z' -]*[A-Za-z]|[A-Za-z]")
-_TERM = re.compile(r"\s*([A-Za-z0-9_.]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*")
+# One term of a blend, stripped first (no two patterns that can both take a space: linear).
+_TERM = re.compile(r"([A-Za-z0-9_.]+)\s*(?:\(([^()]*)\))?")
+#: The longest voice or blend taken, and the most voices in a blend: a client's voice string is
+#: parsed on the server's event loop, so it is bounded.
+MAX_VOICE_CHARS = 256
+MAX_BLEND_VOICES = 16
 
 
 def _import_kokoro() -> Any:
@@ -226,14 +231,22 @@ def parse_voice(spec: str) -> list[tuple[str, float]]:
     weights are divided by their sum (a subtracted voice's weight counts in it too).
 
     Raises:
-        InvalidParamsError: for a malformed blend or a weight that is not a number above zero.
+        InvalidParamsError: for a malformed blend, a weight that is not a number above zero, or
+            a voice longer than ``MAX_VOICE_CHARS`` or with more than ``MAX_BLEND_VOICES``.
     """
     if not isinstance(spec, str):
         raise InvalidParamsError(f"voice must be a Kokoro voice name or blend, got {spec!r}")
+    if len(spec) > MAX_VOICE_CHARS:
+        raise InvalidParamsError(
+            f"voice is {len(spec)} characters long: a voice or blend takes at most "
+            f"{MAX_VOICE_CHARS}"
+        )
     pieces = re.split(r"([+-])", spec)
+    if len(pieces) > 2 * MAX_BLEND_VOICES:
+        raise InvalidParamsError(f"a blend takes at most {MAX_BLEND_VOICES} voices")
     terms: list[tuple[str, float]] = []
     for index in range(0, len(pieces), 2):
-        match = _TERM.fullmatch(pieces[index])
+        match = _TERM.fullmatch(pieces[index].strip())
         if match is None:
             raise InvalidParamsError(
                 f"voice {spec!r} is not a voice name or a blend such as 'jf_alpha+jm_kumo' "
@@ -254,6 +267,8 @@ def parse_voice(spec: str) -> list[tuple[str, float]]:
         sign = -1.0 if index and pieces[index - 1] == "-" else 1.0
         terms.append((name, sign * weight))
     total = sum(abs(weight) for _, weight in terms)
+    if not math.isfinite(total):
+        raise InvalidParamsError(f"voice {spec!r}: the weights are too large to add up")
     return [(name, weight / total) for name, weight in terms]
 
 
@@ -421,7 +436,9 @@ class KokoroModel:
         """
         if voice is None:
             return self._voices[self.voice]
-        if isinstance(voice, str) and voice in self._voices:
+        if not isinstance(voice, str):
+            raise InvalidParamsError(f"voice must be a Kokoro voice name or blend, got {voice!r}")
+        if voice in self._voices:
             return self._voices[voice]
         with self._blends_lock:
             cached = self._blends.get(voice)

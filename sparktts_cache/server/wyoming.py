@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sparktts_cache import CacheError, InvalidOptionError, InvalidParamsError, TextSegmenter
-from sparktts_cache.engines import SCRIPT_LANGUAGES
+from sparktts_cache.engines import SCRIPT_LANGUAGES, NamedVoices
 
 from .state import ServerState
 from .voices import Voice
@@ -113,7 +113,10 @@ def voice_languages(voice: Voice) -> list[str]:
 
 
 def _own_languages(voice: Voice) -> list[str]:
-    for name in ("language", "voice"):
+    # On an engine with voices of its own (Kokoro), "voice" names one of them, not a language:
+    # the language is chosen by the text's script, English for Latin.
+    named = isinstance(voice.long_text.model, NamedVoices)
+    for name in ("language",) if named else ("language", "voice"):
         value = voice.params.get(name)
         if isinstance(value, str) and value:
             return [value]
