@@ -37,6 +37,14 @@ QUIET: dict[str, Any] = {"noise_scale": 0.0, "noise_w_scale": 0.0}  # Piper is d
         ("$5.5", "5.5 dollars"),
         ("$1.2 million", "1.2 million dollars"),
         ("$3 billion", "3 billion dollars"),
+        # a range of amounts: each bound said with its currency and magnitude (the lower bound
+        # of "$5-10 million" was "5 dollars")
+        ("$5-10 million", "5 million dollars to 10 million dollars"),
+        ("€2–3 billion", "2 billion euros to 3 billion euros"),
+        ("$1,000-$2,000", "1,000 dollars to 2,000 dollars"),
+        ("$10-20", "10 dollars to 20 dollars"),
+        ("£3-4.50", "3 pounds to 4 pounds and 50 pence"),
+        ("5-10 million people", "5 to 10 million people"),
         ("-$5", "-5 dollars"),
         ("€5.50", "5 euros and 50 cents"),
         ("€1,000", "1,000 euros"),

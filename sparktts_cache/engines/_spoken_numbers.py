@@ -74,8 +74,11 @@ _END = r"(?![\w-]|[.,]\d)"
 _NUMBER = r"\d+(?:\.\d+)?"
 
 _ISO_DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{2})-(\d{2})" + _END)
+_GROUPED = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 1,000 or 1,000.50
+_MAGNITUDE = r"(?:[ \u00a0](thousand|million|billion|trillion)\b)?"
 _RANGE = re.compile(
-    rf"(?<![\w.,$€£¥-])([$€£¥]?)({_NUMBER})(-|[ \u00a0]?–[ \u00a0]?)([$€£¥]?)({_NUMBER})" + _END
+    rf"(?<![\w.,$€£¥-])([$€£¥]?)({_GROUPED}|{_NUMBER})(-|[ \u00a0]?–[ \u00a0]?)"
+    rf"([$€£¥]?)({_GROUPED}|{_NUMBER})(?![\w-]|[.,]\d){_MAGNITUDE}" + _END
 )
 _MONEY = re.compile(
     r"(?<![\w$€£¥])([$€£¥])[ \u00a0]?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?"
@@ -124,14 +127,19 @@ def _ordinal(number: int) -> str:
 
 
 def _range(match: re.Match[str]) -> str:
-    first_symbol, first, dash, second_symbol, second = match.groups()
+    first_symbol, first, dash, second_symbol, second, magnitude = match.groups()
     if dash == "-":  # a hyphen is a range only when it reads as one: 5-10, 10-20, 100-200
-        whole_first, whole_second = first.split(".")[0], second.split(".")[0]
-        if float(first) >= float(second) or len(whole_second) > len(whole_first) + 1:
+        low, high = first.replace(",", ""), second.replace(",", "")
+        if float(low) >= float(high) or len(high.split(".")[0]) > len(low.split(".")[0]) + 1:
             return match.group()
         if "." not in first + second and (len(first), len(second)) == (3, 4):  # 555-1234
             return match.group()
-    return f"{first_symbol}{first} to {second_symbol}{second}"
+    symbol = first_symbol or second_symbol
+    if symbol:  # each bound an amount, so each is said with its currency and magnitude:
+        # "$5-10 million" is "5 million dollars to 10 million dollars", never "5 dollars to..."
+        scale = f" {magnitude}" if magnitude else ""
+        return f"{symbol}{first}{scale} to {symbol}{second}{scale}"
+    return f"{first} to {second}" + (f" {magnitude}" if magnitude else "")
 
 
 def _money(match: re.Match[str]) -> str:
