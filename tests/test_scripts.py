@@ -34,6 +34,7 @@ from sparktts_cache.engines._scripts import script_of, scripts_of_espeak_voice
 from sparktts_cache.engines.espeak import reported_voice
 from sparktts_cache.engines.scripts import shared_params
 
+from .helpers import best_time
 from .redis_server import free_port
 from .speech_server import SpeechServer, running_server
 from .test_wyoming import _read, synthesize
@@ -121,6 +122,34 @@ def test_sentences_of_one_reader_are_read_in_one_call() -> None:
         "pitch": "low",
         "gender": "male",
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        # a line break ends a list item or a title; a Latin full stop right before Han ends one
+        ("Shopping list:\n- apples\n- 苹果\n- bananas",
+         [(None, "Shopping list: - apples"), ("zh", "- 苹果"), (None, "- bananas")]),
+        ("Hello.你好。World.", [(None, "Hello."), ("zh", "你好。"), (None, "World.")]),
+        # a Chinese sentence with English words in it is one sentence, read by the Chinese voice
+        ("我喜欢Python。", [("zh", "我喜欢Python。")]),
+        ("...", [(None, "...")]),
+        ("", [(None, "")]),
+    ],
+)  # fmt: skip
+def test_sentences_go_to_their_reader(text: str, pieces: list[tuple[str | None, str]]) -> None:
+    spoken = ScriptFallback(Recorder(22050), {"zh": Recorder(22050)})
+    assert spoken._pieces(text) == pieces
+
+
+@pytest.mark.parametrize("hostile", [" " * 200_000, " \t" * 100_000, "\n " * 100_000,
+                                     "。" * 200_000, ".你" * 100_000, "!?" * 100_000])  # fmt: skip
+def test_checking_a_text_is_linear(hostile: str) -> None:
+    spoken = ScriptFallback(Recorder(22050), {"zh": Recorder(22050), "ja": None, "ko": None})
+    prose = ("The cache keeps every sentence. " * 7000)[: len(hostile)]
+    baseline = best_time(3, lambda: spoken.check(prose))
+    # a quadratic cut (" \t" * 20,000 took 2 s) would be thousands of times the prose's time
+    assert best_time(3, lambda: spoken.check(hostile)) < 300 * baseline
 
 
 def test_a_fallback_at_another_rate_is_resampled_to_the_voices() -> None:

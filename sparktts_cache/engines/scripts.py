@@ -42,10 +42,14 @@ LANGUAGE_NAMES: Mapping[str, str] = {
     "ja": "Japanese (kana)",
     "ko": "Korean (Hangul)",
 }
-# Where a text may be cut between sentences: after a Latin sentence end and its space, or after a
-# CJK one (which needs no space). A cut in the wrong place (after "Dr.") costs nothing: pieces of
+# Where a text may be cut between sentences: after a Latin sentence end and its space (or right
+# before a CJK character), after a CJK one (which needs no space), and at a line break (a list
+# item, a title). A cut in the wrong place (after "Dr.") costs nothing: pieces of
 # the same language are joined again before they are read.
-_SENTENCE_CUT = re.compile(r"(?<=[.!?;…])\s+|(?<=[。！？；])\s*")
+_SENTENCE_CUT = re.compile(
+    r"(?<=[.!?;…])\s+|(?<=[。！？；])\s*|\n\s*"
+    r"|(?<=[.!?])(?=[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af])"  # "Hello.你好"
+)
 
 
 def model_scripts(model: object) -> frozenset[str]:
@@ -186,8 +190,8 @@ class ScriptFallback:
 
     def _pieces(self, text: str) -> list[tuple[str | None, str]]:
         """``text`` as runs of sentences with one reader each: (language of the fallback or
-        None for the model, the run's text)."""
-        pieces: list[tuple[str | None, str]] = []
+        None for the model, the run's text). Linear in the text: each run is joined once."""
+        runs: list[tuple[str | None, list[str]]] = []
         start = 0
         for cut in [*_SENTENCE_CUT.finditer(text), None]:
             stop = len(text) if cut is None else cut.start()
@@ -197,11 +201,11 @@ class ScriptFallback:
             if not sentence.strip():
                 continue
             language = self.fallback_language(sentence)
-            if pieces and pieces[-1][0] == language:
-                pieces[-1] = (language, f"{pieces[-1][1]} {sentence}")
+            if runs and runs[-1][0] == language:
+                runs[-1][1].append(sentence)
             else:
-                pieces.append((language, sentence))
-        return pieces or [(None, text)]
+                runs.append((language, [sentence]))
+        return [(language, " ".join(run)) for language, run in runs] or [(None, text)]
 
     def _needs_resampling(self) -> bool:
         return any(
