@@ -250,6 +250,8 @@ def test_the_piper_server_refuses_a_language_it_has_no_voice_for(
     assert error["param"] == "input" and error["code"] == "unsupported_language"
     assert "Korean (Hangul)" in error["message"]
     assert piper_server.synthesised() == synthesised
+    # The text is checked as it will be read: Hangul in a URL's path is not said (the domain is)
+    assert speech(piper_server, "Read https://ko.example.com/wiki/안녕 today.").status_code == 200
 
 
 @pytest.mark.slow

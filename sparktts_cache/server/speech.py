@@ -119,10 +119,6 @@ def parse_speech_request(body: bytes, state: ServerState) -> SpeechRequest:
             "voice",
             "voice_not_found",
         )
-    try:
-        bound.check_text(text)
-    except InvalidParamsError as exc:
-        raise invalid(str(exc), "input", "unsupported_language") from None
     response_format = _string(data, "response_format") or "mp3"
     if response_format not in FORMATS:
         raise invalid(f"response_format must be one of {', '.join(FORMATS)}", "response_format")
@@ -279,6 +275,10 @@ async def speech(request: Request) -> Response:
     )
     if not plan.segments:
         raise invalid("input has nothing to speak", "input")
+    try:  # the text as it will be read: a URL with Han in it is said as its domain
+        voice.check_text("\n".join(plan.segments))
+    except InvalidParamsError as exc:
+        raise invalid(str(exc), "input", "unsupported_language") from None
     return SpeechStream(state, speech_request, voice, plan, key, directives.write)
 
 

@@ -328,15 +328,15 @@ class WyomingHandler(AsyncEventHandler):
         status, sent, x_cache, first_audio = "error", 0, None, None
         metrics.in_progress.labels("wyoming").inc()
         try:
-            try:
-                voice.check_text(job.text)
-            except InvalidParamsError as exc:
-                raise BadRequest(str(exc), "unsupported_language") from None
             plan = await voice.long_text.plan(
                 job.text, voice.params, normalize=state.config.normalize
             )
             if not plan.segments:
                 raise BadRequest("the text has nothing to speak", "nothing_to_speak")
+            try:  # the text as it will be read (normalised)
+                voice.check_text("\n".join(plan.segments))
+            except InvalidParamsError as exc:
+                raise BadRequest(str(exc), "unsupported_language") from None
             cached, total = plan.cached_segments, len(plan.segments)
             x_cache = "hit" if cached == total else "miss" if cached == 0 else "partial"
             if not await state.acquire_synthesis():
