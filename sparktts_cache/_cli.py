@@ -565,10 +565,7 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
     try:
         # A voice that spells Chinese, Japanese or Korean hands those sentences to eSpeak's.
         model = with_fallbacks(load_tts_model(args.engine))
-        check = getattr(model, "check", None)
-        if check is not None:
-            check(text)
-    except (InvalidOptionError, InvalidParamsError) as exc:
+    except InvalidOptionError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return EXIT_USAGE
     rate = model.sample_rate
@@ -580,6 +577,13 @@ def cmd_synth(cache: SyncTTSCache, args: argparse.Namespace) -> int:
         print("synth: the text has nothing to say once normalised (--no-normalize reads it as "
               "given)", file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
+    check = getattr(model, "check", None)  # the text as it will be read: no voice for a script?
+    if check is not None:
+        try:
+            check("\n".join(plan.segments))
+        except InvalidParamsError as exc:
+            print(f"synth: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     written = {"segments": 0, "samples": 0}
 
     def synthesise(write: Callable[[npt.NDArray[np.float32]], object]) -> None:
