@@ -10,13 +10,28 @@ import numpy.typing as npt
 
 from .._core.errors import InvalidParamsError
 
-__all__ = ["GENDERS", "LEVELS", "NamedVoices", "TTSModel", "accepted_params", "check_choice"]
+__all__ = [
+    "GENDERS",
+    "LEVELS",
+    "SPEED_LEVELS",
+    "SPEED_RANGE",
+    "NamedVoices",
+    "TTSModel",
+    "accepted_params",
+    "check_choice",
+    "speed_factor",
+]
 
 #: Spark-TTS's level names for ``pitch`` and ``speed``, lowest first. Every bundled engine and the
 #: command line take these, so that one text with one set of parameters means the same everywhere.
 LEVELS = ("very_low", "low", "moderate", "high", "very_high")
 #: Spark-TTS's values of ``gender``.
 GENDERS = ("female", "male")
+#: Speed factors of the level names for engines that take a factor (Piper, Kokoro), close to
+#: eSpeak's rates (120-250 words per minute around 175).
+SPEED_LEVELS: Mapping[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4), strict=True))
+#: The range of a numeric ``speed``, as in the OpenAI speech API (1.0 is normal).
+SPEED_RANGE = (0.25, 4.0)
 
 
 @runtime_checkable
@@ -74,3 +89,23 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str | No
     if value is None or (isinstance(value, str) and value in choices):
         return value
     raise InvalidParamsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def speed_factor(speed: object) -> float:
+    """``speed`` (a level name or a number from 0.25 to 4.0) as a factor of the normal pace.
+
+    Raises:
+        InvalidParamsError: for an unknown level, a number out of range, or another type.
+    """
+    if isinstance(speed, str):
+        if speed not in SPEED_LEVELS:
+            raise InvalidParamsError(
+                f"speed must be one of {', '.join(LEVELS)} or a number, got {speed!r}"
+            )
+        return SPEED_LEVELS[speed]
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        raise InvalidParamsError(f"speed must be a level name or a number, got {speed!r}")
+    low, high = SPEED_RANGE
+    if not low <= speed <= high:  # also rejects NaN
+        raise InvalidParamsError(f"speed must be from {low} to {high} (1.0 is normal), got {speed}")
+    return float(speed)

@@ -38,7 +38,7 @@ from .._core.errors import (
     MissingDependencyError,
 )
 from .._core.files import read_regular_file
-from ._base import LEVELS
+from ._base import SPEED_LEVELS, SPEED_RANGE, speed_factor
 from ._scripts import script_of
 from ._spoken_numbers import FRONT_END_VERSION as NUMBERS_VERSION
 from ._spoken_numbers import applies_to, spell_for_espeak
@@ -53,11 +53,6 @@ __all__ = [
     "parse_voice",
 ]
 
-#: Speed factors of Spark-TTS's level names: the same as Piper's. Kokoro's ``speed`` input divides
-#: every phoneme's duration by the factor.
-SPEED_LEVELS: Mapping[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4), strict=True))
-#: The range of a numeric ``speed``, as in the OpenAI speech API (1.0 is normal).
-SPEED_RANGE = (0.25, 4.0)
 #: The languages a call may ask for with ``lang=``, and what reads them. Without ``lang`` a text
 #: in Han is Chinese, one with kana Japanese, anything else American English.
 LANGUAGES: Mapping[str, str] = {
@@ -519,7 +514,7 @@ class KokoroModel:
             EngineError: if onnxruntime fails.
         """
         style = self.style(voice)
-        factor = 1.0 if speed is None else _speed_factor(speed)
+        factor = 1.0 if speed is None else speed_factor(speed)
         phonemes = self.phonemes(text, lang)
         batches = self._split(phonemes) if phonemes else []
         parts: list[npt.NDArray[np.float32]] = []
@@ -565,18 +560,3 @@ def _check_language(lang: object) -> str:
     if isinstance(lang, str) and lang in LANGUAGES:
         return lang
     raise InvalidParamsError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
-
-
-def _speed_factor(speed: object) -> float:
-    if isinstance(speed, str):
-        if speed not in SPEED_LEVELS:
-            raise InvalidParamsError(
-                f"speed must be one of {', '.join(LEVELS)} or a number, got {speed!r}"
-            )
-        return SPEED_LEVELS[speed]
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-        raise InvalidParamsError(f"speed must be a level name or a number, got {speed!r}")
-    low, high = SPEED_RANGE
-    if not low <= speed <= high:  # also rejects NaN
-        raise InvalidParamsError(f"speed must be from {low} to {high} (1.0 is normal), got {speed}")
-    return float(speed)

@@ -26,17 +26,12 @@ from .._core.errors import (
     MissingDependencyError,
 )
 from .._core.files import read_regular_file
-from ._base import LEVELS
+from ._base import SPEED_LEVELS, speed_factor
 from ._scripts import scripts_of_espeak_voice
 from ._spoken_numbers import FRONT_END_VERSION, applies_to, spell_for_espeak
 
 __all__ = ["SPEED_LEVELS", "PiperModel"]
 
-#: Speed factors of Spark-TTS's level names, close to eSpeak's rates (120-250 words per minute
-#: around 175). Piper's ``length_scale`` is the voice's own divided by the factor.
-SPEED_LEVELS: Mapping[str, float] = dict(zip(LEVELS, (0.7, 0.85, 1.0, 1.2, 1.4), strict=True))
-#: The range of a numeric ``speed``, as in the OpenAI speech API (1.0 is normal).
-SPEED_RANGE = (0.25, 4.0)
 #: The largest voice and configuration files read (Piper's largest voices are about 120 MB):
 #: a path to ``/dev/zero`` or a FIFO is refused, not read forever or waited on.
 MAX_VOICE_BYTES = 1 << 30
@@ -214,7 +209,7 @@ class PiperModel:
         """
         length_scale = None
         if speed is not None:
-            length_scale = float(self._voice.config.length_scale) / _speed_factor(speed)
+            length_scale = float(self._voice.config.length_scale) / speed_factor(speed)
         return self._piper.SynthesisConfig(
             speaker_id=self._speaker(speaker_id),
             length_scale=length_scale,
@@ -266,21 +261,6 @@ class PiperModel:
                 f"{self.num_speakers} speaker(s)"
             )
         return speaker_id
-
-
-def _speed_factor(speed: object) -> float:
-    if isinstance(speed, str):
-        if speed not in SPEED_LEVELS:
-            raise InvalidParamsError(
-                f"speed must be one of {', '.join(LEVELS)} or a number, got {speed!r}"
-            )
-        return SPEED_LEVELS[speed]
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-        raise InvalidParamsError(f"speed must be a level name or a number, got {speed!r}")
-    low, high = SPEED_RANGE
-    if not low <= speed <= high:  # also rejects NaN
-        raise InvalidParamsError(f"speed must be from {low} to {high} (1.0 is normal), got {speed}")
-    return float(speed)
 
 
 def _noise(name: str, value: object) -> float | None:
