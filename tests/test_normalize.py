@@ -32,6 +32,10 @@ MARKERS = ("*", "`", "#", "[", "]", "|", "<", ">", "\\", "_")
         ("Tom &amp; Jerry", "Tom and Jerry"),
         ("<b>bold</b> text", "bold text"),
         ("", ""),
+        # a lone number gets no full stop: "0." would read back as an empty ordered-list item
+        # (found by hypothesis: ">0" gave "0.", which normalised again to "")
+        (">0", "0"),
+        ("a\n\n0\n\nb", "a.\n\n0\n\nb"),
     ],
 )  # fmt: skip
 def test_examples(text: str, expected: str) -> None:

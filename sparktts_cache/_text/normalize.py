@@ -13,7 +13,7 @@ __all__ = ["NORMALIZER_VERSION", "normalize_for_speech"]
 
 #: Bumped whenever ``normalize_for_speech`` gives a different text for some input: it enters the
 #: cache key of normalised text, so a new normaliser never serves the audio of the old one's text.
-NORMALIZER_VERSION = 1
+NORMALIZER_VERSION = 2  # 2: a block that is a lone number gets no full stop
 
 #: CommonMark plus tables (what LLM answers use). Raw HTML is parsed so that its tags are dropped.
 _MARKDOWN = MarkdownIt("commonmark").enable("table")
@@ -37,6 +37,7 @@ _REPEATED_PUNCTUATION = re.compile(r"([^\w\s/])\1+")
 _WHITESPACE = re.compile(r"\s+")
 #: A list marker at the start of the output (from an escaped one in the input, ``1\\.``): dropped,
 #: as a second pass would read it as a list.
+_LIST_NUMBER = re.compile(r"\d{1,9}")
 _LEADING_LIST_MARKER = re.compile(r"(?:[-+]|\d{1,9}[.)])(?:\s+|$)")
 
 
@@ -70,7 +71,13 @@ def _spoken_block(block: str, sentence: bool = False) -> str:
     spoken = _WHITESPACE.sub(" ", spoken).strip()
     while (marker := _LEADING_LIST_MARKER.match(spoken)) is not None:
         spoken = spoken[marker.end() :]
-    if sentence and spoken and spoken[-1] not in _SENTENCE_END:
+    # (not after a lone number: "0." would read back as an ordered list's empty item)
+    if (
+        sentence
+        and spoken
+        and spoken[-1] not in _SENTENCE_END
+        and not _LIST_NUMBER.fullmatch(spoken)
+    ):
         spoken += "."
     return spoken
 
