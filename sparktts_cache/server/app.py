@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sparktts_cache import SyncTTSCache
 
-from .config import ServerConfig, load_languages, load_voices
+from .config import ServerConfig, load_languages, load_voices, read_voices_file
 from .connections import TIMED_OUT
 from .errors import APIError, error_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -68,10 +68,11 @@ def create_app(config: ServerConfig) -> Starlette:
             engine is loaded).
     """
     config.check()
+    voices_file = read_voices_file(config)  # read once, for its voices and its languages
     state = ServerState(
         config=config,
-        specs=load_voices(config),
-        languages=load_languages(config),
+        specs=load_voices(config, voices_file),
+        languages=load_languages(config, voices_file),
         # Finished responses are blobs of the same store as the segments: one size limit (the
         # whole of --max-size), least recently used first, whichever they are.
         responses=SyncTTSCache(config.cache_dir, max_size_bytes=config.max_size),

@@ -60,6 +60,7 @@ __all__ = [
     "VoiceSpec",
     "load_languages",
     "load_voices",
+    "read_voices_file",
 ]
 
 #: The environment variable through which ``serve`` hands its options to uvicorn's worker
@@ -302,8 +303,12 @@ def _descriptor_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
+def load_voices(
+    config: ServerConfig, document: dict[str, Any] | None = None
+) -> dict[str, VoiceSpec]:
     """OpenAI's voices on ``config.engine``, then those of ``config.voices_file`` (which win).
+
+    ``document`` is the file as :func:`read_voices_file` parsed it (None: read it here).
 
     Raises:
         InvalidOptionError: if the file cannot be read or parsed, or a voice is malformed (the
@@ -313,7 +318,8 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
         name: VoiceSpec(name, config.engine, params | FIXED_SPEED, openai=True)
         for name, params in OPENAI_VOICES.items()
     }
-    document = _voices_document(config)
+    if document is None:
+        document = read_voices_file(config)
     table = document.get("voices", {})
     if not isinstance(table, dict):
         raise InvalidOptionError(
@@ -324,15 +330,20 @@ def load_voices(config: ServerConfig) -> dict[str, VoiceSpec]:
     return voices
 
 
-def load_languages(config: ServerConfig) -> dict[str, str | None] | None:
+def load_languages(
+    config: ServerConfig, document: dict[str, Any] | None = None
+) -> dict[str, str | None] | None:
     """The voices file's ``[languages]`` table: language (``zh``, ``ja``, ``ko``) -> the engine
     that reads a text in its script when a voice's own engine cannot (``""``: none, such a text
     is refused); None where the file has no such table (eSpeak's voices, the default).
+    ``document`` as for :func:`load_voices`.
 
     Raises:
         InvalidOptionError: for a language that is not one of those, or a value not a string.
     """
-    table = _voices_document(config).get("languages")
+    if document is None:
+        document = read_voices_file(config)
+    table = document.get("languages")
     if table is None:
         return None
     where = f"{config.option('voices_file')} {config.voices_file}: [languages]"
@@ -353,8 +364,12 @@ def load_languages(config: ServerConfig) -> dict[str, str | None] | None:
     return languages
 
 
-def _voices_document(config: ServerConfig) -> dict[str, Any]:
-    """The voices file, parsed ({} without one): only ``[voices.NAME]`` and ``[languages]``."""
+def read_voices_file(config: ServerConfig) -> dict[str, Any]:
+    """The voices file, parsed ({} without one): only ``[voices.NAME]`` and ``[languages]``.
+
+    Raises:
+        InvalidOptionError: if it cannot be read, is not UTF-8 TOML, or has other tables.
+    """
     if config.voices_file is None:
         return {}
     option = config.option("voices_file")
